@@ -1,0 +1,27 @@
+//! `core-sync`: Atelier's local-first core.
+//!
+//! - [`model`]: the asset document, a typed API over Automerge. No IO.
+//! - [`store`]: the local SQLite store (chunks, listing projection, sync
+//!   state, blob index).
+//! - [`blob`]: the content-addressed blob store on disk.
+//! - [`ids`]: document and entity ids.
+//!
+//! See ARCHITECTURE.md at the repository root for the invariants.
+
+pub mod blob;
+pub mod ids;
+pub mod model;
+pub mod store;
+
+pub use ids::DocId;
+pub use model::AssetDoc;
+pub use store::{LocalAsset, Store, StoreOptions};
+
+/// Milliseconds since the Unix epoch, from the system clock. The model never
+/// calls this; adapters do and pass the time in.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

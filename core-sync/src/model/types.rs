@@ -1,0 +1,254 @@
+//! The typed vocabulary of an asset document: what callers pass in to change
+//! it and the read views they get back. Plain data, no Automerge types.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch. The model never reads a clock: callers
+/// pass the time in, so the model stays deterministic under test.
+pub type Millis = i64;
+
+/// Who or what a timeline entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MessageKind {
+    /// Words the user typed (a note, or the prompt that created the asset).
+    User,
+    /// A request for a tool to run (an edit, a generation, an upscale).
+    ToolRequest,
+    /// A tool's answer: carries output versions.
+    Result,
+    /// Something the app itself records, such as a rollback.
+    System,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 4] = [Self::User, Self::ToolRequest, Self::Result, Self::System];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::ToolRequest => "toolRequest",
+            Self::Result => "result",
+            Self::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a message stands in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MessageStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Succeeded, failed and canceled are final: nothing moves a message out.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Canceled)
+    }
+}
+
+/// A reference to content-addressed bytes in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobRef {
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
+    pub mime: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+}
+
+/// A human-readable failure attached to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Stable machine code, e.g. `safety_block`, `quota`.
+    pub code: String,
+    /// What a person reads in the timeline.
+    pub message: String,
+}
+
+/// What a caller supplies to append a message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewMessage {
+    pub kind: Option<MessageKind>,
+    pub text: Option<String>,
+    pub tool: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    /// Tool parameters as a JSON object (aspect ratio, scale, …).
+    pub params: Option<serde_json::Value>,
+    pub input_version_ids: Vec<String>,
+    /// Initial status; tool requests start `queued`, others have none.
+    pub status: Option<MessageStatus>,
+}
+
+impl NewMessage {
+    /// A note typed by the user.
+    pub fn user(text: impl Into<String>) -> Self {
+        NewMessage {
+            kind: Some(MessageKind::User),
+            text: Some(text.into()),
+            ..Default::default()
+        }
+    }
+
+    /// A queued request for `tool`, to be picked up by the cloud.
+    pub fn tool_request(
+        tool: impl Into<String>,
+        provider: impl Into<String>,
+        model: impl Into<String>,
+        prompt: impl Into<String>,
+    ) -> Self {
+        NewMessage {
+            kind: Some(MessageKind::ToolRequest),
+            text: Some(prompt.into()),
+            tool: Some(tool.into()),
+            provider: Some(provider.into()),
+            model: Some(model.into()),
+            status: Some(MessageStatus::Queued),
+            ..Default::default()
+        }
+    }
+
+    /// A system note such as a rollback record.
+    pub fn system(text: impl Into<String>) -> Self {
+        NewMessage {
+            kind: Some(MessageKind::System),
+            text: Some(text.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// A change to a message's lifecycle fields; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageUpdate {
+    pub status: Option<MessageStatus>,
+    /// 0.0 ..= 1.0
+    pub progress: Option<f64>,
+    pub error: Option<ErrorInfo>,
+    pub operation_id: Option<String>,
+    /// Appended to the message's output versions.
+    pub add_output_version_ids: Vec<String>,
+}
+
+/// A new image version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVersion {
+    pub blob: BlobRef,
+    pub thumbnail: Option<BlobRef>,
+    pub parent_version_id: Option<String>,
+    pub created_by_message_id: Option<String>,
+}
+
+/// A provider call's cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCostEvent {
+    pub provider: String,
+    pub model: String,
+    /// How many of `unit` were billed (tokens, images, seconds).
+    pub units: f64,
+    pub unit: String,
+    /// Cost in billionths of a US dollar: integer, so sums are exact.
+    pub cost_nano_usd: i64,
+    pub message_id: Option<String>,
+}
+
+// ---------------------------------------------------------------- read views
+
+/// What the asset list shows for one asset; also the listing projection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetSummary {
+    pub title: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub active_version_id: Option<String>,
+    /// The active version's thumbnail (or, lacking one, its image).
+    pub cover: Option<BlobRef>,
+    pub message_count: u64,
+    pub schema_version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub id: String,
+    pub kind: MessageKind,
+    pub text: Option<String>,
+    pub tool: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub params: Option<serde_json::Value>,
+    pub input_version_ids: Vec<String>,
+    pub output_version_ids: Vec<String>,
+    pub status: Option<MessageStatus>,
+    pub progress: Option<f64>,
+    pub error: Option<ErrorInfo>,
+    pub operation_id: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionView {
+    pub id: String,
+    pub parent_version_id: Option<String>,
+    pub created_by_message_id: Option<String>,
+    pub blob: BlobRef,
+    pub thumbnail: Option<BlobRef>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CostEventView {
+    pub id: String,
+    pub ts: Millis,
+    pub provider: String,
+    pub model: String,
+    pub units: f64,
+    pub unit: String,
+    pub cost_nano_usd: i64,
+    pub message_id: Option<String>,
+}
+
+impl CostEventView {
+    pub fn cost_usd(&self) -> f64 {
+        self.cost_nano_usd as f64 / 1e9
+    }
+}

@@ -1,0 +1,474 @@
+//! The local store: asset documents as Automerge chunks in SQLite, the
+//! listing projection, per-document sync state, and the blob index.
+//!
+//! Durability: SQLite in WAL mode. By default `synchronous=NORMAL`: a
+//! committed edit survives a crash or kill of the process (the WAL is
+//! written before commit returns), but the last commits may be lost if the
+//! whole machine loses power. `Durability::Full` fsyncs every commit and
+//! survives power loss, at several times the cost per edit. ARCHITECTURE.md
+//! says why the default is what it is.
+//!
+//! Every write is one SQLite transaction: the chunk and the projection row
+//! change together. Compaction writes the snapshot and deletes exactly the
+//! chunks it folded in, in one transaction; chunks written meanwhile (by
+//! another process sharing the store) are never touched.
+
+mod compaction;
+mod error;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use automerge::ChangeHash;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+
+pub use compaction::CompactionPolicy;
+pub use error::{StoreError, StoreResult};
+
+use crate::blob::BlobStore;
+use crate::ids::DocId;
+use crate::model::{AssetDoc, AssetSummary, Millis, ModelError};
+
+const SNAPSHOT: i64 = 0;
+const INCREMENTAL: i64 = 1;
+
+/// How hard a commit works to survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives process crashes; may lose the last commits on power loss.
+    #[default]
+    Normal,
+    /// fsync on every commit.
+    Full,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    pub compaction: CompactionPolicy,
+}
+
+/// One row of the asset list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetListing {
+    pub id: DocId,
+    pub title: String,
+    pub cover_sha256: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub message_count: u64,
+}
+
+/// A loaded asset together with the store's bookkeeping for it.
+pub struct LocalAsset {
+    pub id: DocId,
+    pub doc: AssetDoc,
+    /// The chunk rows this copy is made of (loaded or written by it): the
+    /// only rows its compaction may delete.
+    chunk_ids: Vec<i64>,
+    snapshot_bytes: u64,
+    incremental_bytes: u64,
+}
+
+/// Where a document stands with the sync server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncState {
+    pub cursor: i64,
+    pub server_heads: Vec<ChangeHash>,
+}
+
+/// Sizes of one stored document, for benchmarks and `status` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSize {
+    pub chunks: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    blobs: BlobStore,
+    dir: PathBuf,
+    options: StoreOptions,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`: `dir/atelier.db` and
+    /// the blob directory `dir/blobs`.
+    pub async fn open(dir: impl AsRef<Path>, options: StoreOptions) -> StoreResult<Store> {
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let connect = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(dir.join("atelier.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.durability {
+                Durability::Normal => SqliteSynchronous::Normal,
+                Durability::Full => SqliteSynchronous::Full,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(connect)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let blobs = BlobStore::open(dir.join("blobs"))?;
+        Ok(Store {
+            pool,
+            blobs,
+            dir,
+            options,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// Creates a new asset and stores it.
+    pub async fn create(&self, title: &str, now: Millis) -> StoreResult<LocalAsset> {
+        let doc = AssetDoc::create(title, now);
+        self.insert(DocId::random(), doc).await
+    }
+
+    /// Stores a document under `id` as a fresh snapshot (new assets, imports).
+    /// An id already in the store is refused: merge into it instead.
+    pub async fn insert(&self, id: DocId, mut doc: AssetDoc) -> StoreResult<LocalAsset> {
+        let summary = doc.summary().map_err(|source| StoreError::Model {
+            doc_id: id.clone(),
+            source,
+        })?;
+        let bytes = doc.save();
+        let heads = doc.heads();
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM documents WHERE doc_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::Model {
+                doc_id: id,
+                source: ModelError::Invalid("an asset with this id already exists".into()),
+            });
+        }
+        let chunk_id = insert_chunk(&mut tx, &id, SNAPSHOT, &bytes).await?;
+        sqlx::query(
+            "INSERT INTO documents (doc_id, title, cover_sha256, cover_mime, created_at, updated_at,
+                 message_count, schema_version, snapshot_bytes)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(&summary.title)
+        .bind(summary.cover.as_ref().map(|c| c.sha256.as_str()))
+        .bind(summary.cover.as_ref().map(|c| c.mime.as_str()))
+        .bind(summary.created_at)
+        .bind(summary.updated_at)
+        .bind(summary.message_count as i64)
+        .bind(summary.schema_version as i64)
+        .bind(bytes.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        doc.mark_saved(heads);
+        Ok(LocalAsset {
+            id,
+            doc,
+            chunk_ids: vec![chunk_id],
+            snapshot_bytes: bytes.len() as u64,
+            incremental_bytes: 0,
+        })
+    }
+
+    /// Makes every change of `asset` durable: one chunk plus the projection
+    /// row, in one transaction. When this returns, the edit is acknowledged.
+    /// Compacts afterwards if the policy says so.
+    pub async fn save(&self, asset: &mut LocalAsset) -> StoreResult<()> {
+        let (bytes, heads) = asset.doc.unsaved_changes();
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let summary = asset.doc.summary().map_err(|source| StoreError::Model {
+            doc_id: asset.id.clone(),
+            source,
+        })?;
+        let mut tx = self.pool.begin().await?;
+        let chunk_id = insert_chunk(&mut tx, &asset.id, INCREMENTAL, &bytes).await?;
+        let updated = sqlx::query(
+            "UPDATE documents SET title = ?, cover_sha256 = ?, cover_mime = ?, updated_at = ?,
+                 message_count = ?, schema_version = ?,
+                 incremental_bytes = incremental_bytes + ?, incremental_count = incremental_count + 1
+             WHERE doc_id = ?",
+        )
+        .bind(&summary.title)
+        .bind(summary.cover.as_ref().map(|c| c.sha256.as_str()))
+        .bind(summary.cover.as_ref().map(|c| c.mime.as_str()))
+        .bind(summary.updated_at)
+        .bind(summary.message_count as i64)
+        .bind(summary.schema_version as i64)
+        .bind(bytes.len() as i64)
+        .bind(asset.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::NotFound(asset.id.clone()));
+        }
+        tx.commit().await?;
+        asset.doc.mark_saved(heads);
+        asset.chunk_ids.push(chunk_id);
+        asset.incremental_bytes += bytes.len() as u64;
+        if self.options.compaction.should_compact(
+            asset.snapshot_bytes,
+            asset.incremental_bytes,
+            asset.chunk_ids.len() as u64,
+        ) {
+            self.compact(asset).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads an asset from its chunks. A damaged asset is an error naming it;
+    /// nothing is written. A document of an older schema is migrated and the
+    /// migration saved.
+    pub async fn load(&self, id: &DocId) -> StoreResult<LocalAsset> {
+        let rows = sqlx::query(
+            "SELECT chunk_id, kind, bytes FROM chunks WHERE doc_id = ? ORDER BY kind, chunk_id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound(id.clone()));
+        }
+        let mut chunk_ids = Vec::with_capacity(rows.len());
+        let mut chunks = Vec::with_capacity(rows.len());
+        let (mut snapshot_bytes, mut incremental_bytes) = (0u64, 0u64);
+        for row in &rows {
+            let bytes: &[u8] = row.try_get("bytes")?;
+            if row.try_get::<i64, _>("kind")? == SNAPSHOT {
+                snapshot_bytes += bytes.len() as u64;
+            } else {
+                incremental_bytes += bytes.len() as u64;
+            }
+            chunk_ids.push(row.try_get::<i64, _>("chunk_id")?);
+            chunks.push(bytes);
+        }
+        let doc = AssetDoc::load_chunks(chunks).map_err(|source| StoreError::Corrupt {
+            doc_id: id.clone(),
+            source,
+        })?;
+        let mut asset = LocalAsset {
+            id: id.clone(),
+            doc,
+            chunk_ids,
+            snapshot_bytes,
+            incremental_bytes,
+        };
+        if asset.doc.has_unsaved_changes() {
+            // The load migrated an old schema: make that durable now.
+            self.save(&mut asset).await?;
+        }
+        Ok(asset)
+    }
+
+    /// Folds all of this asset's chunks into one snapshot. Crash-safe: the
+    /// snapshot and the deletion of exactly the folded chunks commit together.
+    pub async fn compact(&self, asset: &mut LocalAsset) -> StoreResult<()> {
+        // Changes not yet stored would be folded into the snapshot without
+        // their own chunk; store them first so the rule stays simple.
+        if asset.doc.has_unsaved_changes() {
+            let (bytes, heads) = asset.doc.unsaved_changes();
+            let mut tx = self.pool.begin().await?;
+            let id = insert_chunk(&mut tx, &asset.id, INCREMENTAL, &bytes).await?;
+            tx.commit().await?;
+            asset.doc.mark_saved(heads);
+            asset.chunk_ids.push(id);
+        }
+        let snapshot = asset.doc.save();
+        let mut tx = self.pool.begin().await?;
+        let new_id = insert_chunk(&mut tx, &asset.id, SNAPSHOT, &snapshot).await?;
+        // Delete exactly the folded rows: never a range, which could take a
+        // chunk another process wrote meanwhile.
+        let folded = serde_json::to_string(&asset.chunk_ids).expect("ids serialize");
+        sqlx::query(
+            "DELETE FROM chunks WHERE doc_id = ? AND chunk_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(asset.id.as_str())
+        .bind(folded)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE documents SET snapshot_bytes = ?,
+                 incremental_bytes = (SELECT COALESCE(SUM(length(bytes)), 0) FROM chunks WHERE doc_id = ?1 AND kind = 1),
+                 incremental_count = (SELECT COUNT(*) FROM chunks WHERE doc_id = ?1 AND kind = 1)
+             WHERE doc_id = ?1",
+        )
+        .bind(snapshot.len() as i64)
+        .bind(asset.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        asset.chunk_ids = vec![new_id];
+        asset.snapshot_bytes = snapshot.len() as u64;
+        asset.incremental_bytes = 0;
+        Ok(())
+    }
+
+    /// The asset list, most recently updated first, from the projection only.
+    pub async fn list(&self) -> StoreResult<Vec<AssetListing>> {
+        let rows = sqlx::query(
+            "SELECT doc_id, title, cover_sha256, created_at, updated_at, message_count
+             FROM documents ORDER BY updated_at DESC, doc_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: &str = r.try_get("doc_id")?;
+                Ok(AssetListing {
+                    id: id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    title: r.try_get("title")?,
+                    cover_sha256: r.try_get("cover_sha256")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                    message_count: r.try_get::<i64, _>("message_count")?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Every stored asset id.
+    pub async fn ids(&self) -> StoreResult<Vec<DocId>> {
+        Ok(self.list().await?.into_iter().map(|l| l.id).collect())
+    }
+
+    /// How many chunks and bytes an asset occupies.
+    pub async fn stored_size(&self, id: &DocId) -> StoreResult<StoredSize> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(length(bytes)), 0) AS b FROM chunks WHERE doc_id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StoredSize {
+            chunks: row.try_get::<i64, _>("n")? as u64,
+            bytes: row.try_get::<i64, _>("b")? as u64,
+        })
+    }
+
+    pub async fn sync_state(&self, id: &DocId) -> StoreResult<SyncState> {
+        let row = sqlx::query("SELECT cursor, server_heads FROM sync_state WHERE doc_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(SyncState::default());
+        };
+        let heads: &[u8] = row.try_get("server_heads")?;
+        Ok(SyncState {
+            cursor: row.try_get("cursor")?,
+            server_heads: decode_heads(heads).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        })
+    }
+
+    pub async fn set_sync_state(&self, id: &DocId, state: &SyncState, now: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sync_state (doc_id, cursor, server_heads, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (doc_id) DO UPDATE SET cursor = excluded.cursor,
+                 server_heads = excluded.server_heads, updated_at = excluded.updated_at",
+        )
+        .bind(id.as_str())
+        .bind(state.cursor)
+        .bind(encode_heads(&state.server_heads))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores image bytes in the blob store and indexes them.
+    pub async fn put_blob(&self, bytes: Vec<u8>, mime: &str, now: Millis) -> StoreResult<String> {
+        let blobs = self.blobs.clone();
+        let len = bytes.len();
+        let sha = tokio::task::spawn_blocking(move || blobs.put(&bytes))
+            .await
+            .expect("blob writer panicked")?;
+        sqlx::query(
+            "INSERT INTO blobs (sha256, mime, bytes, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&sha)
+        .bind(mime)
+        .bind(len as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(sha)
+    }
+
+    /// Reads and verifies a blob.
+    pub async fn get_blob(&self, sha256: &str) -> StoreResult<Vec<u8>> {
+        let blobs = self.blobs.clone();
+        let sha = sha256.to_owned();
+        Ok(tokio::task::spawn_blocking(move || blobs.get(&sha))
+            .await
+            .expect("blob reader panicked")?)
+    }
+}
+
+impl LocalAsset {
+    pub fn summary(&mut self) -> Result<AssetSummary, ModelError> {
+        self.doc.summary()
+    }
+
+    /// How many stored chunks this copy knows of.
+    pub fn chunk_count(&self) -> usize {
+        self.chunk_ids.len()
+    }
+}
+
+async fn insert_chunk(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &DocId,
+    kind: i64,
+    bytes: &[u8],
+) -> StoreResult<i64> {
+    let done = sqlx::query("INSERT INTO chunks (doc_id, kind, bytes) VALUES (?, ?, ?)")
+        .bind(id.as_str())
+        .bind(kind)
+        .bind(bytes)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.last_insert_rowid())
+}
+
+fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, String> {
+    if bytes.len() % 32 != 0 {
+        return Err(format!("{} bytes is not a list of 32-byte hashes", bytes.len()));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| ChangeHash(c.try_into().expect("32 bytes")))
+        .collect())
+}
