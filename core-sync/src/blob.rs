@@ -34,7 +34,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 pub fn is_valid_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[derive(Debug, Clone)]
@@ -192,7 +194,10 @@ mod tests {
     fn refuses_bad_names_and_mismatched_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        assert!(matches!(store.get("../../etc/passwd"), Err(BlobError::InvalidHash(_))));
+        assert!(matches!(
+            store.get("../../etc/passwd"),
+            Err(BlobError::InvalidHash(_))
+        ));
         let wrong = sha256_hex(b"other");
         assert!(matches!(
             store.put_verified(&wrong, b"bytes"),

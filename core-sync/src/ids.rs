@@ -58,7 +58,9 @@ pub fn new_id() -> String {
 
 /// Whether `s` has the form of an id minted by [`new_id`].
 pub fn is_valid_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -69,7 +71,12 @@ mod tests {
     fn ids_round_trip_and_reject_junk() {
         let id = DocId::random();
         assert_eq!(id.as_str().parse::<DocId>().unwrap(), id);
-        for bad in ["", "../etc/passwd", "ABCDEF0123456789ABCDEF0123456789", "0123"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "ABCDEF0123456789ABCDEF0123456789",
+            "0123",
+        ] {
             assert!(bad.parse::<DocId>().is_err(), "{bad}");
         }
     }

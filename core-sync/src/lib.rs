@@ -5,6 +5,7 @@
 //!   state, blob index).
 //! - [`blob`]: the content-addressed blob store on disk.
 //! - [`ids`]: document and entity ids.
+//! - [`sync`]: the HTTP sync protocol shared with the server.
 //!
 //! See ARCHITECTURE.md at the repository root for the invariants.
 
@@ -12,6 +13,7 @@ pub mod blob;
 pub mod ids;
 pub mod model;
 pub mod store;
+pub mod sync;
 
 pub use ids::DocId;
 pub use model::AssetDoc;

@@ -15,7 +15,9 @@ fn blob(n: u8) -> BlobRef {
 #[test]
 fn a_timeline_from_prompt_to_rollback() {
     let mut doc = AssetDoc::create("Sneaker shot", 1_000);
-    let prompt = doc.append_message(NewMessage::user("a red sneaker"), 1_001).unwrap();
+    let prompt = doc
+        .append_message(NewMessage::user("a red sneaker"), 1_001)
+        .unwrap();
     let v1 = doc
         .add_version(
             NewVersion {
@@ -32,14 +34,23 @@ fn a_timeline_from_prompt_to_rollback() {
             NewMessage {
                 input_version_ids: vec![v1.clone()],
                 params: Some(serde_json::json!({"scale": 4})),
-                ..NewMessage::tool_request("upscale", "replicate", "nightmareai/real-esrgan", "upscale 4x")
+                ..NewMessage::tool_request(
+                    "upscale",
+                    "replicate",
+                    "nightmareai/real-esrgan",
+                    "upscale 4x",
+                )
             },
             1_003,
         )
         .unwrap();
     doc.update_message(
         &req,
-        MessageUpdate { status: Some(MessageStatus::Running), progress: Some(0.5), ..Default::default() },
+        MessageUpdate {
+            status: Some(MessageStatus::Running),
+            progress: Some(0.5),
+            ..Default::default()
+        },
         1_004,
     )
     .unwrap();
@@ -83,18 +94,25 @@ fn a_timeline_from_prompt_to_rollback() {
     let s = doc.summary().unwrap();
     assert_eq!(s.title, "Sneaker shot");
     assert_eq!(s.active_version_id.as_deref(), Some(v1.as_str()));
-    assert_eq!(s.cover.unwrap().sha256, blob(2).sha256, "cover is the thumbnail");
+    assert_eq!(
+        s.cover.unwrap().sha256,
+        blob(2).sha256,
+        "cover is the thumbnail"
+    );
     assert_eq!(s.message_count, 3);
     assert_eq!(s.updated_at, 1_008);
     // The cached summary agrees with one computed from scratch.
     assert_eq!(doc.reader().summary().unwrap(), doc.summary().unwrap());
 
     let msgs = doc.messages().unwrap();
-    assert_eq!(msgs.iter().map(|m| m.kind).collect::<Vec<_>>(), [
-        MessageKind::User,
-        MessageKind::ToolRequest,
-        MessageKind::System
-    ]);
+    assert_eq!(
+        msgs.iter().map(|m| m.kind).collect::<Vec<_>>(),
+        [
+            MessageKind::User,
+            MessageKind::ToolRequest,
+            MessageKind::System
+        ]
+    );
     let r = &msgs[1];
     assert_eq!(r.status, Some(MessageStatus::Succeeded));
     assert_eq!(r.output_version_ids, vec![v2.clone()]);
@@ -106,7 +124,10 @@ fn a_timeline_from_prompt_to_rollback() {
     assert_eq!(doc.message(&req).unwrap(), msgs[1]);
 
     let versions = doc.versions().unwrap();
-    assert_eq!(versions.iter().map(|v| v.id.clone()).collect::<Vec<_>>(), [v1.clone(), v2.clone()]);
+    assert_eq!(
+        versions.iter().map(|v| v.id.clone()).collect::<Vec<_>>(),
+        [v1.clone(), v2.clone()]
+    );
     assert_eq!(versions[1].parent_version_id.as_deref(), Some(v1.as_str()));
     let costs = doc.cost_events().unwrap();
     assert_eq!(costs.len(), 1);
@@ -123,29 +144,66 @@ fn a_timeline_from_prompt_to_rollback() {
 fn refused_writes_leave_the_document_unchanged() {
     let mut doc = AssetDoc::create("x", 0);
     let heads = doc.heads();
-    let id = doc.append_message(NewMessage::tool_request("upscale", "replicate", "m", "p"), 1).unwrap();
+    let id = doc
+        .append_message(
+            NewMessage::tool_request("upscale", "replicate", "m", "p"),
+            1,
+        )
+        .unwrap();
     let after = doc.heads();
     assert_ne!(heads, after);
     for bad in [
-        MessageUpdate { progress: Some(1.5), ..Default::default() },
-        MessageUpdate { add_output_version_ids: vec!["nope".into()], ..Default::default() },
+        MessageUpdate {
+            progress: Some(1.5),
+            ..Default::default()
+        },
+        MessageUpdate {
+            add_output_version_ids: vec!["nope".into()],
+            ..Default::default()
+        },
     ] {
-        assert!(matches!(doc.update_message(&id, bad, 2), Err(ModelError::Invalid(_) | ModelError::UnknownVersion(_))));
+        assert!(matches!(
+            doc.update_message(&id, bad, 2),
+            Err(ModelError::Invalid(_) | ModelError::UnknownVersion(_))
+        ));
     }
     assert!(matches!(
         doc.update_message("missing", MessageUpdate::default(), 2),
         Err(ModelError::UnknownMessage(_))
     ));
-    doc.update_message(&id, MessageUpdate { status: Some(MessageStatus::Canceled), ..Default::default() }, 3)
-        .unwrap();
+    doc.update_message(
+        &id,
+        MessageUpdate {
+            status: Some(MessageStatus::Canceled),
+            ..Default::default()
+        },
+        3,
+    )
+    .unwrap();
     let canceled = doc.heads();
     assert!(matches!(
-        doc.update_message(&id, MessageUpdate { status: Some(MessageStatus::Running), ..Default::default() }, 4),
+        doc.update_message(
+            &id,
+            MessageUpdate {
+                status: Some(MessageStatus::Running),
+                ..Default::default()
+            },
+            4
+        ),
         Err(ModelError::Invalid(_))
     ));
-    assert!(matches!(doc.set_active_version("nope", 5), Err(ModelError::UnknownVersion(_))));
     assert!(matches!(
-        doc.append_message(NewMessage { params: Some(serde_json::json!([1])), ..NewMessage::user("x") }, 6),
+        doc.set_active_version("nope", 5),
+        Err(ModelError::UnknownVersion(_))
+    ));
+    assert!(matches!(
+        doc.append_message(
+            NewMessage {
+                params: Some(serde_json::json!([1])),
+                ..NewMessage::user("x")
+            },
+            6
+        ),
         Err(ModelError::Invalid(_))
     ));
     assert_eq!(doc.heads(), canceled, "no refused write left a change");
@@ -154,16 +212,37 @@ fn refused_writes_leave_the_document_unchanged() {
 #[test]
 fn message_lookup_survives_merges_and_long_timelines() {
     let mut a = AssetDoc::create("x", 0);
-    let first = a.append_message(NewMessage::tool_request("t", "p", "m", "first"), 1).unwrap();
+    let first = a
+        .append_message(NewMessage::tool_request("t", "p", "m", "first"), 1)
+        .unwrap();
     for i in 0..300 {
-        a.append_message(NewMessage::user(format!("m{i}")), 2 + i).unwrap();
+        a.append_message(NewMessage::user(format!("m{i}")), 2 + i)
+            .unwrap();
     }
     let mut b = a.fork();
-    let from_b = b.append_message(NewMessage::tool_request("t", "p", "m", "b"), 500).unwrap();
+    let from_b = b
+        .append_message(NewMessage::tool_request("t", "p", "m", "b"), 500)
+        .unwrap();
     a.append_message(NewMessage::user("a"), 501).unwrap();
     a.merge(&mut b).unwrap();
-    a.update_message(&first, MessageUpdate { progress: Some(0.1), ..Default::default() }, 600).unwrap();
-    a.update_message(&from_b, MessageUpdate { progress: Some(0.2), ..Default::default() }, 601).unwrap();
+    a.update_message(
+        &first,
+        MessageUpdate {
+            progress: Some(0.1),
+            ..Default::default()
+        },
+        600,
+    )
+    .unwrap();
+    a.update_message(
+        &from_b,
+        MessageUpdate {
+            progress: Some(0.2),
+            ..Default::default()
+        },
+        601,
+    )
+    .unwrap();
     assert_eq!(a.message(&first).unwrap().progress, Some(0.1));
     assert_eq!(a.message(&from_b).unwrap().progress, Some(0.2));
     assert_eq!(a.summary().unwrap().message_count, 303);
@@ -192,7 +271,10 @@ fn a_newer_schema_is_refused_by_name() {
     raw.put(automerge::ROOT, "schema", 99_i64).unwrap();
     raw.commit();
     match AssetDoc::load(&raw.save()) {
-        Err(ModelError::UnsupportedSchema { found: 99, supported }) => assert_eq!(supported, SCHEMA_VERSION),
+        Err(ModelError::UnsupportedSchema {
+            found: 99,
+            supported,
+        }) => assert_eq!(supported, SCHEMA_VERSION),
         other => panic!("expected UnsupportedSchema, got {:?}", other.err()),
     }
 }

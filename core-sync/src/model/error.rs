@@ -7,10 +7,12 @@ use automerge::AutomergeError;
 pub enum ModelError {
     /// The bytes are not an Automerge document (corrupt or truncated).
     #[error("not a valid Automerge document or change: {0}")]
-    Automerge(#[from] AutomergeError),
+    Automerge(Box<AutomergeError>),
 
     /// Written by a newer Atelier: refusing beats silently mangling it.
-    #[error("schema version {found} is newer than this build understands (up to {supported}); update Atelier")]
+    #[error(
+        "schema version {found} is newer than this build understands (up to {supported}); update Atelier"
+    )]
     UnsupportedSchema { found: u64, supported: u64 },
 
     /// The document parsed but does not have the shape of an asset.
@@ -27,6 +29,12 @@ pub enum ModelError {
     /// moving a finished message, …). The document is unchanged.
     #[error("invalid change: {0}")]
     Invalid(String),
+}
+
+impl From<AutomergeError> for ModelError {
+    fn from(e: AutomergeError) -> Self {
+        ModelError::Automerge(Box::new(e))
+    }
 }
 
 pub type ModelResult<T> = Result<T, ModelError>;

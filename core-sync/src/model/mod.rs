@@ -90,14 +90,22 @@ impl AssetDoc {
     /// Loads from several chunks: the first is loaded whole, the rest applied
     /// incrementally. Empty input is an error, not an empty document.
     pub fn load_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> ModelResult<Self> {
+        // One strict load of the concatenation: `load_incremental` would
+        // silently skip a truncated or corrupt tail, `load` refuses it.
         let mut chunks = chunks.into_iter();
         let first = chunks
             .next()
             .ok_or_else(|| ModelError::Malformed("no data".into()))?;
-        let mut doc = AutoCommit::load(first)?;
-        for chunk in chunks {
-            doc.load_incremental(chunk)?;
-        }
+        let mut doc = match chunks.next() {
+            None => AutoCommit::load(first)?,
+            Some(second) => {
+                let mut all = Vec::with_capacity(first.len() + second.len());
+                all.extend_from_slice(first);
+                all.extend_from_slice(second);
+                chunks.for_each(|c| all.extend_from_slice(c));
+                AutoCommit::load(&all)?
+            }
+        };
         if !doc.get_missing_deps(&[]).is_empty() {
             return Err(ModelError::Malformed(
                 "changes are missing their dependencies".into(),
@@ -122,8 +130,7 @@ impl AssetDoc {
         Ok(AutoCommit::load(bytes)?)
     }
 
-    fn wrap(mut doc: AutoCommit) -> Self {
-        let _ = doc.get_heads();
+    fn wrap(doc: AutoCommit) -> Self {
         AssetDoc {
             doc,
             saved_heads: Vec::new(),
@@ -172,7 +179,11 @@ impl AssetDoc {
     }
 
     /// Applies chunks or changes from elsewhere (another device, the server).
+    /// The bytes are parsed strictly first: corrupt or truncated input is an
+    /// error and changes nothing (Automerge's own `load_incremental` would
+    /// apply the readable prefix and drop the rest without a word).
     pub fn apply_incremental(&mut self, bytes: &[u8]) -> ModelResult<()> {
+        check_chunks(bytes)?;
         let before = self.doc.get_heads();
         self.doc.load_incremental(bytes)?;
         if self.doc.get_heads() != before {
@@ -301,7 +312,11 @@ impl AssetDoc {
         if let Some(status) = msg.status {
             fields.insert(STATUS, H::scalar(status.as_str()));
         }
-        let inputs: Vec<H> = msg.input_version_ids.iter().map(|v| H::scalar(v.as_str())).collect();
+        let inputs: Vec<H> = msg
+            .input_version_ids
+            .iter()
+            .map(|v| H::scalar(v.as_str()))
+            .collect();
         fields.insert(INPUT_VERSION_IDS, inputs.into());
         fields.insert(OUTPUT_VERSION_IDS, H::list());
         fields.insert(CREATED_AT, H::scalar(now));
@@ -328,7 +343,11 @@ impl AssetDoc {
         let list = self.messages_obj()?;
         let len = self.doc.length(&list);
         if self.index.len != len {
-            self.index = MessageIndex { ids: HashMap::new(), lo: len, len };
+            self.index = MessageIndex {
+                ids: HashMap::new(),
+                lo: len,
+                len,
+            };
         }
         if let Some(obj) = self.index.ids.get(id) {
             return Ok(obj.clone());
@@ -354,11 +373,18 @@ impl AssetDoc {
 
     /// Updates a message's lifecycle fields. A finished message (succeeded,
     /// failed, canceled) cannot change status again.
-    pub fn update_message(&mut self, id: &str, update: MessageUpdate, now: Millis) -> ModelResult<()> {
-        if let Some(p) = update.progress {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(ModelError::Invalid(format!("progress {p} is outside 0..=1")));
-            }
+    pub fn update_message(
+        &mut self,
+        id: &str,
+        update: MessageUpdate,
+        now: Millis,
+    ) -> ModelResult<()> {
+        if let Some(p) = update.progress
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(ModelError::Invalid(format!(
+                "progress {p} is outside 0..=1"
+            )));
         }
         let obj = self.find_message(id)?;
         if let Some(next) = update.status {
@@ -366,14 +392,15 @@ impl AssetDoc {
                 Some((Value::Scalar(s), _)) => s.as_str().and_then(MessageStatus::parse),
                 _ => None,
             };
-            if let Some(cur) = current {
-                if cur.is_terminal() && cur != next {
-                    return Err(ModelError::Invalid(format!(
-                        "message {id} is already {}; it cannot become {}",
-                        cur.as_str(),
-                        next.as_str()
-                    )));
-                }
+            if let Some(cur) = current
+                && cur.is_terminal()
+                && cur != next
+            {
+                return Err(ModelError::Invalid(format!(
+                    "message {id} is already {}; it cannot become {}",
+                    cur.as_str(),
+                    next.as_str()
+                )));
             }
         }
         for v in &update.add_output_version_ids {
@@ -400,7 +427,9 @@ impl AssetDoc {
             if !update.add_output_version_ids.is_empty() {
                 let outputs = match this.doc.get(&obj, OUTPUT_VERSION_IDS)? {
                     Some((Value::Object(ObjType::List), l)) => l,
-                    _ => this.doc.put_object(&obj, OUTPUT_VERSION_IDS, ObjType::List)?,
+                    _ => this
+                        .doc
+                        .put_object(&obj, OUTPUT_VERSION_IDS, ObjType::List)?,
                 };
                 for v in &update.add_output_version_ids {
                     let at = this.doc.length(&outputs);
@@ -421,12 +450,15 @@ impl AssetDoc {
 
     /// Adds an image version and makes it the active one. Returns its id.
     pub fn add_version(&mut self, v: NewVersion, now: Millis) -> ModelResult<String> {
-        if !crate::blob::is_valid_sha256(&v.blob.sha256) {
-            return Err(ModelError::Invalid(format!("bad sha256 {:?}", v.blob.sha256)));
-        }
-        if let Some(t) = &v.thumbnail {
-            if !crate::blob::is_valid_sha256(&t.sha256) {
-                return Err(ModelError::Invalid(format!("bad thumbnail sha256 {:?}", t.sha256)));
+        for b in std::iter::once(&v.blob).chain(&v.thumbnail) {
+            if !crate::blob::is_valid_sha256(&b.sha256) {
+                return Err(ModelError::Invalid(format!("bad sha256 {:?}", b.sha256)));
+            }
+            if b.bytes > i64::MAX as u64 {
+                return Err(ModelError::Invalid(format!(
+                    "blob size {} is not a real size",
+                    b.bytes
+                )));
             }
         }
         if let Some(p) = &v.parent_version_id {
@@ -455,7 +487,8 @@ impl AssetDoc {
         }
         let value: H = fields.into();
         self.change(|this| {
-            this.doc.batch_create_object(&versions, id.as_str(), &value, false)?;
+            this.doc
+                .batch_create_object(&versions, id.as_str(), &value, false)?;
             this.doc.put(ROOT, ACTIVE_VERSION_ID, id.as_str())?;
             this.touch(now)?;
             if let Some(s) = &mut this.summary {
@@ -495,7 +528,9 @@ impl AssetDoc {
     /// Records what a provider call cost. Returns the event's id.
     pub fn record_cost(&mut self, ev: NewCostEvent, now: Millis) -> ModelResult<String> {
         if !ev.units.is_finite() || ev.units < 0.0 || ev.cost_nano_usd < 0 {
-            return Err(ModelError::Invalid("cost and units must be non-negative".into()));
+            return Err(ModelError::Invalid(
+                "cost and units must be non-negative".into(),
+            ));
         }
         let list = Reader::new(&self.doc, None)
             .cost_event_lists()?
@@ -569,6 +604,18 @@ impl AssetDoc {
 
     pub fn cost_events(&self) -> ModelResult<Vec<CostEventView>> {
         self.reader().cost_events()
+    }
+}
+
+/// Parses `bytes` (snapshots and/or changes) strictly without applying them.
+/// Changes whose dependencies are elsewhere are fine; bad bytes are not.
+pub fn check_chunks(bytes: &[u8]) -> ModelResult<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    match automerge::Automerge::load(bytes) {
+        Ok(_) | Err(automerge::AutomergeError::MissingDeps) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

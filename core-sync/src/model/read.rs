@@ -78,7 +78,10 @@ impl<'a> Reader<'a> {
 
     pub fn schema_version(&self) -> ModelResult<u64> {
         Ok(match self.scalar(&ROOT, SCHEMA)? {
-            Some(s) => s.as_u64().or_else(|| s.as_i64().map(|n| n.max(0) as u64)).unwrap_or(0),
+            Some(s) => s
+                .as_u64()
+                .or_else(|| s.as_i64().map(|n| n.max(0) as u64))
+                .unwrap_or(0),
             None => 0,
         })
     }
@@ -117,7 +120,10 @@ impl<'a> Reader<'a> {
         let hydrate::Value::List(items) = self.hydrate(&list)? else {
             return Ok(Vec::new());
         };
-        Ok(items.iter().filter_map(|item| message_view(&item.value)).collect())
+        Ok(items
+            .iter()
+            .filter_map(|item| message_view(&item.value))
+            .collect())
     }
 
     /// Timeline entries `range` (clamped to the timeline); cost is
@@ -129,10 +135,10 @@ impl<'a> Reader<'a> {
         let end = range.end.min(self.length(&list));
         let mut out = Vec::with_capacity(end.saturating_sub(range.start));
         for i in range.start..end {
-            if let Some((Value::Object(ObjType::Map), obj)) = self.get_index(&list, i)? {
-                if let Some(m) = message_view(&self.hydrate(&obj)?) {
-                    out.push(m);
-                }
+            if let Some((Value::Object(ObjType::Map), obj)) = self.get_index(&list, i)?
+                && let Some(m) = message_view(&self.hydrate(&obj)?)
+            {
+                out.push(m);
             }
         }
         Ok(out)

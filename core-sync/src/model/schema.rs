@@ -151,7 +151,10 @@ fn v0_to_v1(doc: &mut AutoCommit) -> ModelResult<()> {
             };
             doc.put(&msg, KIND, kind)?;
             doc.delete(&msg, "type")?;
-            for (old, new) in [("inputRefs", INPUT_VERSION_IDS), ("outputRefs", OUTPUT_VERSION_IDS)] {
+            for (old, new) in [
+                ("inputRefs", INPUT_VERSION_IDS),
+                ("outputRefs", OUTPUT_VERSION_IDS),
+            ] {
                 let ids = string_list(doc, &msg, old)?;
                 let list = doc.put_object(&msg, new, ObjType::List)?;
                 for (j, id) in ids.into_iter().enumerate() {
@@ -178,10 +181,10 @@ fn string_list(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> ModelResu
     };
     let mut out = Vec::new();
     for i in 0..doc.length(&list) {
-        if let Some((Value::Scalar(s), _)) = doc.get(&list, i)? {
-            if let Some(s) = s.as_str() {
-                out.push(s.to_owned());
-            }
+        if let Some((Value::Scalar(s), _)) = doc.get(&list, i)?
+            && let Some(s) = s.as_str()
+        {
+            out.push(s.to_owned());
         }
     }
     Ok(out)

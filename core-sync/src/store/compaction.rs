@@ -52,9 +52,15 @@ mod tests {
         let p = CompactionPolicy::default();
         assert!(!p.should_compact(0, 1000, 5), "below the floor");
         assert!(p.should_compact(1000, 20_000, 90));
-        assert!(!p.should_compact(100_000, 20_000, 90), "snapshot still larger");
+        assert!(
+            !p.should_compact(100_000, 20_000, 90),
+            "snapshot still larger"
+        );
         assert!(p.should_compact(100_000, 100_001, 450));
-        assert!(!p.should_compact(0, 1 << 20, 1), "one chunk is already compact");
+        assert!(
+            !p.should_compact(0, 1 << 20, 1),
+            "one chunk is already compact"
+        );
         assert!(!CompactionPolicy::NEVER.should_compact(0, u64::MAX - 1, 1 << 40));
     }
 }

@@ -8,8 +8,9 @@
 //! survives power loss, at several times the cost per edit. ARCHITECTURE.md
 //! says why the default is what it is.
 //!
-//! Every write is one SQLite transaction: the chunk and the projection row
-//! change together. Compaction writes the snapshot and deletes exactly the
+//! An edit is one INSERT of a chunk on a dedicated writer connection; a
+//! trigger updates the listing projection in the same statement, so the two
+//! always change together and an edit costs one round trip. Compaction writes the snapshot and deletes exactly the
 //! chunks it folded in, in one transaction; chunks written meanwhile (by
 //! another process sharing the store) are never touched.
 
@@ -21,10 +22,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use automerge::ChangeHash;
+use std::sync::Arc;
+
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{Connection, Row};
+use tokio::sync::Mutex;
 
 pub use compaction::CompactionPolicy;
 pub use error::{StoreError, StoreResult};
@@ -90,7 +95,12 @@ pub struct StoredSize {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Readers (WAL lets them run beside the writer).
     pool: SqlitePool,
+    /// The one connection that writes. A dedicated connection instead of a
+    /// pool checkout saves round trips to sqlx's worker thread, which cost
+    /// more than SQLite's own commit.
+    writer: Arc<Mutex<SqliteConnection>>,
     blobs: BlobStore,
     dir: PathBuf,
     options: StoreOptions,
@@ -118,12 +128,15 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
-            .connect_with(connect)
+            .test_before_acquire(false)
+            .connect_with(connect.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let writer = SqliteConnection::connect_with(&connect).await?;
         let blobs = BlobStore::open(dir.join("blobs"))?;
         Ok(Store {
             pool,
+            writer: Arc::new(Mutex::new(writer)),
             blobs,
             dir,
             options,
@@ -138,8 +151,11 @@ impl Store {
         &self.blobs
     }
 
-    /// Closes the pool, checkpointing the WAL.
+    /// Closes the connections, checkpointing the WAL.
     pub async fn close(self) {
+        if let Ok(writer) = Arc::try_unwrap(self.writer) {
+            let _ = writer.into_inner().close().await;
+        }
         self.pool.close().await;
     }
 
@@ -158,7 +174,8 @@ impl Store {
         })?;
         let bytes = doc.save();
         let heads = doc.heads();
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin().await?;
         let exists = sqlx::query("SELECT 1 FROM documents WHERE doc_id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
@@ -169,7 +186,6 @@ impl Store {
                 source: ModelError::Invalid("an asset with this id already exists".into()),
             });
         }
-        let chunk_id = insert_chunk(&mut tx, &id, SNAPSHOT, &bytes).await?;
         sqlx::query(
             "INSERT INTO documents (doc_id, title, cover_sha256, cover_mime, created_at, updated_at,
                  message_count, schema_version, snapshot_bytes)
@@ -186,6 +202,7 @@ impl Store {
         .bind(bytes.len() as i64)
         .execute(&mut *tx)
         .await?;
+        let chunk_id = insert_chunk(&mut tx, &id, SNAPSHOT, &bytes, None).await?;
         tx.commit().await?;
         doc.mark_saved(heads);
         Ok(LocalAsset {
@@ -201,47 +218,57 @@ impl Store {
     /// row, in one transaction. When this returns, the edit is acknowledged.
     /// Compacts afterwards if the policy says so.
     pub async fn save(&self, asset: &mut LocalAsset) -> StoreResult<()> {
-        let (bytes, heads) = asset.doc.unsaved_changes();
-        if bytes.is_empty() {
+        if !self.write_unsaved(asset).await? {
             return Ok(());
         }
-        let summary = asset.doc.summary().map_err(|source| StoreError::Model {
-            doc_id: asset.id.clone(),
-            source,
-        })?;
-        let mut tx = self.pool.begin().await?;
-        let chunk_id = insert_chunk(&mut tx, &asset.id, INCREMENTAL, &bytes).await?;
-        let updated = sqlx::query(
-            "UPDATE documents SET title = ?, cover_sha256 = ?, cover_mime = ?, updated_at = ?,
-                 message_count = ?, schema_version = ?,
-                 incremental_bytes = incremental_bytes + ?, incremental_count = incremental_count + 1
-             WHERE doc_id = ?",
-        )
-        .bind(&summary.title)
-        .bind(summary.cover.as_ref().map(|c| c.sha256.as_str()))
-        .bind(summary.cover.as_ref().map(|c| c.mime.as_str()))
-        .bind(summary.updated_at)
-        .bind(summary.message_count as i64)
-        .bind(summary.schema_version as i64)
-        .bind(bytes.len() as i64)
-        .bind(asset.id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::NotFound(asset.id.clone()));
-        }
-        tx.commit().await?;
-        asset.doc.mark_saved(heads);
-        asset.chunk_ids.push(chunk_id);
-        asset.incremental_bytes += bytes.len() as u64;
         if self.options.compaction.should_compact(
             asset.snapshot_bytes,
             asset.incremental_bytes,
             asset.chunk_ids.len() as u64,
         ) {
-            self.compact(asset).await?;
+            // The edit is already durable: a failed compaction only means the
+            // chunks stay as they are until the next attempt.
+            if let Err(e) = self.compact(asset).await {
+                tracing::warn!(doc = %asset.id, error = %e, "compaction failed; will retry later");
+            }
         }
         Ok(())
+    }
+
+    /// Writes the asset's unsaved changes as one incremental chunk together
+    /// with its projection row. Returns whether there was anything to write.
+    async fn write_unsaved(&self, asset: &mut LocalAsset) -> StoreResult<bool> {
+        let (bytes, heads) = asset.doc.unsaved_changes();
+        if bytes.is_empty() {
+            return Ok(false);
+        }
+        let summary = asset.doc.summary().map_err(|source| StoreError::Model {
+            doc_id: asset.id.clone(),
+            source,
+        })?;
+        let projection = Projection::of(&summary);
+        let mut writer = self.writer.lock().await;
+        let chunk_id = insert_chunk(
+            &mut writer,
+            &asset.id,
+            INCREMENTAL,
+            &bytes,
+            Some(&projection),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Db(sqlx::Error::Database(d))
+                if d.message().contains("unknown document") =>
+            {
+                StoreError::NotFound(asset.id.clone())
+            }
+            e => e,
+        })?;
+        drop(writer);
+        asset.doc.mark_saved(heads);
+        asset.chunk_ids.push(chunk_id);
+        asset.incremental_bytes += bytes.len() as u64;
+        Ok(true)
     }
 
     /// Loads an asset from its chunks. A damaged asset is an error naming it;
@@ -292,18 +319,12 @@ impl Store {
     /// snapshot and the deletion of exactly the folded chunks commit together.
     pub async fn compact(&self, asset: &mut LocalAsset) -> StoreResult<()> {
         // Changes not yet stored would be folded into the snapshot without
-        // their own chunk; store them first so the rule stays simple.
-        if asset.doc.has_unsaved_changes() {
-            let (bytes, heads) = asset.doc.unsaved_changes();
-            let mut tx = self.pool.begin().await?;
-            let id = insert_chunk(&mut tx, &asset.id, INCREMENTAL, &bytes).await?;
-            tx.commit().await?;
-            asset.doc.mark_saved(heads);
-            asset.chunk_ids.push(id);
-        }
+        // their own chunk or projection update; store them first.
+        self.write_unsaved(asset).await?;
         let snapshot = asset.doc.save();
-        let mut tx = self.pool.begin().await?;
-        let new_id = insert_chunk(&mut tx, &asset.id, SNAPSHOT, &snapshot).await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin().await?;
+        let new_id = insert_chunk(&mut tx, &asset.id, SNAPSHOT, &snapshot, None).await?;
         // Delete exactly the folded rows: never a range, which could take a
         // chunk another process wrote meanwhile.
         let folded = serde_json::to_string(&asset.chunk_ids).expect("ids serialize");
@@ -340,10 +361,12 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
+            .map(|r| -> StoreResult<AssetListing> {
                 let id: &str = r.try_get("doc_id")?;
                 Ok(AssetListing {
-                    id: id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    id: id
+                        .parse()
+                        .map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))))?,
                     title: r.try_get("title")?,
                     cover_sha256: r.try_get("cover_sha256")?,
                     created_at: r.try_get("created_at")?,
@@ -388,7 +411,12 @@ impl Store {
         })
     }
 
-    pub async fn set_sync_state(&self, id: &DocId, state: &SyncState, now: Millis) -> StoreResult<()> {
+    pub async fn set_sync_state(
+        &self,
+        id: &DocId,
+        state: &SyncState,
+        now: Millis,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sync_state (doc_id, cursor, server_heads, updated_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (doc_id) DO UPDATE SET cursor = excluded.cursor,
@@ -398,7 +426,7 @@ impl Store {
         .bind(state.cursor)
         .bind(encode_heads(&state.server_heads))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(())
     }
@@ -418,7 +446,7 @@ impl Store {
         .bind(mime)
         .bind(len as i64)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(sha)
     }
@@ -444,18 +472,48 @@ impl LocalAsset {
     }
 }
 
+/// The listing fields a chunk carries for the `chunks_keep_projection`
+/// trigger.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Projection<'a> {
+    title: &'a str,
+    cover_sha256: Option<&'a str>,
+    cover_mime: Option<&'a str>,
+    updated_at: Millis,
+    message_count: u64,
+    schema_version: u64,
+}
+
+impl<'a> Projection<'a> {
+    fn of(s: &'a AssetSummary) -> Self {
+        Projection {
+            title: &s.title,
+            cover_sha256: s.cover.as_ref().map(|c| c.sha256.as_str()),
+            cover_mime: s.cover.as_ref().map(|c| c.mime.as_str()),
+            updated_at: s.updated_at,
+            message_count: s.message_count,
+            schema_version: s.schema_version,
+        }
+    }
+}
+
 async fn insert_chunk(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    conn: &mut SqliteConnection,
     id: &DocId,
     kind: i64,
     bytes: &[u8],
+    projection: Option<&Projection<'_>>,
 ) -> StoreResult<i64> {
-    let done = sqlx::query("INSERT INTO chunks (doc_id, kind, bytes) VALUES (?, ?, ?)")
-        .bind(id.as_str())
-        .bind(kind)
-        .bind(bytes)
-        .execute(&mut **tx)
-        .await?;
+    let projection = projection.map(|p| serde_json::to_string(p).expect("projection serializes"));
+    let done =
+        sqlx::query("INSERT INTO chunks (doc_id, kind, bytes, projection) VALUES (?, ?, ?, ?)")
+            .bind(id.as_str())
+            .bind(kind)
+            .bind(bytes)
+            .bind(projection)
+            .execute(conn)
+            .await?;
     Ok(done.last_insert_rowid())
 }
 
@@ -464,8 +522,11 @@ fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
 }
 
 fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, String> {
-    if bytes.len() % 32 != 0 {
-        return Err(format!("{} bytes is not a list of 32-byte hashes", bytes.len()));
+    if !bytes.len().is_multiple_of(32) {
+        return Err(format!(
+            "{} bytes is not a list of 32-byte hashes",
+            bytes.len()
+        ));
     }
     Ok(bytes
         .chunks_exact(32)

@@ -1,0 +1,308 @@
+//! `atelier-local`: the local store from a terminal. Creates assets, appends
+//! to their timelines, rolls back, and prints timelines, all offline.
+//! A thin shell over `core_sync::store` and `core_sync::model`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use core_sync::model::{BlobRef, MessageStatus, NewMessage, NewVersion};
+use core_sync::store::{Durability, Store, StoreOptions};
+use core_sync::{DocId, LocalAsset, now_millis};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Atelier's local store from the terminal: assets and their timelines, offline."
+)]
+struct Cli {
+    /// Store directory (default: the platform data directory, e.g. ~/.local/share/atelier).
+    #[arg(long, env = "ATELIER_DATA", global = true)]
+    data: Option<PathBuf>,
+    /// fsync every commit (survives power loss, slower).
+    #[arg(long, global = true)]
+    fsync: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a sample asset with a short timeline and print it.
+    Demo,
+    /// Create an asset; prints its id.
+    New { title: String },
+    /// List assets, most recently updated first.
+    List,
+    /// Append a note to an asset's timeline.
+    Say { id: DocId, text: String },
+    /// Queue a tool request (it runs when the asset reaches the cloud).
+    Request {
+        id: DocId,
+        /// Tool: edit, generate, remove-background, upscale.
+        tool: String,
+        prompt: String,
+    },
+    /// Add an image file as a new version of an asset.
+    AddImage { id: DocId, file: PathBuf },
+    /// Make an earlier version the active one (a new change; history is kept).
+    Rollback { id: DocId, version: String },
+    /// Print an asset's timeline, versions and costs.
+    Show { id: DocId },
+    /// Fold every asset's chunks into one snapshot each.
+    Compact,
+}
+
+fn default_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "atelier")
+        .map(|d| d.data_dir().to_owned())
+        .unwrap_or_else(|| PathBuf::from(".atelier"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+async fn run(cli: Cli) -> Result<()> {
+    let dir = cli.data.unwrap_or_else(default_dir);
+    let options = StoreOptions {
+        durability: if cli.fsync {
+            Durability::Full
+        } else {
+            Durability::Normal
+        },
+        ..Default::default()
+    };
+    let store = Store::open(&dir, options).await?;
+    match cli.command {
+        Command::Demo => demo(&store).await?,
+        Command::New { title } => {
+            let asset = store.create(&title, now_millis()).await?;
+            println!("{}", asset.id);
+        }
+        Command::List => {
+            for a in store.list().await? {
+                println!(
+                    "{}  {:>4} msgs  updated {}  {}",
+                    a.id,
+                    a.message_count,
+                    format_time(a.updated_at),
+                    a.title
+                );
+            }
+        }
+        Command::Say { id, text } => {
+            let mut asset = store.load(&id).await?;
+            asset
+                .doc
+                .append_message(NewMessage::user(text), now_millis())?;
+            store.save(&mut asset).await?;
+        }
+        Command::Request { id, tool, prompt } => {
+            let mut asset = store.load(&id).await?;
+            let inputs = asset.summary()?.active_version_id.into_iter().collect();
+            let msg = NewMessage {
+                input_version_ids: inputs,
+                ..NewMessage::tool_request(tool, "", "", prompt)
+            };
+            let mid = asset.doc.append_message(msg, now_millis())?;
+            store.save(&mut asset).await?;
+            println!("{mid}");
+        }
+        Command::AddImage { id, file } => {
+            let mut asset = store.load(&id).await?;
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let mime = sniff_mime(&bytes).ok_or("not a PNG, JPEG or WebP image")?;
+            let len = bytes.len() as u64;
+            let sha = store.put_blob(bytes, mime, now_millis()).await?;
+            let parent = asset.summary()?.active_version_id;
+            let vid = asset.doc.add_version(
+                NewVersion {
+                    blob: BlobRef {
+                        sha256: sha,
+                        mime: mime.into(),
+                        width: 0,
+                        height: 0,
+                        bytes: len,
+                    },
+                    thumbnail: None,
+                    parent_version_id: parent,
+                    created_by_message_id: None,
+                },
+                now_millis(),
+            )?;
+            store.save(&mut asset).await?;
+            println!("{vid}");
+        }
+        Command::Rollback { id, version } => {
+            let mut asset = store.load(&id).await?;
+            asset.doc.set_active_version(&version, now_millis())?;
+            store.save(&mut asset).await?;
+        }
+        Command::Show { id } => {
+            let mut asset = store.load(&id).await?;
+            print_asset(&mut asset)?;
+        }
+        Command::Compact => {
+            for id in store.ids().await? {
+                let mut asset = store.load(&id).await?;
+                store.compact(&mut asset).await?;
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn demo(store: &Store) -> Result<()> {
+    let now = now_millis();
+    let mut asset = store.create("Red sneaker, studio shot", now).await?;
+    let prompt = asset.doc.append_message(
+        NewMessage::user("A red sneaker on a white studio background"),
+        now,
+    )?;
+    store.save(&mut asset).await?;
+    // A tiny stand-in image so the demo has versions to roll between.
+    let mut versions = Vec::new();
+    for (i, label) in ["original", "background removed"].iter().enumerate() {
+        let bytes = format!("demo image {i}: {label}").into_bytes();
+        let len = bytes.len() as u64;
+        let sha = store.put_blob(bytes, "image/png", now).await?;
+        let v = asset.doc.add_version(
+            NewVersion {
+                blob: BlobRef {
+                    sha256: sha,
+                    mime: "image/png".into(),
+                    width: 1024,
+                    height: 1024,
+                    bytes: len,
+                },
+                thumbnail: None,
+                parent_version_id: versions.last().cloned(),
+                created_by_message_id: Some(prompt.clone()),
+            },
+            now + 1 + i as i64,
+        )?;
+        versions.push(v);
+        store.save(&mut asset).await?;
+    }
+    asset.doc.append_message(
+        NewMessage {
+            input_version_ids: vec![versions[1].clone()],
+            ..NewMessage::tool_request(
+                "upscale",
+                "replicate",
+                "nightmareai/real-esrgan",
+                "Upscale 4x",
+            )
+        },
+        now + 3,
+    )?;
+    store.save(&mut asset).await?;
+    asset.doc.set_active_version(&versions[0], now + 4)?;
+    store.save(&mut asset).await?;
+    println!("Created asset {} in {}", asset.id, store.dir().display());
+    println!();
+    print_asset(&mut asset)?;
+    println!();
+    println!(
+        "Try: atelier-local show {}   (or: list, say, request, rollback)",
+        asset.id
+    );
+    Ok(())
+}
+
+fn print_asset(asset: &mut LocalAsset) -> Result<()> {
+    let s = asset.summary()?;
+    println!("{} — {}", asset.id, s.title);
+    println!(
+        "created {}, updated {}",
+        format_time(s.created_at),
+        format_time(s.updated_at)
+    );
+    println!();
+    for m in asset.doc.messages()? {
+        let status = match m.status {
+            Some(MessageStatus::Failed) => format!(
+                " [failed: {}]",
+                m.error
+                    .as_ref()
+                    .map(|e| e.message.as_str())
+                    .unwrap_or("no reason given")
+            ),
+            Some(st) => format!(" [{}]", st.as_str()),
+            None => String::new(),
+        };
+        let tool = m
+            .tool
+            .as_deref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default();
+        println!(
+            "  {}  {:<11}{tool} {}{status}",
+            format_time(m.created_at),
+            m.kind.as_str(),
+            m.text.as_deref().unwrap_or("")
+        );
+    }
+    println!();
+    println!("versions:");
+    for v in asset.doc.versions()? {
+        let active = if Some(&v.id) == s.active_version_id.as_ref() {
+            "  ← active"
+        } else {
+            ""
+        };
+        println!(
+            "  {}  {}x{} {} {} B{active}",
+            v.id, v.blob.width, v.blob.height, v.blob.mime, v.blob.bytes
+        );
+    }
+    let costs = asset.doc.cost_events()?;
+    let total: i64 = costs.iter().map(|c| c.cost_nano_usd).sum();
+    println!(
+        "cost: ${:.4} over {} provider calls",
+        total as f64 / 1e9,
+        costs.len()
+    );
+    Ok(())
+}
+
+fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// UTC `YYYY-MM-DD HH:MM`.
+fn format_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}

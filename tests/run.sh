@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command (README): installs what the tests need on a
+# fresh machine, starts the services they talk to, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A shared target cache outside the clone keeps repeat runs warm; a cold one
+# works too.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/atelier-target}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "toolchain: $(cargo --version)"
+
+step "build (debug, all test targets)"
+cargo build --workspace --tests --locked
+
+step "test"
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}"
