@@ -1,2 +1,18 @@
-//! `cloud-lambda`: Atelier's cloud: one axum `Router` for the sync endpoint, REST API, jobs and
-//! auth over an embedded or AWS storage backend. Filled by the sync issue; nothing here yet.
+//! `cloud-lambda`: Atelier's cloud. One axum `Router` serves the sync
+//! endpoint (and, in later issues, the REST API, jobs and the webhook), over
+//! a storage backend chosen at start-up: embedded (SQLite + files, the
+//! default of `atelier-cloud serve`) or AWS (DynamoDB + S3, on Lambda).
+//!
+//! - [`app`]: the Router and its state.
+//! - [`sync`]: the sync endpoint's logic.
+//! - [`auth`]: bearer JWT (RS256) validation against a JWKS; the embedded
+//!   server's own issuer.
+//! - [`storage`]: the fallible storage trait, its embedded implementation,
+//!   and the conformance suite every backend passes.
+//! - [`error`]: the API's error type.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod storage;
+pub mod sync;

@@ -4,11 +4,13 @@
 //! - [`store`]: the local SQLite store (chunks, listing projection, sync
 //!   state, blob index).
 //! - [`blob`]: the content-addressed blob store on disk.
+//! - [`backup`]: export, import and verification of a whole store.
 //! - [`ids`]: document and entity ids.
 //! - [`sync`]: the HTTP sync protocol shared with the server.
 //!
 //! See ARCHITECTURE.md at the repository root for the invariants.
 
+pub mod backup;
 pub mod blob;
 pub mod ids;
 pub mod model;

@@ -237,3 +237,46 @@ async fn sync_state_round_trips() {
         .unwrap();
     assert_eq!(store.sync_state(&a.id).await.unwrap().cursor, 43);
 }
+
+#[tokio::test]
+async fn pending_sync_follows_local_edits_and_server_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default())
+        .await
+        .unwrap();
+    let mut a = store.create("a", 0).await.unwrap();
+    let b = store.create("b", 0).await.unwrap();
+    let mut pending = store.pending_sync().await.unwrap();
+    pending.sort();
+    let mut both = vec![a.id.clone(), b.id.clone()];
+    both.sort();
+    assert_eq!(pending, both, "never synced: both pending");
+
+    let heads = a.doc.heads();
+    store
+        .set_sync_state(
+            &a.id,
+            &SyncState {
+                cursor: 1,
+                server_heads: heads,
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.pending_sync().await.unwrap(), vec![b.id.clone()]);
+
+    a.doc.append_message(NewMessage::user("edit"), 2).unwrap();
+    store.save(&mut a).await.unwrap();
+    assert_eq!(
+        store.pending_sync().await.unwrap().len(),
+        2,
+        "a local edit makes it pending again"
+    );
+
+    assert_eq!(store.meta("feed").await.unwrap(), None);
+    store.set_meta("feed", 42).await.unwrap();
+    assert_eq!(store.meta("feed").await.unwrap(), Some(42));
+    assert!(store.contains(&a.id).await.unwrap());
+    assert!(!store.contains(&DocId::random()).await.unwrap());
+}

@@ -192,6 +192,33 @@ impl AssetDoc {
         Ok(())
     }
 
+    /// Encoded changes a peer that has `heads` lacks. Heads this document
+    /// does not know (a peer ahead of us, or a server restored from an older
+    /// backup) make that impossible to compute exactly, so then every change
+    /// is returned: Automerge's own `get_changes` would silently do the same,
+    /// and saying so here keeps the fallback deliberate.
+    pub fn changes_since(&mut self, heads: &[ChangeHash]) -> Vec<u8> {
+        let known = self.knows(heads);
+        let from: &[ChangeHash] = if known { heads } else { &[] };
+        self.doc
+            .get_changes(from)
+            .iter()
+            .flat_map(|c| c.raw_bytes().to_vec())
+            .collect()
+    }
+
+    /// Whether every change named by `heads` is in this document.
+    pub fn knows(&mut self, heads: &[ChangeHash]) -> bool {
+        heads
+            .iter()
+            .all(|h| self.doc.get_change_by_hash(h).is_some())
+    }
+
+    /// Changes this document is waiting for (referenced but absent).
+    pub fn missing_deps(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_missing_deps(&[])
+    }
+
     /// Merges another copy of this asset into this one.
     pub fn merge(&mut self, other: &mut AssetDoc) -> ModelResult<()> {
         self.doc.merge(&mut other.doc)?;
@@ -613,7 +640,12 @@ pub fn check_chunks(bytes: &[u8]) -> ModelResult<()> {
     if bytes.is_empty() {
         return Ok(());
     }
-    match automerge::Automerge::load(bytes) {
+    // Automerge logs an error for changes whose dependencies are not in the
+    // scratch document; here that is expected, so keep it out of the logs.
+    let loaded = tracing::dispatcher::with_default(&tracing::Dispatch::none(), || {
+        automerge::Automerge::load(bytes)
+    });
+    match loaded {
         Ok(_) | Err(automerge::AutomergeError::MissingDeps) => Ok(()),
         Err(e) => Err(e.into()),
     }

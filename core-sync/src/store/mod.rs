@@ -188,8 +188,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO documents (doc_id, title, cover_sha256, cover_mime, created_at, updated_at,
-                 message_count, schema_version, snapshot_bytes)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 message_count, schema_version, snapshot_bytes, heads)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.as_str())
         .bind(&summary.title)
@@ -200,6 +200,7 @@ impl Store {
         .bind(summary.message_count as i64)
         .bind(summary.schema_version as i64)
         .bind(bytes.len() as i64)
+        .bind(encode_heads(&heads))
         .execute(&mut *tx)
         .await?;
         let chunk_id = insert_chunk(&mut tx, &id, SNAPSHOT, &bytes, None).await?;
@@ -246,7 +247,7 @@ impl Store {
             doc_id: asset.id.clone(),
             source,
         })?;
-        let projection = Projection::of(&summary);
+        let projection = Projection::of(&summary, &heads);
         let mut writer = self.writer.lock().await;
         let chunk_id = insert_chunk(
             &mut writer,
@@ -431,6 +432,66 @@ impl Store {
         Ok(())
     }
 
+    /// Documents whose local heads differ from the server heads last
+    /// recorded for them: the ones with changes to push. One query.
+    pub async fn pending_sync(&self) -> StoreResult<Vec<DocId>> {
+        let rows = sqlx::query(
+            "SELECT d.doc_id FROM documents d LEFT JOIN sync_state s ON s.doc_id = d.doc_id
+             WHERE s.server_heads IS NULL OR s.server_heads != d.heads ORDER BY d.doc_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| -> StoreResult<DocId> {
+                let id: &str = r.try_get("doc_id")?;
+                id.parse()
+                    .map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))))
+            })
+            .collect()
+    }
+
+    /// The heads the listing row recorded for an asset at its last write
+    /// (what `verify` checks a reload against).
+    pub async fn recorded_heads(&self, id: &DocId) -> StoreResult<Vec<ChangeHash>> {
+        let row = sqlx::query("SELECT heads FROM documents WHERE doc_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let heads: &[u8] = row.try_get("heads")?;
+        Ok(decode_heads(heads).map_err(|e| sqlx::Error::Decode(e.into()))?)
+    }
+
+    /// Whether an asset is in the store.
+    pub async fn contains(&self, id: &DocId) -> StoreResult<bool> {
+        Ok(sqlx::query("SELECT 1 FROM documents WHERE doc_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// A small named number kept with the store (e.g. a feed cursor).
+    pub async fn meta(&self, key: &str) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query("SELECT value FROM sync_meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get::<i64, _>("value")))
+    }
+
+    pub async fn set_meta(&self, key: &str, value: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sync_meta (key, value) VALUES (?, ?)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(())
+    }
+
     /// Stores image bytes in the blob store and indexes them.
     pub async fn put_blob(&self, bytes: Vec<u8>, mime: &str, now: Millis) -> StoreResult<String> {
         let blobs = self.blobs.clone();
@@ -483,10 +544,12 @@ struct Projection<'a> {
     updated_at: Millis,
     message_count: u64,
     schema_version: u64,
+    /// Sorted, concatenated, hex.
+    heads: String,
 }
 
 impl<'a> Projection<'a> {
-    fn of(s: &'a AssetSummary) -> Self {
+    fn of(s: &'a AssetSummary, heads: &[ChangeHash]) -> Self {
         Projection {
             title: &s.title,
             cover_sha256: s.cover.as_ref().map(|c| c.sha256.as_str()),
@@ -494,6 +557,7 @@ impl<'a> Projection<'a> {
             updated_at: s.updated_at,
             message_count: s.message_count,
             schema_version: s.schema_version,
+            heads: hex::encode(encode_heads(heads)),
         }
     }
 }
@@ -517,8 +581,11 @@ async fn insert_chunk(
     Ok(done.last_insert_rowid())
 }
 
+/// Heads as stored: sorted, so equal sets compare equal as bytes.
 fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
-    heads.iter().flat_map(|h| h.0).collect()
+    let mut sorted = heads.to_vec();
+    sorted.sort();
+    sorted.iter().flat_map(|h| h.0).collect()
 }
 
 fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, String> {

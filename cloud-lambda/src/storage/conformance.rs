@@ -1,0 +1,679 @@
+//! The black-box conformance suite for storage backends, written only
+//! against the [`DocStore`] and [`BlobStore`] traits so that every backend
+//! (embedded, AWS) runs the same checks.
+//!
+//! A backend's test calls [`run_all`] with a function that opens a fresh
+//! [`Backend`]; each case gets its own. Cases use fresh random user ids, so
+//! a backend may also hand out one shared store (a real DynamoDB table).
+//! [`run_all`] runs every case, even after a failure, and then panics naming
+//! the cases that failed. [`CASES`] lists them for a backend that prefers
+//! one test per case.
+//!
+//! What the trait cannot show (which rows a compaction deleted, a crash
+//! between its two steps) belongs in the backend's own tests.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use automerge::ChangeHash;
+use core_sync::DocId;
+use core_sync::blob::sha256_hex;
+
+use super::{BlobStore, Chunk, DocHead, DocStore, FeedEntry, MAX_USER_LEN, StorageError};
+
+/// A backend under test.
+pub struct Backend {
+    pub docs: Arc<dyn DocStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    /// Whatever must live as long as the stores (a temporary directory).
+    pub guard: Box<dyn Any + Send + Sync>,
+}
+
+/// One conformance case.
+pub type Case = fn(Backend) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Every case, by name.
+pub const CASES: &[(&str, Case)] = &[
+    ("append_then_read_in_order", |b| {
+        Box::pin(append_then_read_in_order(b))
+    }),
+    ("malformed_input_is_invalid", |b| {
+        Box::pin(malformed_input_is_invalid(b))
+    }),
+    ("stale_append_conflicts_and_writes_nothing", |b| {
+        Box::pin(stale_append_conflicts_and_writes_nothing(b))
+    }),
+    ("other_users_documents_do_not_exist", |b| {
+        Box::pin(other_users_documents_do_not_exist(b))
+    }),
+    ("useq_increases_across_a_users_documents", |b| {
+        Box::pin(useq_increases_across_a_users_documents(b))
+    }),
+    ("feed_holds_each_document_once_at_its_latest_useq", |b| {
+        Box::pin(feed_holds_each_document_once_at_its_latest_useq(b))
+    }),
+    ("compaction_folds_exactly_the_entries_up_to_upto", |b| {
+        Box::pin(compaction_folds_exactly_the_entries_up_to_upto(b))
+    }),
+    ("reads_during_compaction_never_miss_an_entry", |b| {
+        Box::pin(reads_during_compaction_never_miss_an_entry(b))
+    }),
+    ("concurrent_appends_get_distinct_useqs_or_conflict", |b| {
+        Box::pin(concurrent_appends_get_distinct_useqs_or_conflict(b))
+    }),
+    ("blobs_are_verified_and_per_user", |b| {
+        Box::pin(blobs_are_verified_and_per_user(b))
+    }),
+    ("heads_of_the_latest_append_are_kept", |b| {
+        Box::pin(heads_of_the_latest_append_are_kept(b))
+    }),
+];
+
+/// Runs every case, each on a fresh backend from `make`, and panics at the
+/// end naming those that failed. Needs a tokio runtime (multi-threaded for
+/// real concurrency in the concurrent cases).
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    let mut failed = Vec::new();
+    for (name, case) in CASES {
+        let backend = make().await;
+        eprintln!("storage conformance: {name}");
+        if let Err(e) = tokio::spawn(case(backend)).await {
+            eprintln!("storage conformance: {name} FAILED: {e}");
+            failed.push(*name);
+        }
+    }
+    assert!(failed.is_empty(), "storage conformance failed: {failed:?}");
+}
+
+/// A fresh user id, so cases never see each other's data.
+fn new_user() -> String {
+    format!("conformance-{}", uuid::Uuid::new_v4())
+}
+
+fn entry(useq: u64, bytes: &[u8]) -> Chunk {
+    Chunk {
+        useq,
+        bytes: bytes.to_vec(),
+        is_snapshot: false,
+    }
+}
+
+fn snapshot(upto: u64, bytes: &[u8]) -> Chunk {
+    Chunk {
+        useq: upto,
+        bytes: bytes.to_vec(),
+        is_snapshot: true,
+    }
+}
+
+fn feed(rows: &[(&DocId, u64)]) -> Vec<FeedEntry> {
+    rows.iter()
+        .map(|(doc_id, useq)| FeedEntry {
+            doc_id: (*doc_id).clone(),
+            useq: *useq,
+        })
+        .collect()
+}
+
+fn head(owner: &str, last_useq: u64, snapshot_upto: u64) -> Option<DocHead> {
+    Some(DocHead {
+        owner: owner.to_owned(),
+        last_useq,
+        snapshot_upto,
+        heads: vec![],
+    })
+}
+
+/// Appends and returns the new useq, panicking with context on error.
+async fn append(docs: &dyn DocStore, user: &str, doc: &DocId, expected: u64, bytes: &[u8]) -> u64 {
+    match docs.append(user, doc, expected, bytes, &[]).await {
+        Ok(useq) => useq,
+        Err(e) => panic!("append to {doc} expecting {expected} failed: {e}"),
+    }
+}
+
+async fn heads_of_the_latest_append_are_kept(b: Backend) {
+    let docs = &*b.docs;
+    let (a, d) = (new_user(), DocId::random());
+    let h = |n: u8| ChangeHash([n; 32]);
+    docs.append(&a, &d, 0, b"one", &[h(1)]).await.unwrap();
+    assert_eq!(docs.head(&a, &d).await.unwrap().unwrap().heads, vec![h(1)]);
+    docs.append(&a, &d, 1, b"two", &[h(2), h(3)]).await.unwrap();
+    assert_eq!(
+        docs.head(&a, &d).await.unwrap().unwrap().heads,
+        vec![h(2), h(3)]
+    );
+    // A refused append leaves them alone.
+    assert_eq!(
+        docs.append(&a, &d, 1, b"stale", &[h(9)]).await,
+        Err(StorageError::Conflict)
+    );
+    assert_eq!(
+        docs.head(&a, &d).await.unwrap().unwrap().heads,
+        vec![h(2), h(3)]
+    );
+    docs.compact(&a, &d, 2, b"snapshot").await.unwrap();
+    assert_eq!(
+        docs.head(&a, &d).await.unwrap().unwrap().heads,
+        vec![h(2), h(3)]
+    );
+}
+
+async fn append_then_read_in_order(b: Backend) {
+    let docs = &*b.docs;
+    let (a, d) = (new_user(), DocId::random());
+    assert_eq!(docs.head(&a, &d).await, Ok(None));
+    assert_eq!(
+        docs.read_since(&a, &d, 0).await,
+        Err(StorageError::NotFound)
+    );
+    assert_eq!(docs.read_all(&a, &d).await, Err(StorageError::NotFound));
+    assert_eq!(docs.user_head(&a).await, Ok(0));
+    assert_eq!(docs.feed_since(&a, 0, 10).await, Ok(vec![]));
+
+    assert_eq!(append(docs, &a, &d, 0, b"one").await, 1);
+    assert_eq!(append(docs, &a, &d, 1, b"two").await, 2);
+    assert_eq!(append(docs, &a, &d, 2, b"three").await, 3);
+
+    assert_eq!(docs.head(&a, &d).await, Ok(head(&a, 3, 0)));
+    let all = vec![entry(1, b"one"), entry(2, b"two"), entry(3, b"three")];
+    assert_eq!(docs.read_all(&a, &d).await, Ok(all.clone()));
+    assert_eq!(docs.read_since(&a, &d, 0).await, Ok(all.clone()));
+    assert_eq!(docs.read_since(&a, &d, 1).await, Ok(all[1..].to_vec()));
+    assert_eq!(docs.read_since(&a, &d, 2).await, Ok(all[2..].to_vec()));
+    assert_eq!(docs.read_since(&a, &d, 3).await, Ok(vec![]));
+    assert_eq!(docs.read_since(&a, &d, u64::MAX).await, Ok(vec![]));
+    assert_eq!(docs.user_head(&a).await, Ok(3));
+}
+
+async fn malformed_input_is_invalid(b: Backend) {
+    let docs = &*b.docs;
+    let d = DocId::random();
+    let too_long = "u".repeat(MAX_USER_LEN + 1);
+    for bad in ["", too_long.as_str(), "line\nbreak"] {
+        let invalid = |r: Result<(), StorageError>| {
+            assert!(
+                matches!(r, Err(StorageError::Invalid(_))),
+                "user {bad:?}: {r:?}"
+            );
+        };
+        invalid(docs.head(bad, &d).await.map(drop));
+        invalid(docs.append(bad, &d, 0, b"x", &[]).await.map(drop));
+        invalid(docs.read_since(bad, &d, 0).await.map(drop));
+        invalid(docs.read_all(bad, &d).await.map(drop));
+        invalid(docs.feed_since(bad, 0, 10).await.map(drop));
+        invalid(docs.compact(bad, &d, 1, b"s").await);
+        invalid(docs.user_head(bad).await.map(drop));
+        invalid(b.blobs.put(bad, &sha256_hex(b"x"), b"x").await);
+        invalid(b.blobs.get(bad, &sha256_hex(b"x")).await.map(drop));
+        invalid(b.blobs.exists(bad, &sha256_hex(b"x")).await.map(drop));
+    }
+    // The longest allowed id works.
+    let longest = format!("{}{}", new_user(), "u".repeat(MAX_USER_LEN))[..MAX_USER_LEN].to_owned();
+    assert_eq!(append(docs, &longest, &d, 0, b"x").await, 1);
+
+    // Empty chunks are refused and write nothing.
+    let (a, e) = (new_user(), DocId::random());
+    assert!(matches!(
+        docs.append(&a, &e, 0, b"", &[]).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert_eq!(docs.head(&a, &e).await, Ok(None));
+    assert_eq!(docs.user_head(&a).await, Ok(0));
+    append(docs, &a, &e, 0, b"x").await;
+    assert!(matches!(
+        docs.compact(&a, &e, 1, b"").await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert_eq!(docs.head(&a, &e).await, Ok(head(&a, 1, 0)));
+}
+
+async fn stale_append_conflicts_and_writes_nothing(b: Backend) {
+    let docs = &*b.docs;
+    let (a, d, other) = (new_user(), DocId::random(), DocId::random());
+    append(docs, &a, &d, 0, b"d1").await;
+    append(docs, &a, &d, 1, b"d2").await;
+    append(docs, &a, &other, 0, b"o3").await;
+
+    // Stale, "new doc" on an existing one, the user's head (not the doc's),
+    // and a future value: all conflicts.
+    for expected in [1, 0, 3, 99, u64::MAX] {
+        assert_eq!(
+            docs.append(&a, &d, expected, b"lost", &[]).await,
+            Err(StorageError::Conflict),
+            "expected {expected}"
+        );
+    }
+    assert_eq!(docs.head(&a, &d).await, Ok(head(&a, 2, 0)));
+    assert_eq!(
+        docs.read_all(&a, &d).await,
+        Ok(vec![entry(1, b"d1"), entry(2, b"d2")])
+    );
+    assert_eq!(docs.user_head(&a).await, Ok(3));
+    assert_eq!(
+        docs.feed_since(&a, 0, 10).await,
+        Ok(feed(&[(&d, 2), (&other, 3)]))
+    );
+
+    // The refused appends used up no useq.
+    assert_eq!(append(docs, &a, &d, 2, b"d4").await, 4);
+
+    // An absent document is not found unless it is being created.
+    let absent = DocId::random();
+    assert_eq!(
+        docs.append(&a, &absent, 5, b"x", &[]).await,
+        Err(StorageError::NotFound)
+    );
+    assert_eq!(docs.head(&a, &absent).await, Ok(None));
+    assert_eq!(docs.user_head(&a).await, Ok(4));
+}
+
+async fn other_users_documents_do_not_exist(b: Backend) {
+    let docs = &*b.docs;
+    let (a, bob, d) = (new_user(), new_user(), DocId::random());
+    append(docs, &a, &d, 0, b"a1").await;
+    append(docs, &a, &d, 1, b"a2").await;
+
+    assert_eq!(docs.head(&bob, &d).await, Ok(None));
+    assert_eq!(
+        docs.read_since(&bob, &d, 0).await,
+        Err(StorageError::NotFound)
+    );
+    assert_eq!(
+        docs.read_since(&bob, &d, 1).await,
+        Err(StorageError::NotFound)
+    );
+    assert_eq!(docs.read_all(&bob, &d).await, Err(StorageError::NotFound));
+    // Neither an append at A's head nor a takeover as a "new" document.
+    assert_eq!(
+        docs.append(&bob, &d, 2, b"b", &[]).await,
+        Err(StorageError::NotFound)
+    );
+    assert_eq!(
+        docs.append(&bob, &d, 0, b"b", &[]).await,
+        Err(StorageError::NotFound)
+    );
+    assert_eq!(
+        docs.compact(&bob, &d, 2, b"b-snap").await,
+        Err(StorageError::NotFound)
+    );
+    assert_eq!(docs.feed_since(&bob, 0, 10).await, Ok(vec![]));
+    assert_eq!(docs.user_head(&bob).await, Ok(0));
+
+    // A's document is untouched.
+    assert_eq!(docs.head(&a, &d).await, Ok(head(&a, 2, 0)));
+    assert_eq!(
+        docs.read_all(&a, &d).await,
+        Ok(vec![entry(1, b"a1"), entry(2, b"a2")])
+    );
+    assert_eq!(docs.feed_since(&a, 0, 10).await, Ok(feed(&[(&d, 2)])));
+    assert_eq!(docs.user_head(&a).await, Ok(2));
+
+    // B's own documents have B's own sequence, invisible to A.
+    let e = DocId::random();
+    assert_eq!(append(docs, &bob, &e, 0, b"b1").await, 1);
+    assert_eq!(docs.feed_since(&bob, 0, 10).await, Ok(feed(&[(&e, 1)])));
+    assert_eq!(docs.feed_since(&a, 0, 10).await, Ok(feed(&[(&d, 2)])));
+    assert_eq!(docs.head(&a, &e).await, Ok(None));
+    assert_eq!(docs.read_all(&a, &e).await, Err(StorageError::NotFound));
+
+    // Still hidden after A compacts.
+    docs.compact(&a, &d, 2, b"a-snap").await.unwrap();
+    assert_eq!(docs.head(&bob, &d).await, Ok(None));
+    assert_eq!(docs.read_all(&bob, &d).await, Err(StorageError::NotFound));
+}
+
+async fn useq_increases_across_a_users_documents(b: Backend) {
+    let docs = &*b.docs;
+    let a = new_user();
+    let ids = [DocId::random(), DocId::random(), DocId::random()];
+    let mut last = [0u64; 3];
+    let mut seen = Vec::new();
+    for (step, which) in [0, 1, 0, 2, 1, 0].into_iter().enumerate() {
+        let useq = append(
+            docs,
+            &a,
+            &ids[which],
+            last[which],
+            format!("s{step}").as_bytes(),
+        )
+        .await;
+        last[which] = useq;
+        seen.push(useq);
+    }
+    assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(docs.user_head(&a).await, Ok(6));
+    for (id, last) in ids.iter().zip(last) {
+        assert_eq!(docs.head(&a, id).await, Ok(head(&a, last, 0)));
+    }
+    assert_eq!(
+        docs.read_all(&a, &ids[0]).await,
+        Ok(vec![entry(1, b"s0"), entry(3, b"s2"), entry(6, b"s5")])
+    );
+    // A cursor between one document's entries (it is a user-wide position).
+    assert_eq!(
+        docs.read_since(&a, &ids[0], 4).await,
+        Ok(vec![entry(6, b"s5")])
+    );
+    assert_eq!(
+        docs.read_since(&a, &ids[1], 2).await,
+        Ok(vec![entry(5, b"s4")])
+    );
+    assert_eq!(docs.read_since(&a, &ids[1], 5).await, Ok(vec![]));
+
+    // Another user starts at 1.
+    let bob = new_user();
+    assert_eq!(append(docs, &bob, &DocId::random(), 0, b"b").await, 1);
+    assert_eq!(docs.user_head(&a).await, Ok(6));
+}
+
+async fn feed_holds_each_document_once_at_its_latest_useq(b: Backend) {
+    let docs = &*b.docs;
+    let a = new_user();
+    let (d1, d2, d3) = (DocId::random(), DocId::random(), DocId::random());
+    append(docs, &a, &d1, 0, b"1").await;
+    append(docs, &a, &d2, 0, b"2").await;
+    append(docs, &a, &d1, 1, b"3").await;
+    append(docs, &a, &d3, 0, b"4").await;
+    append(docs, &a, &d2, 2, b"5").await;
+
+    let all = feed(&[(&d1, 3), (&d3, 4), (&d2, 5)]);
+    assert_eq!(docs.feed_since(&a, 0, 100).await, Ok(all.clone()));
+    assert_eq!(docs.feed_since(&a, 2, 100).await, Ok(all.clone()));
+    assert_eq!(docs.feed_since(&a, 3, 100).await, Ok(all[1..].to_vec()));
+    assert_eq!(docs.feed_since(&a, 4, 100).await, Ok(all[2..].to_vec()));
+    assert_eq!(docs.feed_since(&a, 5, 100).await, Ok(vec![]));
+    assert_eq!(docs.feed_since(&a, u64::MAX, 100).await, Ok(vec![]));
+    assert_eq!(docs.feed_since(&a, 0, 0).await, Ok(vec![]));
+    assert_eq!(docs.feed_since(&a, 0, 2).await, Ok(all[..2].to_vec()));
+    assert_eq!(docs.feed_since(&a, 3, 1).await, Ok(all[1..2].to_vec()));
+
+    // Paging one row at a time visits every document once, in order.
+    let (mut cursor, mut paged) = (0, Vec::new());
+    loop {
+        let page = docs.feed_since(&a, cursor, 1).await.unwrap();
+        let Some(row) = page.into_iter().next() else {
+            break;
+        };
+        cursor = row.useq;
+        paged.push(row);
+    }
+    assert_eq!(paged, all);
+    assert_eq!(cursor, docs.user_head(&a).await.unwrap());
+
+    // Compaction is not a change: the feed stays as it was.
+    docs.compact(&a, &d1, 3, b"snap").await.unwrap();
+    assert_eq!(docs.feed_since(&a, 0, 100).await, Ok(all));
+}
+
+async fn compaction_folds_exactly_the_entries_up_to_upto(b: Backend) {
+    let docs = &*b.docs;
+    let a = new_user();
+    let (d, other) = (DocId::random(), DocId::random());
+    append(docs, &a, &d, 0, b"a1").await;
+    append(docs, &a, &other, 0, b"o2").await;
+    append(docs, &a, &d, 1, b"a3").await;
+    append(docs, &a, &d, 3, b"a4").await;
+    append(docs, &a, &other, 2, b"o5").await;
+    append(docs, &a, &d, 4, b"a6").await;
+
+    docs.compact(&a, &d, 4, b"S4").await.unwrap();
+    assert_eq!(docs.head(&a, &d).await, Ok(head(&a, 6, 4)));
+    let after = vec![snapshot(4, b"S4"), entry(6, b"a6")];
+    assert_eq!(docs.read_all(&a, &d).await, Ok(after.clone()));
+    assert_eq!(docs.read_since(&a, &d, 0).await, Ok(after.clone()));
+    // An old cursor gets the snapshot and the entries after it.
+    assert_eq!(docs.read_since(&a, &d, 3).await, Ok(after.clone()));
+    assert_eq!(docs.read_since(&a, &d, 4).await, Ok(vec![entry(6, b"a6")]));
+    assert_eq!(docs.read_since(&a, &d, 5).await, Ok(vec![entry(6, b"a6")]));
+    assert_eq!(docs.read_since(&a, &d, 6).await, Ok(vec![]));
+    // The other document lost nothing.
+    assert_eq!(
+        docs.read_all(&a, &other).await,
+        Ok(vec![entry(2, b"o2"), entry(5, b"o5")])
+    );
+
+    // Not beyond the snapshot, not beyond the last entry.
+    for upto in [0, 3, 4, 7, u64::MAX] {
+        assert_eq!(
+            docs.compact(&a, &d, upto, b"bad").await,
+            Err(StorageError::Conflict),
+            "upto {upto}"
+        );
+    }
+    assert_eq!(docs.head(&a, &d).await, Ok(head(&a, 6, 4)));
+    assert_eq!(docs.read_all(&a, &d).await, Ok(after));
+
+    // `upto` may fall between a document's entries (another doc's useq).
+    docs.compact(&a, &d, 5, b"S5").await.unwrap();
+    assert_eq!(
+        docs.read_all(&a, &d).await,
+        Ok(vec![snapshot(5, b"S5"), entry(6, b"a6")])
+    );
+    docs.compact(&a, &other, 5, b"O5").await.unwrap();
+    assert_eq!(
+        docs.read_all(&a, &other).await,
+        Ok(vec![snapshot(5, b"O5")])
+    );
+    assert_eq!(docs.read_since(&a, &other, 5).await, Ok(vec![]));
+
+    // Appends carry on after compaction; compacting everything leaves the
+    // snapshot alone.
+    assert_eq!(append(docs, &a, &d, 6, b"a7").await, 7);
+    assert_eq!(
+        docs.read_since(&a, &d, 4).await,
+        Ok(vec![snapshot(5, b"S5"), entry(6, b"a6"), entry(7, b"a7")])
+    );
+    docs.compact(&a, &d, 7, b"S7").await.unwrap();
+    assert_eq!(docs.head(&a, &d).await, Ok(head(&a, 7, 7)));
+    assert_eq!(docs.read_all(&a, &d).await, Ok(vec![snapshot(7, b"S7")]));
+    assert_eq!(
+        docs.read_since(&a, &d, 6).await,
+        Ok(vec![snapshot(7, b"S7")])
+    );
+    assert_eq!(docs.read_since(&a, &d, 7).await, Ok(vec![]));
+    assert_eq!(append(docs, &a, &d, 7, b"a8").await, 8);
+    assert_eq!(
+        docs.read_all(&a, &d).await,
+        Ok(vec![snapshot(7, b"S7"), entry(8, b"a8")])
+    );
+}
+
+/// Readers racing compactions always see the whole document: a snapshot
+/// and every entry after it, or every entry. This is the trait-level view
+/// of "a crash between the snapshot write and the deletion loses nothing".
+async fn reads_during_compaction_never_miss_an_entry(b: Backend) {
+    const ENTRIES: u64 = 30;
+    let a = new_user();
+    let d = DocId::random();
+    let payload = |useq: u64| format!("entry-{useq}").into_bytes();
+    for useq in 1..=ENTRIES {
+        assert_eq!(
+            append(&*b.docs, &a, &d, useq - 1, &payload(useq)).await,
+            useq
+        );
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let mut readers = Vec::new();
+    for reader in 0..3u64 {
+        let (docs, a, d) = (b.docs.clone(), a.clone(), d.clone());
+        let (stop, reads) = (stop.clone(), reads.clone());
+        readers.push(tokio::spawn(async move {
+            let mut after = reader;
+            // At least a few reads, then until compaction is done.
+            for round in 0.. {
+                if round >= 3 && stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let chunks = docs.read_since(&a, &d, after).await.unwrap();
+                let mut covered = after;
+                let mut rest = chunks.as_slice();
+                if let Some((first, tail)) = rest.split_first()
+                    && first.is_snapshot
+                {
+                    assert!(first.useq > after, "snapshot not newer than cursor");
+                    assert_eq!(first.bytes, format!("snap-{}", first.useq).into_bytes());
+                    covered = first.useq;
+                    rest = tail;
+                }
+                let expected: Vec<Chunk> = (covered + 1..=ENTRIES)
+                    .map(|useq| entry(useq, &payload(useq)))
+                    .collect();
+                assert_eq!(rest, expected, "cursor {after}, covered to {covered}");
+                reads.fetch_add(1, Ordering::Relaxed);
+                after = (after + 7) % ENTRIES;
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    for upto in (3..=ENTRIES).step_by(3) {
+        b.docs
+            .compact(&a, &d, upto, format!("snap-{upto}").as_bytes())
+            .await
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert!(reads.load(Ordering::Relaxed) >= 9);
+    assert_eq!(
+        b.docs.read_all(&a, &d).await,
+        Ok(vec![snapshot(
+            ENTRIES,
+            format!("snap-{ENTRIES}").as_bytes()
+        )])
+    );
+}
+
+/// 50 tasks race to append to one document. Each first tries to create it
+/// with the same stale view (exactly one wins), then retries from fresh
+/// heads until it succeeds. Every success has its own useq, the log has no
+/// gaps, and no payload is lost or doubled.
+async fn concurrent_appends_get_distinct_useqs_or_conflict(b: Backend) {
+    const TASKS: usize = 50;
+    let a = new_user();
+    let d = DocId::random();
+    let start = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let conflicts = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (docs, a, d) = (b.docs.clone(), a.clone(), d.clone());
+        let (start, conflicts) = (start.clone(), conflicts.clone());
+        tasks.push(tokio::spawn(async move {
+            let bytes = format!("task-{task}").into_bytes();
+            let mut expected = docs.head(&a, &d).await.unwrap().map_or(0, |h| h.last_useq);
+            start.wait().await;
+            for _attempt in 0..10_000 {
+                match docs.append(&a, &d, expected, &bytes, &[]).await {
+                    Ok(useq) => return (useq, bytes),
+                    Err(StorageError::Conflict) => {
+                        conflicts.fetch_add(1, Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                        let head = docs.head(&a, &d).await.unwrap();
+                        expected = head.expect("the document exists by now").last_useq;
+                    }
+                    Err(e) => panic!("task {task}: {e}"),
+                }
+            }
+            panic!("task {task} never got through");
+        }));
+    }
+    let mut won = Vec::new();
+    for task in tasks {
+        won.push(task.await.unwrap());
+    }
+    won.sort();
+    let useqs: Vec<u64> = won.iter().map(|(useq, _)| *useq).collect();
+    assert_eq!(
+        useqs,
+        (1..=TASKS as u64).collect::<Vec<_>>(),
+        "distinct, no gaps"
+    );
+    assert!(
+        conflicts.load(Ordering::Relaxed) >= TASKS - 1,
+        "all but one first attempt must conflict"
+    );
+    let log: Vec<Chunk> = won
+        .iter()
+        .map(|(useq, bytes)| entry(*useq, bytes))
+        .collect();
+    assert_eq!(b.docs.read_all(&a, &d).await, Ok(log));
+    assert_eq!(b.docs.head(&a, &d).await, Ok(head(&a, TASKS as u64, 0)));
+    assert_eq!(b.docs.user_head(&a).await, Ok(TASKS as u64));
+    assert_eq!(
+        b.docs.feed_since(&a, 0, 100).await,
+        Ok(feed(&[(&d, TASKS as u64)]))
+    );
+}
+
+async fn blobs_are_verified_and_per_user(b: Backend) {
+    let blobs = &*b.blobs;
+    let (a, bob) = (new_user(), new_user());
+    let bytes = b"\x89PNG not really".to_vec();
+    let sha = sha256_hex(&bytes);
+
+    assert_eq!(blobs.exists(&a, &sha).await, Ok(false));
+    assert_eq!(blobs.get(&a, &sha).await, Ok(None));
+    blobs.put(&a, &sha, &bytes).await.unwrap();
+    assert_eq!(blobs.exists(&a, &sha).await, Ok(true));
+    assert_eq!(blobs.get(&a, &sha).await, Ok(Some(bytes.clone())));
+    // Storing it again is harmless.
+    blobs.put(&a, &sha, &bytes).await.unwrap();
+    assert_eq!(blobs.get(&a, &sha).await, Ok(Some(bytes.clone())));
+
+    // Bytes that do not hash to the name are refused; nothing is stored.
+    let other = b"other bytes".to_vec();
+    let other_sha = sha256_hex(&other);
+    assert!(matches!(
+        blobs.put(&a, &other_sha, &bytes).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert_eq!(blobs.exists(&a, &other_sha).await, Ok(false));
+    assert!(matches!(
+        blobs.put(&a, &sha, &other).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert_eq!(blobs.get(&a, &sha).await, Ok(Some(bytes.clone())));
+
+    // Malformed names.
+    for bad in ["", "../../etc/passwd", &sha[..63], &sha.to_uppercase()] {
+        assert!(
+            matches!(
+                blobs.put(&a, bad, &bytes).await,
+                Err(StorageError::Invalid(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(matches!(
+            blobs.get(&a, bad).await,
+            Err(StorageError::Invalid(_))
+        ));
+        assert!(matches!(
+            blobs.exists(&a, bad).await,
+            Err(StorageError::Invalid(_))
+        ));
+    }
+
+    // Another user sees none of A's blobs, and stores its own copy.
+    assert_eq!(blobs.exists(&bob, &sha).await, Ok(false));
+    assert_eq!(blobs.get(&bob, &sha).await, Ok(None));
+    blobs.put(&bob, &other_sha, &other).await.unwrap();
+    assert_eq!(blobs.exists(&a, &other_sha).await, Ok(false));
+    assert_eq!(blobs.get(&bob, &other_sha).await, Ok(Some(other)));
+
+    // The empty blob is a blob.
+    let empty = sha256_hex(b"");
+    blobs.put(&a, &empty, b"").await.unwrap();
+    assert_eq!(blobs.get(&a, &empty).await, Ok(Some(vec![])));
+}

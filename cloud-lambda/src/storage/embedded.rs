@@ -1,0 +1,541 @@
+//! The embedded backend of `atelier-cloud serve`: documents in SQLite at
+//! `DIR/cloud.db`, blobs as files under `DIR/blobs`.
+//!
+//! SQLite runs in WAL mode with `synchronous=NORMAL` (a commit survives a
+//! process crash; the last commits may be lost on power loss) and a busy
+//! timeout. All writes go through one dedicated connection behind a mutex,
+//! so concurrent appends from many tasks queue there instead of failing
+//! with `SQLITE_BUSY`; each write transaction starts with a write, so it
+//! holds the write lock from its first statement even if another process
+//! shares the file. Reads run on a small pool beside the writer and each
+//! multi-statement read is one read transaction (one WAL snapshot).
+//!
+//! Compaction here is a single transaction (snapshot and deletion commit
+//! together), which is stronger than the trait asks. Snapshots sit in their
+//! own table, so an append (which rewrites the small `docs` row) never
+//! rewrites a snapshot.
+//!
+//! Blobs live at `DIR/blobs/users/{hex sha256 of user id}/{sha256}`: the raw
+//! user id never reaches a path. Writes go to `DIR/blobs/tmp`, are fsynced,
+//! then renamed into place, so a crash never leaves a partial blob under a
+//! real name; reads re-hash the bytes.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use automerge::ChangeHash;
+use core_sync::DocId;
+use core_sync::blob::sha256_hex;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use tokio::sync::Mutex;
+
+use super::{
+    BlobStore, Chunk, DocHead, DocStore, FeedEntry, StorageError, validate_sha256, validate_user,
+};
+
+/// The database file inside the store directory.
+pub const DB_FILE: &str = "cloud.db";
+
+/// Documents in SQLite. Cheap to clone (shared connections).
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    /// Readers (WAL lets them run beside the writer).
+    pool: SqlitePool,
+    /// The one connection that writes.
+    writer: Arc<Mutex<SqliteConnection>>,
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        StorageError::Backend(format!("database: {e}"))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StorageError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StorageError::Backend(format!("database migration: {e}"))
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (creating and migrating if needed) the store at `dir/cloud.db`.
+    pub async fn open(dir: &Path) -> Result<Self, StorageError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let connect = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(dir.join(DB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .connect_with(connect.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let writer = SqliteConnection::connect_with(&connect).await?;
+        Ok(EmbeddedStore {
+            pool,
+            writer: Arc::new(Mutex::new(writer)),
+        })
+    }
+
+    /// Closes the connections, checkpointing the WAL.
+    pub async fn close(self) {
+        if let Ok(writer) = Arc::try_unwrap(self.writer) {
+            let _ = writer.into_inner().close().await;
+        }
+        self.pool.close().await;
+    }
+
+    /// Ends a write transaction: commits if `result` is `Ok`, else rolls
+    /// back (so a refused conditional write leaves nothing, not even a
+    /// used-up useq).
+    async fn finish<T>(
+        tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+        result: Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        match result {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                // Should the rollback itself fail, nothing is committed
+                // either; the connection reports the fault on its next use.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl DocStore for EmbeddedStore {
+    async fn head(&self, user: &str, doc: &DocId) -> Result<Option<DocHead>, StorageError> {
+        validate_user(user)?;
+        let row =
+            sqlx::query("SELECT owner, last_useq, snapshot_upto, heads FROM docs WHERE doc_id = ?")
+                .bind(doc.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let owner: String = row.try_get("owner")?;
+        if owner != user {
+            return Ok(None);
+        }
+        Ok(Some(DocHead {
+            owner,
+            last_useq: from_sql(row.try_get("last_useq")?)?,
+            snapshot_upto: from_sql(row.try_get("snapshot_upto")?)?,
+            heads: decode_heads(row.try_get("heads")?)?,
+        }))
+    }
+
+    async fn append(
+        &self,
+        user: &str,
+        doc: &DocId,
+        expected_last_useq: u64,
+        bytes: &[u8],
+        heads: &[ChangeHash],
+    ) -> Result<u64, StorageError> {
+        validate_user(user)?;
+        if bytes.is_empty() {
+            return Err(StorageError::Invalid("empty log entry".into()));
+        }
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin().await?;
+        let result = append_in(
+            &mut tx,
+            user,
+            doc.as_str(),
+            expected_last_useq,
+            bytes,
+            heads,
+        )
+        .await;
+        Self::finish(tx, result).await
+    }
+
+    async fn read_since(
+        &self,
+        user: &str,
+        doc: &DocId,
+        after: u64,
+    ) -> Result<Vec<Chunk>, StorageError> {
+        validate_user(user)?;
+        let after = to_sql(after);
+        // One read transaction: the head and the entries come from the
+        // same WAL snapshot, so a compaction in between cannot hide entries.
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT docs.owner, docs.snapshot_upto,
+                    CASE WHEN docs.snapshot_upto > ?2 THEN snapshots.bytes END AS snapshot
+             FROM docs LEFT JOIN snapshots ON snapshots.doc_id = docs.doc_id
+             WHERE docs.doc_id = ?1",
+        )
+        .bind(doc.as_str())
+        .bind(after)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StorageError::NotFound)?;
+        if row.try_get::<String, _>("owner")? != user {
+            return Err(StorageError::NotFound);
+        }
+        let snapshot_upto: i64 = row.try_get("snapshot_upto")?;
+        let snapshot: Option<Vec<u8>> = row.try_get("snapshot")?;
+        let mut chunks = Vec::new();
+        let mut from = after;
+        if let Some(bytes) = snapshot {
+            chunks.push(Chunk {
+                useq: from_sql(snapshot_upto)?,
+                bytes,
+                is_snapshot: true,
+            });
+            // Entries the snapshot folded in (left by an interrupted
+            // compaction elsewhere) are not sent again.
+            from = snapshot_upto;
+        }
+        let rows =
+            sqlx::query("SELECT useq, bytes FROM log WHERE doc_id = ? AND useq > ? ORDER BY useq")
+                .bind(doc.as_str())
+                .bind(from)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        for row in rows {
+            chunks.push(Chunk {
+                useq: from_sql(row.try_get("useq")?)?,
+                bytes: row.try_get("bytes")?,
+                is_snapshot: false,
+            });
+        }
+        Ok(chunks)
+    }
+
+    async fn feed_since(
+        &self,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, StorageError> {
+        validate_user(user)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT useq, doc_id FROM feed WHERE user_id = ? AND useq > ? ORDER BY useq LIMIT ?",
+        )
+        .bind(user)
+        .bind(to_sql(after))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let doc_id: String = row.try_get("doc_id")?;
+                Ok(FeedEntry {
+                    doc_id: doc_id.parse().map_err(|e| {
+                        StorageError::Backend(format!("database holds a bad document id: {e}"))
+                    })?,
+                    useq: from_sql(row.try_get("useq")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn compact(
+        &self,
+        user: &str,
+        doc: &DocId,
+        upto: u64,
+        snapshot: &[u8],
+    ) -> Result<(), StorageError> {
+        validate_user(user)?;
+        if snapshot.is_empty() {
+            return Err(StorageError::Invalid("empty snapshot".into()));
+        }
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin().await?;
+        let result = compact_in(&mut tx, user, doc.as_str(), to_sql(upto), snapshot).await;
+        Self::finish(tx, result).await
+    }
+
+    async fn user_head(&self, user: &str) -> Result<u64, StorageError> {
+        validate_user(user)?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT last_useq FROM users WHERE user_id = ?")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        from_sql(last.unwrap_or(0))
+    }
+}
+
+/// The body of [`DocStore::append`], inside a write transaction.
+async fn append_in(
+    tx: &mut SqliteConnection,
+    user: &str,
+    doc_id: &str,
+    expected_last_useq: u64,
+    bytes: &[u8],
+    heads: &[ChangeHash],
+) -> Result<u64, StorageError> {
+    let heads: Vec<u8> = heads.iter().flat_map(|h| h.0).collect();
+    // A write first: the transaction holds the write lock from here on. A
+    // refused append rolls the allocation back.
+    let useq: i64 = sqlx::query_scalar(
+        "INSERT INTO users (user_id, last_useq) VALUES (?, 1)
+         ON CONFLICT (user_id) DO UPDATE SET last_useq = last_useq + 1
+         RETURNING last_useq",
+    )
+    .bind(user)
+    .fetch_one(&mut *tx)
+    .await?;
+    let current = sqlx::query("SELECT owner, last_useq FROM docs WHERE doc_id = ?")
+        .bind(doc_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match current {
+        None if expected_last_useq == 0 => {
+            sqlx::query("INSERT INTO docs (doc_id, owner, last_useq, heads) VALUES (?, ?, ?, ?)")
+                .bind(doc_id)
+                .bind(user)
+                .bind(useq)
+                .bind(&heads)
+                .execute(&mut *tx)
+                .await?;
+        }
+        None => return Err(StorageError::NotFound),
+        Some(row) => {
+            if row.try_get::<String, _>("owner")? != user {
+                return Err(StorageError::NotFound);
+            }
+            if from_sql(row.try_get("last_useq")?)? != expected_last_useq {
+                return Err(StorageError::Conflict);
+            }
+            sqlx::query("UPDATE docs SET last_useq = ?, heads = ? WHERE doc_id = ?")
+                .bind(useq)
+                .bind(&heads)
+                .bind(doc_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    sqlx::query("INSERT INTO log (doc_id, useq, bytes) VALUES (?, ?, ?)")
+        .bind(doc_id)
+        .bind(useq)
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await?;
+    // The document's previous feed row (if any) moves to the new useq.
+    sqlx::query(
+        "INSERT INTO feed (user_id, useq, doc_id) VALUES (?, ?, ?)
+         ON CONFLICT (user_id, doc_id) DO UPDATE SET useq = excluded.useq",
+    )
+    .bind(user)
+    .bind(useq)
+    .bind(doc_id)
+    .execute(&mut *tx)
+    .await?;
+    from_sql(useq)
+}
+
+/// The body of [`DocStore::compact`], inside a write transaction: the
+/// snapshot, then the deletion of exactly the entries it folds in.
+async fn compact_in(
+    tx: &mut SqliteConnection,
+    user: &str,
+    doc_id: &str,
+    upto: i64,
+    snapshot: &[u8],
+) -> Result<(), StorageError> {
+    // The conditional write comes first (it takes the write lock).
+    let moved = sqlx::query(
+        "UPDATE docs SET snapshot_upto = ?1
+         WHERE doc_id = ?2 AND owner = ?3 AND snapshot_upto < ?1 AND last_useq >= ?1",
+    )
+    .bind(upto)
+    .bind(doc_id)
+    .bind(user)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        let owner: Option<String> = sqlx::query_scalar("SELECT owner FROM docs WHERE doc_id = ?")
+            .bind(doc_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Err(match owner {
+            Some(owner) if owner == user => StorageError::Conflict,
+            _ => StorageError::NotFound,
+        });
+    }
+    sqlx::query(
+        "INSERT INTO snapshots (doc_id, bytes) VALUES (?, ?)
+         ON CONFLICT (doc_id) DO UPDATE SET bytes = excluded.bytes",
+    )
+    .bind(doc_id)
+    .bind(snapshot)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM log WHERE doc_id = ? AND useq <= ?")
+        .bind(doc_id)
+        .bind(upto)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Blobs as files, one directory per user.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBlobs {
+    /// `DIR/blobs`.
+    root: PathBuf,
+}
+
+impl EmbeddedBlobs {
+    /// Opens (creating if needed) the blob tree at `dir/blobs`.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let root = dir.join("blobs");
+        for sub in [root.join("tmp"), root.join("users")] {
+            fs::create_dir_all(&sub).map_err(io_err(&sub))?;
+        }
+        Ok(EmbeddedBlobs { root })
+    }
+
+    /// Where `user`'s blob `sha256` lives (both already validated).
+    fn path_of(&self, user: &str, sha256: &str) -> PathBuf {
+        self.root
+            .join("users")
+            .join(sha256_hex(user.as_bytes()))
+            .join(sha256)
+    }
+
+    fn checked_path(&self, user: &str, sha256: &str) -> Result<PathBuf, StorageError> {
+        validate_user(user)?;
+        validate_sha256(sha256)?;
+        Ok(self.path_of(user, sha256))
+    }
+}
+
+#[async_trait]
+impl BlobStore for EmbeddedBlobs {
+    async fn put(&self, user: &str, sha256: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let dest = self.checked_path(user, sha256)?;
+        let actual = sha256_hex(bytes);
+        if actual != sha256 {
+            return Err(StorageError::Invalid(format!(
+                "bytes hash to {actual}, not the expected {sha256}"
+            )));
+        }
+        let (tmp_dir, bytes) = (self.root.join("tmp"), bytes.to_vec());
+        blocking(move || write_atomically(&tmp_dir, &dest, &bytes)).await
+    }
+
+    async fn get(&self, user: &str, sha256: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.checked_path(user, sha256)?;
+        let sha256 = sha256.to_owned();
+        blocking(move || {
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            let actual = sha256_hex(&bytes);
+            if actual != sha256 {
+                return Err(StorageError::Backend(format!(
+                    "blob {sha256} is corrupt on disk: its bytes hash to {actual}"
+                )));
+            }
+            Ok(Some(bytes))
+        })
+        .await
+    }
+
+    async fn exists(&self, user: &str, sha256: &str) -> Result<bool, StorageError> {
+        let path = self.checked_path(user, sha256)?;
+        blocking(move || match fs::metadata(&path) {
+            Ok(meta) => Ok(meta.is_file()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(&path)(e)),
+        })
+        .await
+    }
+}
+
+/// Writes `bytes` to `dest` via a fsynced temporary file in `tmp_dir` and a
+/// rename. A blob already in place (its name is its hash) is kept.
+fn write_atomically(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    if let Ok(existing) = fs::read(dest)
+        && existing == bytes
+    {
+        return Ok(());
+    }
+    let dir = dest.parent().expect("blob paths have a parent");
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = tmp_dir.join(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut file = fs::File::create_new(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, dest)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(dest)(e));
+    }
+    // The rename is durable once the directory entry is.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Runs blocking file IO off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Backend(format!("blob IO task failed: {e}")))?
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |e| StorageError::Backend(format!("{}: {e}", path.display()))
+}
+
+/// A cursor or bound from the caller, for SQL. Values past `i64::MAX` (no
+/// stored useq is that large) behave as "after everything".
+fn to_sql(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn from_sql(v: i64) -> Result<u64, StorageError> {
+    u64::try_from(v).map_err(|_| StorageError::Backend(format!("database holds useq {v}")))
+}
+
+/// Heads as stored: concatenated 32-byte hashes.
+fn decode_heads(bytes: Vec<u8>) -> Result<Vec<ChangeHash>, StorageError> {
+    if !bytes.len().is_multiple_of(32) {
+        return Err(StorageError::Backend(format!(
+            "stored heads have {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| ChangeHash(c.try_into().expect("32 bytes")))
+        .collect())
+}

@@ -1,0 +1,209 @@
+//! The server's storage: one small fallible trait pair ([`DocStore`],
+//! [`BlobStore`]) that the sync endpoint and the REST API are written
+//! against, an embedded implementation ([`embedded`]: SQLite + files) and a
+//! black-box [`conformance`] suite every implementation must pass (the AWS
+//! backend reuses it).
+//!
+//! The model, shared by every backend:
+//!
+//! - **Per-user sequence.** Each user has a counter `useq` (starting at 1);
+//!   every append to any of the user's documents takes the next value. A
+//!   client's sync position is one number: the `useq` up to which it has
+//!   applied everything.
+//! - **Change log.** A document is its log entries keyed `(doc_id, useq)`,
+//!   each a chunk of concatenated Automerge changes, plus at most one
+//!   snapshot that folds every entry with `useq <= snapshot_upto`.
+//! - **Feed.** Per user, one row per document at that document's latest
+//!   `useq`; "what changed since cursor `c`" is one range query `useq > c`.
+//! - **Compaction** writes the new snapshot first and only then deletes the
+//!   entries it folded in (exactly `useq <= upto`). A crash in between loses
+//!   nothing: readers see the snapshot and the leftover entries, and applying
+//!   an Automerge chunk twice is harmless.
+//! - **Ownership.** A document belongs to the user whose append created it.
+//!   To anyone else it does not exist: reads answer `None`/`NotFound` and
+//!   nothing is written.
+//!
+//! What this module does *not* know: HTTP, JWTs, Automerge semantics. The
+//! bytes are opaque; callers build and check them.
+
+pub mod conformance;
+pub mod embedded;
+
+use async_trait::async_trait;
+use automerge::ChangeHash;
+use core_sync::DocId;
+
+/// Longest user id accepted (Cognito `sub`s are 36 characters).
+pub const MAX_USER_LEN: usize = 128;
+
+/// Where a document stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocHead {
+    pub owner: String,
+    /// The `useq` of the document's latest append.
+    pub last_useq: u64,
+    /// The snapshot folds every entry up to here; 0 if there is none.
+    pub snapshot_upto: u64,
+    /// The document's heads after its latest append (as the appender
+    /// computed them), so a sync response can name them without loading the
+    /// document.
+    pub heads: Vec<ChangeHash>,
+}
+
+/// One stored piece of a document, to apply with `load_incremental`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The entry's `useq`, or for a snapshot the `snapshot_upto` it covers.
+    pub useq: u64,
+    pub bytes: Vec<u8>,
+    pub is_snapshot: bool,
+}
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunk")
+            .field("useq", &self.useq)
+            .field("bytes", &self.bytes.len())
+            .field("is_snapshot", &self.is_snapshot)
+            .finish()
+    }
+}
+
+/// One row of a user's change feed: `doc_id` last changed at `useq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub doc_id: DocId,
+    pub useq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// A conditional write lost: the document is not at the state the
+    /// caller read. Nothing was written; re-read and retry.
+    #[error("conflict: the document changed since it was read; nothing was written")]
+    Conflict,
+    /// The document does not exist, or belongs to another user.
+    #[error("not found")]
+    NotFound,
+    /// The caller passed something malformed (user id, hash, empty chunk).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The backend failed (database, disk, network). May be transient.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// Documents: logs, snapshots and the per-user feed.
+///
+/// Every method takes the authenticated user and validates it
+/// ([`validate_user`]); a document owned by someone else behaves as absent.
+#[async_trait]
+pub trait DocStore: Send + Sync {
+    /// `None` if absent or owned by someone else.
+    async fn head(&self, user: &str, doc: &DocId) -> Result<Option<DocHead>, StorageError>;
+
+    /// Appends one log entry (non-empty `bytes`), allocating the next `useq`
+    /// for `user`, and returns it.
+    ///
+    /// Conditional: `expected_last_useq` must equal the document's current
+    /// `last_useq`, else `Conflict`. `0` means "a new document": it is
+    /// created owned by `user`. A document owned by someone else, or an
+    /// absent one with `expected_last_useq > 0`, is `NotFound`. Allocation,
+    /// entry and feed row are one atomic write: on any error nothing is
+    /// written and no `useq` is used up.
+    async fn append(
+        &self,
+        user: &str,
+        doc: &DocId,
+        expected_last_useq: u64,
+        bytes: &[u8],
+        heads: &[ChangeHash],
+    ) -> Result<u64, StorageError>;
+
+    /// What a client at cursor `after` lacks of this document, ascending:
+    /// the snapshot if `snapshot_upto > after`, then the entries with
+    /// `useq > max(after, snapshot_upto)`. Empty if nothing is newer.
+    ///
+    /// The answer is one consistent view even while a compaction runs: it
+    /// never misses an entry that was folded between two of its reads.
+    async fn read_since(
+        &self,
+        user: &str,
+        doc: &DocId,
+        after: u64,
+    ) -> Result<Vec<Chunk>, StorageError>;
+
+    /// The whole document: the snapshot (if any), then the entries after it.
+    async fn read_all(&self, user: &str, doc: &DocId) -> Result<Vec<Chunk>, StorageError> {
+        self.read_since(user, doc, 0).await
+    }
+
+    /// Feed rows with `useq > after`, ascending, at most `limit`.
+    async fn feed_since(
+        &self,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, StorageError>;
+
+    /// Replaces the snapshot with `snapshot` (which must fold every entry
+    /// with `useq <= upto`), then deletes exactly those entries.
+    /// Conditional on `snapshot_upto < upto <= last_useq`, else `Conflict`.
+    /// Entries left behind by a crash are ignored by reads and deleted by
+    /// the next compaction.
+    async fn compact(
+        &self,
+        user: &str,
+        doc: &DocId,
+        upto: u64,
+        snapshot: &[u8],
+    ) -> Result<(), StorageError>;
+
+    /// The user's latest `useq` (0 if none): the feed position of "now".
+    async fn user_head(&self, user: &str) -> Result<u64, StorageError>;
+}
+
+/// Content-addressed blobs (images), scoped per user.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` under `sha256`, which they must hash to (else
+    /// `Invalid`, nothing stored). Storing a blob twice is harmless.
+    async fn put(&self, user: &str, sha256: &str, bytes: &[u8]) -> Result<(), StorageError>;
+
+    /// The user's blob, `None` if that user has not stored it.
+    async fn get(&self, user: &str, sha256: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
+    async fn exists(&self, user: &str, sha256: &str) -> Result<bool, StorageError>;
+}
+
+/// Checks a user id: non-empty, at most [`MAX_USER_LEN`] bytes, no control
+/// characters. Ids are otherwise opaque (Cognito `sub`s).
+pub fn validate_user(user: &str) -> Result<(), StorageError> {
+    if user.is_empty() {
+        return Err(StorageError::Invalid("empty user id".into()));
+    }
+    if user.len() > MAX_USER_LEN {
+        return Err(StorageError::Invalid(format!(
+            "user id is {} bytes, more than {MAX_USER_LEN}",
+            user.len()
+        )));
+    }
+    if user.chars().any(char::is_control) {
+        return Err(StorageError::Invalid(
+            "user id contains control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a blob name: 64 lowercase hex characters.
+pub fn validate_sha256(sha256: &str) -> Result<(), StorageError> {
+    if core_sync::blob::is_valid_sha256(sha256) {
+        Ok(())
+    } else {
+        Err(StorageError::Invalid(format!(
+            "{:?} is not a SHA-256 (64 lowercase hex characters)",
+            sha256.chars().take(80).collect::<String>()
+        )))
+    }
+}

@@ -1,0 +1,209 @@
+//! The sync endpoint, `POST /v1/sync`: applies each pushed document's
+//! changes the server lacks, then answers with everything in the user's feed
+//! after the client's cursor. See `core_sync::sync::protocol` for the wire
+//! format and its guarantees.
+//!
+//! Pushes are validated whole before anything is written: every document id
+//! is well-formed and unique, every change batch parses strictly. A push is
+//! applied to the server's copy of the document; only changes the server did
+//! not already have are appended (so retries store nothing twice), and a
+//! batch whose dependencies the server lacks is refused for that document
+//! with `missingDeps`, storing nothing. Concurrent pushes to one document
+//! (two devices) meet at the storage layer's conditional append and retry.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use automerge::AutoCommit;
+use core_sync::DocId;
+use core_sync::model::check_chunks;
+use core_sync::sync::protocol::{
+    DocPush, DocUpdate, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES, SyncRequest,
+    SyncResponse, hashes,
+};
+
+use crate::error::ApiError;
+use crate::storage::{DocStore, StorageError};
+
+/// How many times a push retries after losing a conditional append race.
+const APPEND_RETRIES: usize = 8;
+/// Compact a document once this many log entries sit beside its snapshot.
+const COMPACT_AFTER_ENTRIES: usize = 32;
+/// Most documents sent back in one response.
+const FEED_PAGE: usize = 500;
+
+/// Handles one sync request for `user`.
+pub async fn sync(
+    store: &Arc<dyn DocStore>,
+    user: &str,
+    req: SyncRequest,
+) -> Result<SyncResponse, ApiError> {
+    validate(&req)?;
+    let mut pushed = Vec::with_capacity(req.push.len());
+    for push in &req.push {
+        pushed.push(apply_push(store, user, push).await?);
+    }
+
+    let mut docs = Vec::new();
+    let mut bytes = 0usize;
+    let mut cursor = req.feed_cursor;
+    let mut sent: HashSet<DocId> = HashSet::new();
+    for id in &req.resync {
+        if let Some(update) = doc_update(store, user, id, 0).await? {
+            bytes += update.chunks.iter().map(|c| c.0.len()).sum::<usize>();
+            sent.insert(id.clone());
+            docs.push(update);
+        }
+    }
+    let feed = store.feed_since(user, req.feed_cursor, FEED_PAGE).await?;
+    let mut more = feed.len() == FEED_PAGE;
+    for entry in feed {
+        if bytes >= RESPONSE_SOFT_LIMIT_BYTES {
+            more = true;
+            break;
+        }
+        if !sent.contains(&entry.doc_id)
+            && let Some(update) = doc_update(store, user, &entry.doc_id, req.feed_cursor).await?
+        {
+            bytes += update.chunks.iter().map(|c| c.0.len()).sum::<usize>();
+            docs.push(update);
+        }
+        // Feed rows come in useq order and each doc's row is its latest
+        // entry, so everything up to this row is now covered.
+        cursor = entry.useq;
+    }
+    Ok(SyncResponse {
+        feed_cursor: cursor,
+        docs,
+        pushed,
+        more,
+    })
+}
+
+fn validate(req: &SyncRequest) -> Result<(), ApiError> {
+    let mut seen = HashSet::new();
+    for push in &req.push {
+        if !seen.insert(&push.doc_id) {
+            return Err(ApiError::BadRequest(format!(
+                "document {} is pushed twice in one request",
+                push.doc_id
+            )));
+        }
+        check_chunks(&push.changes.0).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "changes for document {} do not parse: {e}",
+                push.doc_id
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Loads the server's copy of a document from its chunks.
+fn load(chunks: &[crate::storage::Chunk]) -> Result<AutoCommit, ApiError> {
+    let mut all = Vec::with_capacity(chunks.iter().map(|c| c.bytes.len()).sum());
+    for c in chunks {
+        all.extend_from_slice(&c.bytes);
+    }
+    AutoCommit::load(&all)
+        .map_err(|e| ApiError::Internal(format!("stored document does not load: {e}")))
+}
+
+async fn apply_push(
+    store: &Arc<dyn DocStore>,
+    user: &str,
+    push: &DocPush,
+) -> Result<PushOutcome, ApiError> {
+    for _ in 0..APPEND_RETRIES {
+        let head = store.head(user, &push.doc_id).await?;
+        let (mut doc, last_useq, entries) = match &head {
+            Some(h) => {
+                let chunks = store.read_all(user, &push.doc_id).await?;
+                let entries = chunks.iter().filter(|c| !c.is_snapshot).count();
+                (load(&chunks)?, h.last_useq, entries)
+            }
+            None => (AutoCommit::new(), 0, 0),
+        };
+        let before = doc.get_heads();
+        if !push.changes.0.is_empty() {
+            doc.load_incremental(&push.changes.0).map_err(|e| {
+                ApiError::BadRequest(format!("changes for document {}: {e}", push.doc_id))
+            })?;
+        }
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Ok(PushOutcome {
+                doc_id: push.doc_id.clone(),
+                status: PushStatus::MissingDeps,
+                server_heads: hashes(&before),
+            });
+        }
+        let after = doc.get_heads();
+        if after == before {
+            return Ok(PushOutcome {
+                doc_id: push.doc_id.clone(),
+                status: PushStatus::Accepted,
+                server_heads: hashes(&after),
+            });
+        }
+        // `before` are heads of this very document, so get_changes cannot
+        // fall back to "everything".
+        let new: Vec<u8> = doc
+            .get_changes(&before)
+            .iter()
+            .flat_map(|c| c.raw_bytes().to_vec())
+            .collect();
+        match store
+            .append(user, &push.doc_id, last_useq, &new, &after)
+            .await
+        {
+            Ok(useq) => {
+                if entries + 1 >= COMPACT_AFTER_ENTRIES {
+                    let snapshot = doc.save();
+                    if let Err(e) = store.compact(user, &push.doc_id, useq, &snapshot).await {
+                        tracing::warn!(doc = %push.doc_id, error = %e, "compaction skipped");
+                    }
+                }
+                return Ok(PushOutcome {
+                    doc_id: push.doc_id.clone(),
+                    status: PushStatus::Accepted,
+                    server_heads: hashes(&after),
+                });
+            }
+            Err(StorageError::Conflict) => continue,
+            Err(StorageError::NotFound) => return Err(ApiError::NotFound(push.doc_id.to_string())),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Unavailable(format!(
+        "document {} is busy; retry",
+        push.doc_id
+    )))
+}
+
+/// What a client with `cursor` lacks of one document.
+async fn doc_update(
+    store: &Arc<dyn DocStore>,
+    user: &str,
+    doc_id: &DocId,
+    cursor: u64,
+) -> Result<Option<DocUpdate>, ApiError> {
+    let Some(head) = store.head(user, doc_id).await? else {
+        return Ok(None);
+    };
+    let chunks = if cursor == 0 {
+        store.read_all(user, doc_id).await?
+    } else {
+        store.read_since(user, doc_id, cursor).await?
+    };
+    if chunks.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(DocUpdate {
+        doc_id: doc_id.clone(),
+        chunks: chunks
+            .into_iter()
+            .map(|c| core_sync::sync::protocol::Bytes(c.bytes))
+            .collect(),
+        server_heads: hashes(&head.heads),
+    }))
+}

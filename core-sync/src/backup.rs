@@ -1,0 +1,351 @@
+//! Backups: export a store to a directory, import one back (into a store,
+//! from where sync can push it to a fresh account), and verify either.
+//!
+//! Export layout:
+//! ```text
+//! OUT/manifest.json          written last: its presence marks a complete export
+//! OUT/docs/<id>.automerge    each document's compact save()
+//! OUT/blobs/<sha256>         each blob, named by its hash
+//! ```
+//! Every file is written to a temporary name and renamed, so an export
+//! killed at any moment leaves only whole files; running it again resumes
+//! (blobs already present and verified are skipped). Import merges into
+//! documents that already exist, so it too can be rerun after a kill.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::blob::{BlobError, sha256_hex};
+use crate::ids::DocId;
+use crate::model::AssetDoc;
+use crate::store::{Store, StoreError};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: no manifest.json, so this is not a complete export (run export again)")]
+    Incomplete(PathBuf),
+    #[error("manifest {path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub format: u32,
+    pub exported_at: i64,
+    pub docs: Vec<DocEntry>,
+    pub blobs: Vec<BlobEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocEntry {
+    pub id: DocId,
+    /// Sorted hex change hashes.
+    pub heads: Vec<String>,
+    /// SHA-256 of the `.automerge` file.
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobEntry {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// One problem `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub what: String,
+    pub problem: String,
+}
+
+/// Progress lines on stderr, at most a few per second.
+pub struct Progress {
+    label: &'static str,
+    total: usize,
+    done: usize,
+    last: Instant,
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(label: &'static str, total: usize, quiet: bool) -> Self {
+        Progress {
+            label,
+            total,
+            done: 0,
+            last: Instant::now(),
+            quiet,
+        }
+    }
+
+    pub fn tick(&mut self) {
+        self.done += 1;
+        if !self.quiet
+            && (self.done == self.total || self.last.elapsed() > Duration::from_millis(500))
+        {
+            eprintln!("{}: {}/{}", self.label, self.done, self.total);
+            self.last = Instant::now();
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
+    let dir = path.parent().expect("export paths have a parent");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| BackupError::Io {
+        path: path.to_owned(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+fn hex_heads(heads: &[automerge::ChangeHash]) -> Vec<String> {
+    let mut out: Vec<String> = heads.iter().map(|h| hex::encode(h.0)).collect();
+    out.sort();
+    out
+}
+
+/// Exports every document and blob of `store` into `out`.
+pub async fn export(store: &Store, out: &Path, quiet: bool) -> Result<Manifest, BackupError> {
+    for sub in ["docs", "blobs"] {
+        let d = out.join(sub);
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+    }
+    let ids = store.ids().await?;
+    let mut progress = Progress::new("export documents", ids.len(), quiet);
+    let mut docs = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut asset = store.load(&id).await?;
+        let bytes = asset.doc.save();
+        let path = out.join("docs").join(format!("{id}.automerge"));
+        write_atomic(&path, &bytes)?;
+        docs.push(DocEntry {
+            heads: hex_heads(&asset.doc.heads()),
+            sha256: sha256_hex(&bytes),
+            bytes: bytes.len() as u64,
+            id,
+        });
+        progress.tick();
+    }
+    let shas = store.blobs().list()?;
+    let mut progress = Progress::new("export blobs", shas.len(), quiet);
+    let mut blobs = Vec::with_capacity(shas.len());
+    for sha in shas {
+        let path = out.join("blobs").join(&sha);
+        let bytes = store.get_blob(&sha).await?;
+        let done = std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == sha);
+        if !done {
+            write_atomic(&path, &bytes)?;
+        }
+        blobs.push(BlobEntry {
+            sha256: sha,
+            bytes: bytes.len() as u64,
+        });
+        progress.tick();
+    }
+    blobs.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        exported_at: crate::now_millis(),
+        docs,
+        blobs,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    write_atomic(&out.join(MANIFEST), &json)?;
+    Ok(manifest)
+}
+
+pub fn read_manifest(dir: &Path) -> Result<Manifest, BackupError> {
+    let path = dir.join(MANIFEST);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BackupError::Incomplete(dir.to_owned()));
+        }
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| BackupError::Manifest {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if m.format != FORMAT_VERSION {
+        return Err(BackupError::Manifest {
+            path,
+            message: format!("format {} is not {FORMAT_VERSION}", m.format),
+        });
+    }
+    Ok(m)
+}
+
+/// Checks every file of an export against its manifest.
+pub fn verify_export(dir: &Path, quiet: bool) -> Result<Vec<Mismatch>, BackupError> {
+    let m = read_manifest(dir)?;
+    let mut bad = Vec::new();
+    let mut progress = Progress::new("verify export", m.docs.len() + m.blobs.len(), quiet);
+    for d in &m.docs {
+        let what = format!("document {}", d.id);
+        match std::fs::read(dir.join("docs").join(format!("{}.automerge", d.id))) {
+            Err(e) => bad.push(Mismatch {
+                what,
+                problem: e.to_string(),
+            }),
+            Ok(bytes) if sha256_hex(&bytes) != d.sha256 => bad.push(Mismatch {
+                what,
+                problem: "file hash differs from the manifest".into(),
+            }),
+            Ok(bytes) => match AssetDoc::load_raw(&bytes) {
+                Err(e) => bad.push(Mismatch {
+                    what,
+                    problem: format!("does not load: {e}"),
+                }),
+                Ok(mut doc) => {
+                    if hex_heads(&doc.get_heads()) != d.heads {
+                        bad.push(Mismatch {
+                            what,
+                            problem: "heads differ from the manifest".into(),
+                        });
+                    }
+                }
+            },
+        }
+        progress.tick();
+    }
+    for b in &m.blobs {
+        match std::fs::read(dir.join("blobs").join(&b.sha256)) {
+            Err(e) => bad.push(Mismatch {
+                what: format!("blob {}", b.sha256),
+                problem: e.to_string(),
+            }),
+            Ok(bytes) if sha256_hex(&bytes) != b.sha256 => bad.push(Mismatch {
+                what: format!("blob {}", b.sha256),
+                problem: "bytes do not match their hash".into(),
+            }),
+            Ok(_) => {}
+        }
+        progress.tick();
+    }
+    Ok(bad)
+}
+
+/// Imports an export into `store`: new documents are inserted, existing ones
+/// merged; blobs are verified as they are stored. Refuses a damaged export
+/// before writing anything.
+pub async fn import(store: &Store, dir: &Path, quiet: bool) -> Result<Vec<DocId>, BackupError> {
+    let bad = verify_export(dir, true)?;
+    if let Some(first) = bad.first() {
+        return Err(BackupError::Manifest {
+            path: dir.join(MANIFEST),
+            message: format!(
+                "{} problem(s), first: {}: {}",
+                bad.len(),
+                first.what,
+                first.problem
+            ),
+        });
+    }
+    let m = read_manifest(dir)?;
+    let mut progress = Progress::new("import blobs", m.blobs.len(), quiet);
+    for b in &m.blobs {
+        let path = dir.join("blobs").join(&b.sha256);
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        store.blobs().put_verified(&b.sha256, &bytes)?;
+        progress.tick();
+    }
+    let mut progress = Progress::new("import documents", m.docs.len(), quiet);
+    let mut touched = Vec::new();
+    for d in &m.docs {
+        let path = dir.join("docs").join(format!("{}.automerge", d.id));
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        if store.contains(&d.id).await? {
+            let mut asset = store.load(&d.id).await?;
+            asset
+                .doc
+                .apply_incremental(&bytes)
+                .map_err(|source| StoreError::Corrupt {
+                    doc_id: d.id.clone(),
+                    source,
+                })?;
+            store.save(&mut asset).await?;
+        } else {
+            let doc = AssetDoc::load(&bytes).map_err(|source| StoreError::Corrupt {
+                doc_id: d.id.clone(),
+                source,
+            })?;
+            store.insert(d.id.clone(), doc).await?;
+        }
+        touched.push(d.id.clone());
+        progress.tick();
+    }
+    Ok(touched)
+}
+
+/// Re-reads everything in a store: every document loads strictly and has
+/// the heads its listing row recorded; every blob matches its hash.
+pub async fn verify_store(store: &Store, quiet: bool) -> Result<Vec<Mismatch>, BackupError> {
+    let mut bad = Vec::new();
+    let ids = store.ids().await?;
+    let mut progress = Progress::new("verify documents", ids.len(), quiet);
+    for id in ids {
+        let what = format!("document {id}");
+        match store.load(&id).await {
+            Err(e) => bad.push(Mismatch {
+                what,
+                problem: e.to_string(),
+            }),
+            Ok(mut asset) => {
+                let mut recorded = store.recorded_heads(&id).await?;
+                recorded.sort();
+                let mut heads = asset.doc.heads();
+                heads.sort();
+                if heads != recorded {
+                    bad.push(Mismatch {
+                        what,
+                        problem: "heads differ from the recorded heads".into(),
+                    });
+                }
+            }
+        }
+        progress.tick();
+    }
+    let shas = store.blobs().list()?;
+    let mut progress = Progress::new("verify blobs", shas.len(), quiet);
+    for sha in shas {
+        if let Err(e) = store.blobs().verify(&sha) {
+            bad.push(Mismatch {
+                what: format!("blob {sha}"),
+                problem: e.to_string(),
+            });
+        }
+        progress.tick();
+    }
+    Ok(bad)
+}

@@ -1,0 +1,311 @@
+//! The sync adapter: executes the engine's plans over HTTP (reqwest) against
+//! the local store (SQLite). All decisions live in [`super::engine`]; this
+//! module only moves bytes and keeps the ordering rules:
+//!
+//! - a change is durable in the store before it can be pushed (pushes are
+//!   read from the store);
+//! - pulled chunks are applied and saved before the feed cursor that covers
+//!   them is persisted;
+//! - the server heads recorded for a document are always heads the server
+//!   reported, so the next push is computed from what the server has.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use crate::ids::DocId;
+use crate::model::{AssetDoc, MessageStatus};
+use crate::now_millis;
+use crate::store::{Store, StoreError, SyncState as DocSyncState};
+use crate::sync::engine::{Applied, Engine, EngineConfig, Next, SyncStatus};
+use crate::sync::protocol::{
+    Bytes, DocPush, ErrorBody, SYNC_PATH, SyncRequest, SyncResponse, change_hashes,
+};
+
+/// The store key of the feed cursor.
+const FEED_CURSOR_KEY: &str = "feed_cursor";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("cannot reach the sync server: {0}")]
+    Network(#[from] reqwest::Error),
+    /// The server answered with an error status.
+    #[error("sync server answered {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("sync protocol error: {0}")]
+    Protocol(String),
+}
+
+impl SyncError {
+    /// Worth retrying with backoff (as opposed to a request the server will
+    /// refuse again).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Network(_) => true,
+            SyncError::Server { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            SyncError::Store(_) | SyncError::Protocol(_) => false,
+        }
+    }
+}
+
+/// What one pass of [`SyncClient::sync_until_idle`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub requests: usize,
+    pub pushed_docs: usize,
+    pub pulled_docs: usize,
+    pub bytes_sent: usize,
+}
+
+pub struct SyncClient {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    store: Store,
+    engine: Engine,
+}
+
+impl SyncClient {
+    /// A client for `server` (base URL, e.g. `http://127.0.0.1:8787`)
+    /// resuming from the cursor and pending documents in `store`.
+    pub async fn new(
+        store: Store,
+        server: &str,
+        token: String,
+        config: EngineConfig,
+    ) -> Result<Self, SyncError> {
+        let cursor = store.meta(FEED_CURSOR_KEY).await?.unwrap_or(0).max(0) as u64;
+        let pending = store.pending_sync().await?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(SyncClient {
+            http,
+            url: format!("{}{}", server.trim_end_matches('/'), SYNC_PATH),
+            token,
+            store,
+            engine: Engine::new(config, cursor, pending),
+        })
+    }
+
+    pub fn status(&self) -> SyncStatus {
+        self.engine.status()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Tells the engine a document changed locally (after `Store::save`).
+    pub fn local_change(&mut self, doc: DocId) {
+        self.engine.local_change(doc);
+    }
+
+    /// Replaces the bearer token (after a refresh).
+    pub fn set_token(&mut self, token: String) {
+        self.token = token;
+    }
+
+    /// One request: push what is pending, pull what changed. Returns when to
+    /// run next; on error the caller backs off with [`Self::backoff`].
+    pub async fn round(&mut self, report: &mut SyncReport) -> Result<Next, SyncError> {
+        let plan = self.engine.plan();
+        let mut push = Vec::with_capacity(plan.push.len());
+        let mut jobs_active = false;
+        for doc in &plan.push {
+            let mut asset = match self.store.load(doc).await {
+                Ok(a) => a,
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let server = self.store.sync_state(doc).await?;
+            let changes = asset.doc.changes_since(&server.server_heads);
+            jobs_active |= has_active_job(&asset.doc);
+            push.push(DocPush {
+                doc_id: doc.clone(),
+                changes: Bytes(changes),
+            });
+        }
+        let req = SyncRequest {
+            feed_cursor: plan.feed_cursor,
+            push,
+            resync: plan.resync.clone(),
+        };
+        let resp = self.send(&req, report).await?;
+        report.requests += 1;
+        report.pushed_docs += req.push.len();
+        let mut applied = self.apply(&resp).await?;
+        applied.jobs_active |= jobs_active;
+        report.pulled_docs += resp.docs.len();
+        let next = self.engine.on_success(&plan, &resp, &applied, now_millis());
+        // Everything the cursor covers is durable now: persist it.
+        self.store
+            .set_meta(FEED_CURSOR_KEY, self.engine.feed_cursor() as i64)
+            .await?;
+        Ok(next)
+    }
+
+    /// Records a failed round; returns how long to wait before the next
+    /// (exponential backoff with jitter; longer for errors a retry will not
+    /// fix by itself).
+    pub fn failed(&mut self, e: &SyncError) -> Duration {
+        let jitter: f64 = rand::random();
+        let d = self.engine.on_failure(e.to_string(), jitter);
+        if e.is_transient() {
+            d
+        } else {
+            d.max(Duration::from_secs(5))
+        }
+    }
+
+    /// Rounds until nothing is left to push or pull (bounded).
+    pub async fn sync_until_idle(&mut self) -> Result<SyncReport, SyncError> {
+        let mut report = SyncReport::default();
+        for _ in 0..10_000 {
+            match self.round(&mut report).await {
+                Ok(Next::Now) => continue,
+                Ok(Next::After(_)) => return Ok(report),
+                Err(e) => {
+                    self.failed(&e);
+                    return Err(e);
+                }
+            }
+        }
+        Err(SyncError::Protocol(
+            "the server kept answering `more` for 10,000 rounds".into(),
+        ))
+    }
+
+    /// Syncs forever: on time, fast while jobs run, backing off when the
+    /// server is unreachable, until `shutdown` resolves.
+    pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut report = SyncReport::default();
+        loop {
+            let delay = match self.round(&mut report).await {
+                Ok(Next::Now) => Duration::ZERO,
+                Ok(Next::After(d)) => d,
+                Err(e) => {
+                    let d = self.failed(&e);
+                    tracing::warn!(error = %e, retry_in = ?d, "sync failed");
+                    d
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        req: &SyncRequest,
+        report: &mut SyncReport,
+    ) -> Result<SyncResponse, SyncError> {
+        let json = serde_json::to_vec(req).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let mut enc = zstd::Encoder::new(Vec::with_capacity(json.len() / 3), 3)
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        enc.write_all(&json)
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let body = enc
+            .finish()
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        report.bytes_sent += body.len();
+        let resp = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_ENCODING, "zstd")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(300).collect());
+            return Err(SyncError::Server {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| SyncError::Protocol(format!("unreadable sync response: {e}")))
+    }
+
+    /// Applies a response durably: push outcomes' server heads, then every
+    /// pulled document (saved before returning).
+    async fn apply(&mut self, resp: &SyncResponse) -> Result<Applied, SyncError> {
+        let now = now_millis();
+        let mut applied = Applied::default();
+        for outcome in &resp.pushed {
+            let state = DocSyncState {
+                cursor: 0,
+                server_heads: change_hashes(&outcome.server_heads),
+            };
+            self.store
+                .set_sync_state(&outcome.doc_id, &state, now)
+                .await?;
+        }
+        for update in &resp.docs {
+            let chunks: Vec<&[u8]> = update.chunks.iter().map(|c| c.0.as_slice()).collect();
+            let gap = if self.store.contains(&update.doc_id).await? {
+                let mut asset = self.store.load(&update.doc_id).await?;
+                for chunk in &chunks {
+                    asset.doc.apply_incremental(chunk).map_err(|e| {
+                        SyncError::Protocol(format!(
+                            "server sent unreadable changes for {}: {e}",
+                            update.doc_id
+                        ))
+                    })?;
+                }
+                let gap = !asset.doc.missing_deps().is_empty();
+                self.store.save(&mut asset).await?;
+                applied.jobs_active |= has_active_job(&asset.doc);
+                gap
+            } else {
+                match AssetDoc::load_chunks(chunks.iter().copied()) {
+                    Ok(doc) => {
+                        applied.jobs_active |= has_active_job(&doc);
+                        self.store.insert(update.doc_id.clone(), doc).await?;
+                        false
+                    }
+                    // Only part of a document we never had: ask for all of it.
+                    Err(_) => true,
+                }
+            };
+            if gap {
+                applied.gaps.push(update.doc_id.clone());
+                continue;
+            }
+            let state = DocSyncState {
+                cursor: 0,
+                server_heads: change_hashes(&update.server_heads),
+            };
+            self.store
+                .set_sync_state(&update.doc_id, &state, now)
+                .await?;
+        }
+        Ok(applied)
+    }
+}
+
+/// Whether one of the document's recent messages is a queued or running tool
+/// request (the engine then polls fast until it finishes).
+fn has_active_job(doc: &AssetDoc) -> bool {
+    let n = doc.reader().message_count().unwrap_or(0) as usize;
+    doc.messages_range(n.saturating_sub(16)..n)
+        .unwrap_or_default()
+        .iter()
+        .any(|m| {
+            matches!(
+                m.status,
+                Some(MessageStatus::Queued | MessageStatus::Running)
+            )
+        })
+}

@@ -1,0 +1,380 @@
+//! The client sync engine: every decision of syncing — what to push, when
+//! to poll, how to back off, what the status is — as deterministic code with
+//! no IO. Time and randomness come in as arguments, so a test can drive many
+//! devices through any interleaving and replay it from a seed.
+//!
+//! The adapter (`super::client`) does the IO: it asks [`Engine::plan`] what
+//! to send, builds the request from the store, sends it, applies what comes
+//! back durably, and reports with [`Engine::on_success`] or
+//! [`Engine::on_failure`]. The cursor it persists is the one the engine
+//! hands back only after everything it covers was applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::ids::DocId;
+use crate::model::Millis;
+use crate::sync::protocol::{PushStatus, SyncResponse};
+
+/// Polling and backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Poll interval while a provider job this device cares about runs.
+    pub fast_poll: Duration,
+    /// First idle poll interval; doubles while nothing changes...
+    pub idle_poll_min: Duration,
+    /// ...up to this.
+    pub idle_poll_max: Duration,
+    /// First retry delay after a failure; doubles per failure, with jitter...
+    pub backoff_base: Duration,
+    /// ...up to this.
+    pub backoff_max: Duration,
+    /// Most documents pushed in one request.
+    pub max_push_docs: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            fast_poll: Duration::from_millis(250),
+            idle_poll_min: Duration::from_secs(2),
+            idle_poll_max: Duration::from_secs(30),
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            max_push_docs: 200,
+        }
+    }
+}
+
+/// What a UI shows about sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncStatus {
+    pub state: SyncState,
+    /// Documents with changes the server may lack.
+    pub pending: usize,
+    pub last_synced_at: Option<Millis>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// The last attempt failed; retrying with backoff.
+    Offline,
+    /// A request is under way, or more work is queued.
+    Syncing,
+    /// Everything local is on the server and the last poll succeeded.
+    Synced,
+}
+
+/// One request to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub feed_cursor: u64,
+    /// Documents whose changes to push (the adapter computes the bytes).
+    pub push: Vec<DocId>,
+    /// Documents to ask for in full.
+    pub resync: Vec<DocId>,
+    /// Generation of each pushed document when planned: a document edited
+    /// again while the request was in flight stays pending.
+    generations: Vec<u64>,
+}
+
+/// What the adapter found while applying a response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Documents that still miss dependencies after applying: ask in full.
+    pub gaps: Vec<DocId>,
+    /// Whether any applied or pushed document has a provider job queued or
+    /// running (poll fast until it finishes).
+    pub jobs_active: bool,
+}
+
+/// When to run next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// More to do right away (a paged response, pushes left).
+    Now,
+    After(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: EngineConfig,
+    feed_cursor: u64,
+    /// Pending documents with their edit generation.
+    pending: BTreeMap<DocId, u64>,
+    resync: BTreeSet<DocId>,
+    generation: u64,
+    failures: u32,
+    quiet_polls: u32,
+    jobs_active: bool,
+    more: bool,
+    in_flight: bool,
+    last_synced_at: Option<Millis>,
+    last_error: Option<String>,
+}
+
+impl Engine {
+    /// An engine resuming from a persisted cursor, with the documents the
+    /// store says have unsynced changes.
+    pub fn new(
+        config: EngineConfig,
+        feed_cursor: u64,
+        pending: impl IntoIterator<Item = DocId>,
+    ) -> Self {
+        let mut engine = Engine {
+            config,
+            feed_cursor,
+            pending: BTreeMap::new(),
+            resync: BTreeSet::new(),
+            generation: 0,
+            failures: 0,
+            quiet_polls: 0,
+            jobs_active: false,
+            more: false,
+            in_flight: false,
+            last_synced_at: None,
+            last_error: None,
+        };
+        for doc in pending {
+            engine.local_change(doc);
+        }
+        engine
+    }
+
+    pub fn feed_cursor(&self) -> u64 {
+        self.feed_cursor
+    }
+
+    /// A document changed locally (and durably): it must be pushed.
+    pub fn local_change(&mut self, doc: DocId) {
+        self.generation += 1;
+        self.pending.insert(doc, self.generation);
+        self.quiet_polls = 0;
+    }
+
+    /// Whether there is work that should not wait for the next poll.
+    pub fn has_work(&self) -> bool {
+        !self.pending.is_empty() || !self.resync.is_empty() || self.more
+    }
+
+    /// The next request.
+    pub fn plan(&mut self) -> Plan {
+        self.in_flight = true;
+        let (push, generations) = self
+            .pending
+            .iter()
+            .take(self.config.max_push_docs)
+            .map(|(d, g)| (d.clone(), *g))
+            .unzip();
+        Plan {
+            feed_cursor: self.feed_cursor,
+            push,
+            resync: self.resync.iter().cloned().collect(),
+            generations,
+        }
+    }
+
+    /// The request of `plan` succeeded and its response was applied
+    /// durably; returns when to run next.
+    pub fn on_success(
+        &mut self,
+        plan: &Plan,
+        resp: &SyncResponse,
+        applied: &Applied,
+        now: Millis,
+    ) -> Next {
+        self.in_flight = false;
+        self.failures = 0;
+        self.last_error = None;
+        self.last_synced_at = Some(now);
+        for (doc, generation) in plan.push.iter().zip(&plan.generations) {
+            let outcome = resp.pushed.iter().find(|o| &o.doc_id == doc);
+            let accepted = outcome.is_some_and(|o| o.status == PushStatus::Accepted);
+            // Missing dependencies (or no answer): stays pending; the adapter
+            // recomputes the push from the server heads it now knows.
+            if accepted && self.pending.get(doc) == Some(generation) {
+                self.pending.remove(doc);
+            }
+        }
+        for doc in &plan.resync {
+            if resp.docs.iter().any(|d| &d.doc_id == doc) {
+                self.resync.remove(doc);
+            }
+        }
+        self.resync.extend(applied.gaps.iter().cloned());
+        // Never move the cursor backwards, whatever a server says.
+        self.feed_cursor = self.feed_cursor.max(resp.feed_cursor);
+        self.more = resp.more;
+        self.jobs_active = applied.jobs_active;
+        if resp.docs.is_empty() && plan.push.is_empty() {
+            self.quiet_polls = self.quiet_polls.saturating_add(1);
+        } else {
+            self.quiet_polls = 0;
+        }
+        if self.has_work() {
+            Next::Now
+        } else {
+            Next::After(self.poll_interval())
+        }
+    }
+
+    /// The request failed (network, 5xx, timeout). Returns the backoff
+    /// delay: exponential with full jitter, from `jitter` in [0, 1).
+    pub fn on_failure(&mut self, error: impl Into<String>, jitter: f64) -> Duration {
+        self.in_flight = false;
+        self.failures = self.failures.saturating_add(1);
+        self.last_error = Some(error.into());
+        let exp = self
+            .config
+            .backoff_base
+            .saturating_mul(1 << (self.failures - 1).min(20));
+        let cap = exp.min(self.config.backoff_max);
+        // Full jitter, but never less than a tenth of the step, so a burst of
+        // failures cannot spin.
+        cap.mul_f64(0.1 + 0.9 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// The poll interval when idle: fast while jobs run, otherwise growing
+    /// with each quiet poll.
+    pub fn poll_interval(&self) -> Duration {
+        if self.jobs_active {
+            return self.config.fast_poll;
+        }
+        let grown = self
+            .config
+            .idle_poll_min
+            .saturating_mul(1 << self.quiet_polls.min(16));
+        grown.min(self.config.idle_poll_max)
+    }
+
+    pub fn status(&self) -> SyncStatus {
+        let state = if self.failures > 0 {
+            SyncState::Offline
+        } else if self.in_flight || self.has_work() || self.last_synced_at.is_none() {
+            SyncState::Syncing
+        } else {
+            SyncState::Synced
+        };
+        SyncStatus {
+            state,
+            pending: self.pending.len(),
+            last_synced_at: self.last_synced_at,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::protocol::{DocUpdate, PushOutcome};
+
+    fn ok_response(plan: &Plan, cursor: u64) -> SyncResponse {
+        SyncResponse {
+            feed_cursor: cursor,
+            docs: vec![],
+            pushed: plan
+                .push
+                .iter()
+                .map(|d| PushOutcome {
+                    doc_id: d.clone(),
+                    status: PushStatus::Accepted,
+                    server_heads: vec![],
+                })
+                .collect(),
+            more: false,
+        }
+    }
+
+    #[test]
+    fn pushes_pending_docs_and_keeps_ones_edited_in_flight() {
+        let (a, b) = (DocId::random(), DocId::random());
+        let mut e = Engine::new(EngineConfig::default(), 0, [a.clone(), b.clone()]);
+        assert_eq!(e.status().pending, 2);
+        let plan = e.plan();
+        assert_eq!(plan.push.len(), 2);
+        assert_eq!(e.status().state, SyncState::Syncing);
+        e.local_change(b.clone()); // edited while the request flies
+        let next = e.on_success(&plan, &ok_response(&plan, 5), &Applied::default(), 1000);
+        assert_eq!(next, Next::Now);
+        assert_eq!(e.status().pending, 1);
+        let plan = e.plan();
+        assert_eq!(plan.push, vec![b]);
+        assert_eq!(
+            e.on_success(&plan, &ok_response(&plan, 6), &Applied::default(), 2000),
+            Next::After(Duration::from_secs(2))
+        );
+        assert_eq!(
+            e.status(),
+            SyncStatus {
+                state: SyncState::Synced,
+                pending: 0,
+                last_synced_at: Some(2000),
+                last_error: None
+            }
+        );
+        assert_eq!(e.feed_cursor(), 6);
+    }
+
+    #[test]
+    fn missing_deps_keep_a_doc_pending_and_gaps_ask_for_resync() {
+        let a = DocId::random();
+        let mut e = Engine::new(EngineConfig::default(), 3, [a.clone()]);
+        let plan = e.plan();
+        let mut resp = ok_response(&plan, 2); // a server answering an older cursor
+        resp.pushed[0].status = PushStatus::MissingDeps;
+        let applied = Applied {
+            gaps: vec![a.clone()],
+            jobs_active: false,
+        };
+        assert_eq!(e.on_success(&plan, &resp, &applied, 0), Next::Now);
+        assert_eq!(e.feed_cursor(), 3, "cursor never moves back");
+        let plan = e.plan();
+        assert_eq!(plan.push, vec![a.clone()]);
+        assert_eq!(plan.resync, vec![a.clone()]);
+        let mut resp = ok_response(&plan, 4);
+        resp.docs.push(DocUpdate {
+            doc_id: a,
+            chunks: vec![],
+            server_heads: vec![],
+        });
+        e.on_success(&plan, &resp, &Applied::default(), 0);
+        assert!(!e.has_work());
+    }
+
+    #[test]
+    fn polls_fast_during_jobs_back_off_when_idle_and_when_offline() {
+        let cfg = EngineConfig::default();
+        let mut e = Engine::new(cfg, 0, []);
+        let mut delays = vec![];
+        for _ in 0..6 {
+            let plan = e.plan();
+            match e.on_success(&plan, &ok_response(&plan, 0), &Applied::default(), 0) {
+                Next::After(d) => delays.push(d.as_secs()),
+                Next::Now => panic!("idle engine has no work"),
+            }
+        }
+        assert_eq!(delays, [4, 8, 16, 30, 30, 30]);
+        let plan = e.plan();
+        let jobs = Applied {
+            gaps: vec![],
+            jobs_active: true,
+        };
+        assert_eq!(
+            e.on_success(&plan, &ok_response(&plan, 0), &jobs, 0),
+            Next::After(cfg.fast_poll)
+        );
+
+        let d1 = e.on_failure("connection refused", 0.5);
+        let d2 = e.on_failure("connection refused", 0.5);
+        assert!(d2 > d1);
+        for _ in 0..30 {
+            assert!(e.on_failure("down", 1.0) <= cfg.backoff_max);
+        }
+        assert!(e.on_failure("down", 0.0) >= cfg.backoff_max / 10);
+        let s = e.status();
+        assert_eq!(s.state, SyncState::Offline);
+        assert_eq!(s.last_error.as_deref(), Some("down"));
+    }
+}
