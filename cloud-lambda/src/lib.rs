@@ -10,9 +10,11 @@
 //! - [`storage`]: the fallible storage trait, its embedded implementation,
 //!   and the conformance suite every backend passes.
 //! - [`error`]: the API's error type.
+//! - [`local`]: the Router as an in-process sync transport.
 
 pub mod app;
 pub mod auth;
 pub mod error;
+pub mod local;
 pub mod storage;
 pub mod sync;

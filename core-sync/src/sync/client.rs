@@ -58,9 +58,88 @@ pub struct SyncReport {
     pub bytes_sent: usize,
 }
 
-pub struct SyncClient {
+/// How a sync request reaches the server: HTTP in production
+/// ([`HttpTransport`]); tests plug in an in-process Router or a faulty
+/// network.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    /// Sends one request with the bearer token; returns the parsed response
+    /// and the bytes put on the wire, or the error the server or network
+    /// produced.
+    async fn sync(
+        &self,
+        req: &SyncRequest,
+        token: &str,
+    ) -> Result<(SyncResponse, usize), SyncError>;
+}
+
+/// `POST {server}/v1/sync` with a zstd-compressed JSON body.
+pub struct HttpTransport {
     http: reqwest::Client,
     url: String,
+}
+
+impl HttpTransport {
+    pub fn new(server: &str) -> Result<Self, SyncError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(HttpTransport {
+            http,
+            url: format!("{}{}", server.trim_end_matches('/'), SYNC_PATH),
+        })
+    }
+}
+
+/// Encodes a request body as the server expects it: JSON, zstd-compressed.
+pub fn encode_request(req: &SyncRequest) -> Result<Vec<u8>, SyncError> {
+    let json = serde_json::to_vec(req).map_err(|e| SyncError::Protocol(e.to_string()))?;
+    let mut enc = zstd::Encoder::new(Vec::with_capacity(json.len() / 3), 3)
+        .map_err(|e| SyncError::Protocol(e.to_string()))?;
+    enc.write_all(&json)
+        .map_err(|e| SyncError::Protocol(e.to_string()))?;
+    enc.finish().map_err(|e| SyncError::Protocol(e.to_string()))
+}
+
+/// Turns a status and body into a response or the server's error.
+pub fn decode_response(status: u16, bytes: &[u8]) -> Result<SyncResponse, SyncError> {
+    if !(200..300).contains(&status) {
+        let message = serde_json::from_slice::<ErrorBody>(bytes)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(bytes).chars().take(300).collect());
+        return Err(SyncError::Server { status, message });
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| SyncError::Protocol(format!("unreadable sync response: {e}")))
+}
+
+#[async_trait::async_trait]
+impl Transport for HttpTransport {
+    async fn sync(
+        &self,
+        req: &SyncRequest,
+        token: &str,
+    ) -> Result<(SyncResponse, usize), SyncError> {
+        let body = encode_request(req)?;
+        let sent = body.len();
+        let resp = self
+            .http
+            .post(&self.url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_ENCODING, "zstd")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        Ok((decode_response(status, &bytes)?, sent))
+    }
+}
+
+pub struct SyncClient {
+    transport: Box<dyn Transport>,
     token: String,
     store: Store,
     engine: Engine,
@@ -75,15 +154,21 @@ impl SyncClient {
         token: String,
         config: EngineConfig,
     ) -> Result<Self, SyncError> {
+        let transport = HttpTransport::new(server)?;
+        Self::with_transport(store, Box::new(transport), token, config).await
+    }
+
+    /// A client over any transport (in-process servers, simulated networks).
+    pub async fn with_transport(
+        store: Store,
+        transport: Box<dyn Transport>,
+        token: String,
+        config: EngineConfig,
+    ) -> Result<Self, SyncError> {
         let cursor = store.meta(FEED_CURSOR_KEY).await?.unwrap_or(0).max(0) as u64;
         let pending = store.pending_sync().await?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .build()?;
         Ok(SyncClient {
-            http,
-            url: format!("{}{}", server.trim_end_matches('/'), SYNC_PATH),
+            transport,
             token,
             store,
             engine: Engine::new(config, cursor, pending),
@@ -205,37 +290,9 @@ impl SyncClient {
         req: &SyncRequest,
         report: &mut SyncReport,
     ) -> Result<SyncResponse, SyncError> {
-        let json = serde_json::to_vec(req).map_err(|e| SyncError::Protocol(e.to_string()))?;
-        let mut enc = zstd::Encoder::new(Vec::with_capacity(json.len() / 3), 3)
-            .map_err(|e| SyncError::Protocol(e.to_string()))?;
-        enc.write_all(&json)
-            .map_err(|e| SyncError::Protocol(e.to_string()))?;
-        let body = enc
-            .finish()
-            .map_err(|e| SyncError::Protocol(e.to_string()))?;
-        report.bytes_sent += body.len();
-        let resp = self
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::CONTENT_ENCODING, "zstd")
-            .body(body)
-            .send()
-            .await?;
-        let status = resp.status();
-        let bytes = resp.bytes().await?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-            return Err(SyncError::Server {
-                status: status.as_u16(),
-                message,
-            });
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| SyncError::Protocol(format!("unreadable sync response: {e}")))
+        let (resp, sent) = self.transport.sync(req, &self.token).await?;
+        report.bytes_sent += sent;
+        Ok(resp)
     }
 
     /// Applies a response durably: push outcomes' server heads, then every
