@@ -4,6 +4,7 @@
 //! (`tests/crash.rs`) must agree on: the line protocol the child prints to
 //! report acknowledged writes, and the compaction policy it runs with.
 
+pub mod procs;
 pub mod crash {
     //! The crash-child protocol.
     //!

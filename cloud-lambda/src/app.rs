@@ -1,13 +1,15 @@
 //! The Router: one for every deployment (embedded `serve`, Lambda), built
 //! over whichever storage backend the binary chose.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use core_sync::sync::protocol::{MAX_REQUEST_BYTES, SYNC_PATH, SyncRequest, SyncResponse};
 use tower_http::compression::CompressionLayer;
@@ -18,15 +20,78 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Verifier;
 use crate::error::ApiError;
-use crate::storage::DocStore;
+use crate::jobs::{JobConfig, Jobs};
+use crate::providers::ProviderConfig;
+use crate::registry::Registry;
+use crate::storage::embedded::{EmbeddedBlobs, EmbeddedStore};
+use crate::storage::jobs::JobStore;
+use crate::storage::{BlobStore, DocStore, StorageError};
+use crate::{blob_routes, webhook_route};
 
 /// Everything a handler needs.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn DocStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub ops: Arc<dyn JobStore>,
     pub verifier: Arc<Verifier>,
     /// Served at `/.well-known/jwks.json` when this server is its own issuer.
     pub jwks: Option<Arc<serde_json::Value>>,
+    /// Provider jobs; `None` serves sync only (queued requests stay queued).
+    pub jobs: Option<Arc<Jobs>>,
+    /// Replicate's webhook signing secret (`whsec_…`).
+    pub webhook_secret: Option<String>,
+}
+
+impl AppState {
+    /// A state over any storage backend, without jobs.
+    pub fn new(
+        store: Arc<dyn DocStore>,
+        blobs: Arc<dyn BlobStore>,
+        ops: Arc<dyn JobStore>,
+        verifier: Verifier,
+        jwks: Option<serde_json::Value>,
+    ) -> AppState {
+        AppState {
+            store,
+            blobs,
+            ops,
+            verifier: Arc::new(verifier),
+            jwks: jwks.map(Arc::new),
+            jobs: None,
+            webhook_secret: None,
+        }
+    }
+
+    /// The embedded backend in `dir` (database and blobs), without jobs.
+    pub async fn embedded(
+        dir: &Path,
+        verifier: Verifier,
+        jwks: Option<serde_json::Value>,
+    ) -> Result<AppState, StorageError> {
+        let store = Arc::new(EmbeddedStore::open(dir).await?);
+        let blobs = Arc::new(EmbeddedBlobs::open(dir)?);
+        Ok(AppState::new(store.clone(), blobs, store, verifier, jwks))
+    }
+
+    /// Turns on provider jobs over this state's storage.
+    pub fn with_jobs(
+        mut self,
+        registry: Registry,
+        providers: ProviderConfig,
+        config: JobConfig,
+    ) -> AppState {
+        self.webhook_secret = providers.replicate_webhook_secret.clone();
+        self.jobs = Some(Jobs::new(
+            self.store.clone(),
+            self.blobs.clone(),
+            self.ops.clone(),
+            Arc::new(registry),
+            providers,
+            config,
+        ));
+        self
+    }
 }
 
 /// The whole HTTP surface.
@@ -35,6 +100,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route(SYNC_PATH, post(sync))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/blobs/{sha256}", put(blob_routes::put_blob).get(blob_routes::get_blob))
+        .route("/replicate/webhook", post(webhook_route::replicate_webhook))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(RequestDecompressionLayer::new())
         .layer(CompressionLayer::new())
@@ -66,7 +133,7 @@ async fn jwks(State(state): State<AppState>) -> Result<Json<serde_json::Value>, 
 async fn sync(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SyncResponse>, ApiError> {
     let claims = state
         .verifier
@@ -87,8 +154,20 @@ async fn sync(
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // The limit applies to the decompressed stream as it is read, so a
+    // decompression bomb is cut off at the limit, never inflated whole.
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(MAX_REQUEST_BYTES)
+        } else {
+            ApiError::BadRequest(format!(
+                "the request body could not be read (check its Content-Encoding): {}",
+                rejection.body_text()
+            ))
+        }
+    })?;
     let req: SyncRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed sync request: {e}")))?;
-    let resp = crate::sync::sync(&state.store, &claims.sub, req).await?;
+    let resp = crate::sync::sync(&state.store, state.jobs.as_ref(), &claims.sub, req).await?;
     Ok(Json(resp))
 }

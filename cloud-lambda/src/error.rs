@@ -3,7 +3,7 @@
 //! message, never leaked.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use core_sync::sync::protocol::{ErrorBody, ErrorDetail};
 
@@ -16,11 +16,17 @@ pub enum ApiError {
     BadRequest(String),
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
+    /// A webhook whose signature or timestamp does not verify.
+    #[error("webhook refused: {0}")]
+    BadSignature(String),
     /// Absent, or another user's: the two are indistinguishable on purpose.
     #[error("no document {0}")]
     NotFound(String),
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
+    /// The body, after decompression, is over this many bytes.
+    #[error("request body is larger than {0} bytes (after decompression)")]
+    PayloadTooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -31,9 +37,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -43,8 +50,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::BadSignature(_) => "bad_signature",
             ApiError::NotFound(_) => "not_found",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -69,7 +78,9 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %detail, "internal error");
                 "the server failed; the request can be retried".to_string()
             }
-            ApiError::Unauthorized(e) => e.to_string(),
+            // The Display text is for logs (the verifier logged it); clients
+            // get the short explanation, as `AuthError` documents.
+            ApiError::Unauthorized(e) => e.client_message().to_string(),
             other => other.to_string(),
         };
         let body = ErrorBody {
@@ -78,6 +89,15 @@ impl IntoResponse for ApiError {
                 message,
             },
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::Unauthorized(e) = &self
+            && let Ok(value) = HeaderValue::from_str(&e.www_authenticate())
+        {
+            // RFC 7235: a 401 carries a challenge.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
     }
 }

@@ -11,10 +11,21 @@
 //!   and the conformance suite every backend passes.
 //! - [`error`]: the API's error type.
 //! - [`local`]: the Router as an in-process sync transport.
+//! - [`registry`]: provider models, tools, prices and retirement (data in
+//!   `models.json`).
+//! - [`providers`]: the Gemini, Imagen and Replicate clients, their error
+//!   classification (transient or permanent) and Replicate webhook signatures.
 
 pub mod app;
 pub mod auth;
+pub mod blob_routes;
 pub mod error;
+pub mod images;
+pub mod jobs;
 pub mod local;
+pub mod providers;
+pub mod registry;
+pub mod server_doc;
 pub mod storage;
 pub mod sync;
+pub mod webhook_route;

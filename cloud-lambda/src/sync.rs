@@ -16,13 +16,14 @@ use std::sync::Arc;
 
 use automerge::AutoCommit;
 use core_sync::DocId;
-use core_sync::model::check_chunks;
+use core_sync::model::{Reader, check_chunks};
 use core_sync::sync::protocol::{
     DocPush, DocUpdate, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES, SyncRequest,
     SyncResponse, hashes,
 };
 
 use crate::error::ApiError;
+use crate::jobs::{Jobs, queued_requests};
 use crate::storage::{DocStore, StorageError};
 
 /// How many times a push retries after losing a conditional append race.
@@ -35,13 +36,14 @@ const FEED_PAGE: usize = 500;
 /// Handles one sync request for `user`.
 pub async fn sync(
     store: &Arc<dyn DocStore>,
+    jobs: Option<&Arc<Jobs>>,
     user: &str,
     req: SyncRequest,
 ) -> Result<SyncResponse, ApiError> {
     validate(&req)?;
     let mut pushed = Vec::with_capacity(req.push.len());
     for push in &req.push {
-        pushed.push(apply_push(store, user, push).await?);
+        pushed.push(apply_push(store, jobs, user, push).await?);
     }
 
     let mut docs = Vec::new();
@@ -111,6 +113,7 @@ fn load(chunks: &[crate::storage::Chunk]) -> Result<AutoCommit, ApiError> {
 
 async fn apply_push(
     store: &Arc<dyn DocStore>,
+    jobs: Option<&Arc<Jobs>>,
     user: &str,
     push: &DocPush,
 ) -> Result<PushOutcome, ApiError> {
@@ -157,6 +160,19 @@ async fn apply_push(
             .await
         {
             Ok(useq) => {
+                if let Some(jobs) = jobs {
+                    // New tool requests get their operation now.
+                    let added = Reader::new(&doc, None)
+                        .message_count()
+                        .unwrap_or(0)
+                        .saturating_sub(
+                            Reader::new(&doc, Some(&before))
+                                .message_count()
+                                .unwrap_or(0),
+                        );
+                    let queued = queued_requests(&Reader::new(&doc, None), added as usize);
+                    jobs.start(user, &push.doc_id, queued).await;
+                }
                 if entries + 1 >= COMPACT_AFTER_ENTRIES {
                     let snapshot = doc.save();
                     if let Err(e) = store.compact(user, &push.doc_id, useq, &snapshot).await {

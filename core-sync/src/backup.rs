@@ -140,6 +140,18 @@ pub async fn export(store: &Store, out: &Path, quiet: bool) -> Result<Manifest, 
         let d = out.join(sub);
         std::fs::create_dir_all(&d).map_err(io(&d))?;
     }
+    // A manifest from an earlier export vouches for files this run is about
+    // to overwrite: remove it (durably) first, so that an export killed
+    // midway reads as incomplete, not as a complete export whose files
+    // disagree with it.
+    let manifest = out.join(MANIFEST);
+    match std::fs::remove_file(&manifest) {
+        Ok(()) => std::fs::File::open(out)
+            .and_then(|d| d.sync_all())
+            .map_err(io(out))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&manifest)(e)),
+    }
     let ids = store.ids().await?;
     let mut progress = Progress::new("export documents", ids.len(), quiet);
     let mut docs = Vec::with_capacity(ids.len());
@@ -277,7 +289,12 @@ pub async fn import(store: &Store, dir: &Path, quiet: bool) -> Result<Vec<DocId>
     for b in &m.blobs {
         let path = dir.join("blobs").join(&b.sha256);
         let bytes = std::fs::read(&path).map_err(io(&path))?;
+        // Verified again on the way in, and indexed as not yet uploaded, so
+        // a sync afterwards pushes it to the (possibly fresh) account.
         store.blobs().put_verified(&b.sha256, &bytes)?;
+        store
+            .index_blob(&b.sha256, bytes.len() as u64, crate::now_millis())
+            .await?;
         progress.tick();
     }
     let mut progress = Progress::new("import documents", m.docs.len(), quiet);

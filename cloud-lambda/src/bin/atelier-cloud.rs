@@ -5,13 +5,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use cloud_lambda::app::{AppState, router};
 use cloud_lambda::auth::LocalIssuer;
-use cloud_lambda::storage::embedded::EmbeddedStore;
+use cloud_lambda::jobs::JobConfig;
+use cloud_lambda::providers::ProviderConfig;
+use cloud_lambda::registry::Registry;
 
 /// The issuer and audience of the embedded server's own tokens.
 const LOCAL_ISSUER: &str = "atelier-local";
@@ -39,6 +40,13 @@ enum Command {
         /// Log as JSON lines (as on Lambda).
         #[arg(long)]
         json_logs: bool,
+        /// This server's public base URL, for Replicate's webhook (without
+        /// one, running predictions are polled).
+        #[arg(long, env = "ATELIER_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Serve sync only: queued tool requests stay queued.
+        #[arg(long)]
+        no_jobs: bool,
     },
     /// Print a bearer token for USER, signed by the server's key in DATA.
     DevToken {
@@ -83,16 +91,29 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Serve { addr, data, .. } => {
+        Command::Serve {
+            addr,
+            data,
+            public_url,
+            no_jobs,
+            ..
+        } => {
             std::fs::create_dir_all(&data)?;
             let issuer = LocalIssuer::load_or_create(&data, LOCAL_ISSUER, LOCAL_AUDIENCE)?;
-            let store = EmbeddedStore::open(&data).await?;
-            let state = AppState {
-                store: Arc::new(store),
-                verifier: Arc::new(issuer.verifier()),
-                jwks: Some(Arc::new(issuer.jwks_json())),
-            };
+            let mut state =
+                AppState::embedded(&data, issuer.verifier(), Some(issuer.jwks_json())).await?;
             let listener = tokio::net::TcpListener::bind(addr).await?;
+            if !no_jobs {
+                let config = JobConfig {
+                    public_url: public_url
+                        .or_else(|| listener.local_addr().ok().map(|a| format!("http://{a}"))),
+                    ..JobConfig::default()
+                };
+                state = state.with_jobs(Registry::load()?, ProviderConfig::from_env(), config);
+                if let Some(jobs) = &state.jobs {
+                    jobs.resume_all().await;
+                }
+            }
             tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "serving");
             axum::serve(listener, router(state))
                 .with_graceful_shutdown(async {

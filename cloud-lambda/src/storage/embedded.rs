@@ -42,6 +42,8 @@ use super::{
     BlobStore, Chunk, DocHead, DocStore, FeedEntry, StorageError, validate_sha256, validate_user,
 };
 
+mod jobs;
+
 /// The database file inside the store directory.
 pub const DB_FILE: &str = "cloud.db";
 

@@ -28,6 +28,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod jobs;
 
 use async_trait::async_trait;
 use automerge::ChangeHash;

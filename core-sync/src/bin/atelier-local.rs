@@ -126,7 +126,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::AddImage { id, file } => {
             let mut asset = store.load(&id).await?;
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let mime = sniff_mime(&bytes).ok_or("not a PNG, JPEG or WebP image")?;
+            let mime =
+                core_sync::blob::sniff_mime(&bytes).ok_or("not a PNG, JPEG or WebP image")?;
             let len = bytes.len() as u64;
             let sha = store.put_blob(bytes, mime, now_millis()).await?;
             let parent = asset.summary()?.active_version_id;
@@ -280,18 +281,6 @@ fn print_asset(asset: &mut LocalAsset) -> Result<()> {
         costs.len()
     );
     Ok(())
-}
-
-fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        Some("image/jpeg")
-    } else if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
-    }
 }
 
 /// UTC `YYYY-MM-DD HH:MM`.

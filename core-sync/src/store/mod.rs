@@ -512,6 +512,81 @@ impl Store {
         Ok(sha)
     }
 
+    /// Stores bytes that must hash to `sha256` (downloaded from elsewhere)
+    /// and indexes them as already on the server.
+    pub async fn put_blob_verified(
+        &self,
+        sha256: &str,
+        bytes: Vec<u8>,
+        mime: &str,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let blobs = self.blobs.clone();
+        let sha = sha256.to_owned();
+        let len = bytes.len();
+        tokio::task::spawn_blocking(move || blobs.put_verified(&sha, &bytes))
+            .await
+            .expect("blob writer panicked")?;
+        sqlx::query(
+            "INSERT INTO blobs (sha256, mime, bytes, created_at, uploaded) VALUES (?, ?, ?, ?, 1)
+             ON CONFLICT (sha256) DO UPDATE SET uploaded = 1",
+        )
+        .bind(sha256)
+        .bind(mime)
+        .bind(len as i64)
+        .bind(now)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(())
+    }
+
+    /// Indexes a blob already in the blob directory (restored from a backup),
+    /// as not yet on the server; its type comes from its magic bytes.
+    pub async fn index_blob(&self, sha256: &str, bytes: u64, now: Millis) -> StoreResult<()> {
+        let head = self.get_blob(sha256).await?;
+        let mime = crate::blob::sniff_mime(&head).unwrap_or("application/octet-stream");
+        sqlx::query(
+            "INSERT INTO blobs (sha256, mime, bytes, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(mime)
+        .bind(bytes as i64)
+        .bind(now)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the server is known to hold this blob.
+    pub async fn blob_uploaded(&self, sha256: &str) -> StoreResult<bool> {
+        Ok(sqlx::query("SELECT uploaded FROM blobs WHERE sha256 = ?")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some_and(|r| r.get::<i64, _>("uploaded") != 0))
+    }
+
+    /// Records that the server holds this blob.
+    pub async fn mark_blob_uploaded(
+        &self,
+        sha256: &str,
+        mime: &str,
+        bytes: u64,
+        now: Millis,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO blobs (sha256, mime, bytes, created_at, uploaded) VALUES (?, ?, ?, ?, 1)
+             ON CONFLICT (sha256) DO UPDATE SET uploaded = 1",
+        )
+        .bind(sha256)
+        .bind(mime)
+        .bind(bytes as i64)
+        .bind(now)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(())
+    }
+
     /// Reads and verifies a blob.
     pub async fn get_blob(&self, sha256: &str) -> StoreResult<Vec<u8>> {
         let blobs = self.blobs.clone();

@@ -71,12 +71,39 @@ pub trait Transport: Send + Sync {
         req: &SyncRequest,
         token: &str,
     ) -> Result<(SyncResponse, usize), SyncError>;
+
+    /// Uploads a blob (`PUT /v1/blobs/{sha256}`). Transports without blob
+    /// support (some test doubles) refuse.
+    async fn put_blob(
+        &self,
+        _sha256: &str,
+        _bytes: Vec<u8>,
+        _token: &str,
+    ) -> Result<(), SyncError> {
+        Err(SyncError::Protocol(
+            "this transport does not move blobs".into(),
+        ))
+    }
+
+    /// Downloads a blob; `None` if the server does not have it (yet).
+    async fn get_blob(&self, _sha256: &str, _token: &str) -> Result<Option<Vec<u8>>, SyncError> {
+        Err(SyncError::Protocol(
+            "this transport does not move blobs".into(),
+        ))
+    }
+
+    /// Whether `put_blob`/`get_blob` work.
+    fn moves_blobs(&self) -> bool {
+        false
+    }
 }
 
-/// `POST {server}/v1/sync` with a zstd-compressed JSON body.
+/// `POST {server}/v1/sync` with a zstd-compressed JSON body; blobs via
+/// `PUT`/`GET {server}/v1/blobs/{sha256}`.
 pub struct HttpTransport {
     http: reqwest::Client,
     url: String,
+    blobs_url: String,
 }
 
 impl HttpTransport {
@@ -85,9 +112,11 @@ impl HttpTransport {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()?;
+        let base = server.trim_end_matches('/');
         Ok(HttpTransport {
             http,
-            url: format!("{}{}", server.trim_end_matches('/'), SYNC_PATH),
+            url: format!("{base}{SYNC_PATH}"),
+            blobs_url: format!("{base}/v1/blobs"),
         })
     }
 }
@@ -135,6 +164,43 @@ impl Transport for HttpTransport {
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await?;
         Ok((decode_response(status, &bytes)?, sent))
+    }
+
+    async fn put_blob(&self, sha256: &str, bytes: Vec<u8>, token: &str) -> Result<(), SyncError> {
+        let resp = self
+            .http
+            .put(format!("{}/{sha256}", self.blobs_url))
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let body = resp.bytes().await?;
+        decode_response(status, &body).map(|_| ())
+    }
+
+    async fn get_blob(&self, sha256: &str, token: &str) -> Result<Option<Vec<u8>>, SyncError> {
+        let resp = self
+            .http
+            .get(format!("{}/{sha256}", self.blobs_url))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await?;
+        match status {
+            200 => Ok(Some(body.to_vec())),
+            404 => Ok(None),
+            _ => decode_response(status, &body).map(|_| None),
+        }
+    }
+
+    fn moves_blobs(&self) -> bool {
+        true
     }
 }
 
@@ -208,6 +274,8 @@ impl SyncClient {
             let server = self.store.sync_state(doc).await?;
             let changes = asset.doc.changes_since(&server.server_heads);
             jobs_active |= has_active_job(&asset.doc);
+            // The server needs a version's image before a job can use it.
+            self.upload_blobs(&asset.doc).await?;
             push.push(DocPush {
                 doc_id: doc.clone(),
                 changes: Bytes(changes),
@@ -295,6 +363,45 @@ impl SyncClient {
         Ok(resp)
     }
 
+    /// Uploads the blobs of `doc` the server is not known to hold.
+    async fn upload_blobs(&self, doc: &AssetDoc) -> Result<(), SyncError> {
+        if !self.transport.moves_blobs() {
+            return Ok(());
+        }
+        for (sha, mime) in referenced_blobs(doc) {
+            if !self.store.blobs().contains(&sha) || self.store.blob_uploaded(&sha).await? {
+                continue;
+            }
+            let bytes = self.store.get_blob(&sha).await?;
+            let len = bytes.len() as u64;
+            self.transport.put_blob(&sha, bytes, &self.token).await?;
+            self.store
+                .mark_blob_uploaded(&sha, &mime, len, now_millis())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Downloads the blobs of `doc` missing locally (a result made by the
+    /// cloud, an image added on another device). A blob the server does not
+    /// have yet is skipped and fetched on a later round.
+    async fn download_blobs(&self, doc: &AssetDoc) -> Result<(), SyncError> {
+        if !self.transport.moves_blobs() {
+            return Ok(());
+        }
+        for (sha, mime) in referenced_blobs(doc) {
+            if self.store.blobs().contains(&sha) {
+                continue;
+            }
+            if let Some(bytes) = self.transport.get_blob(&sha, &self.token).await? {
+                self.store
+                    .put_blob_verified(&sha, bytes, &mime, now_millis())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Applies a response durably: push outcomes' server heads, then every
     /// pulled document (saved before returning).
     async fn apply(&mut self, resp: &SyncResponse) -> Result<Applied, SyncError> {
@@ -340,6 +447,8 @@ impl SyncClient {
                 applied.gaps.push(update.doc_id.clone());
                 continue;
             }
+            let asset = self.store.load(&update.doc_id).await?;
+            self.download_blobs(&asset.doc).await?;
             let state = DocSyncState {
                 cursor: 0,
                 server_heads: change_hashes(&update.server_heads),
@@ -350,6 +459,18 @@ impl SyncClient {
         }
         Ok(applied)
     }
+}
+
+/// The blobs a document's versions refer to (images and thumbnails).
+fn referenced_blobs(doc: &AssetDoc) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for v in doc.versions().unwrap_or_default() {
+        out.push((v.blob.sha256, v.blob.mime));
+        if let Some(t) = v.thumbnail {
+            out.push((t.sha256, t.mime));
+        }
+    }
+    out
 }
 
 /// Whether one of the document's recent messages is a queued or running tool

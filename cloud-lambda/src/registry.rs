@@ -1,0 +1,353 @@
+//! The model registry: which provider models exist, which tools they serve,
+//! what they cost and whether they are still alive. The data lives in
+//! `cloud-lambda/models.json` (compiled in; `ATELIER_MODELS_FILE` points at
+//! another copy), not in code: providers retire models and change prices
+//! more often than we ship.
+//!
+//! Pricing turns a provider's own usage numbers into integer nano-dollars,
+//! so sums are exact and match to the cent.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The compiled-in registry.
+pub const BUILTIN: &str = include_str!("../models.json");
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Model {
+    pub id: String,
+    pub label: String,
+    pub provider: Provider,
+    pub api: Api,
+    /// Replicate community models are addressed by version.
+    #[serde(default)]
+    pub version: Option<String>,
+    pub tools: Vec<Tool>,
+    pub status: Status,
+    #[serde(default)]
+    pub retired_on: Option<String>,
+    #[serde(default)]
+    pub replacement: Option<String>,
+    pub price: Price,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Google,
+    Replicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Api {
+    #[serde(rename = "generateContent")]
+    GenerateContent,
+    #[serde(rename = "predict")]
+    Predict,
+    #[serde(rename = "predictions")]
+    Predictions,
+}
+
+/// What a user asks for in the composer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tool {
+    /// Edit the active image with a prompt.
+    Edit,
+    /// Text to image.
+    Generate,
+    RemoveBackground,
+    Upscale,
+}
+
+impl Tool {
+    pub const ALL: [Tool; 4] = [
+        Tool::Edit,
+        Tool::Generate,
+        Tool::RemoveBackground,
+        Tool::Upscale,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tool::Edit => "edit",
+            Tool::Generate => "generate",
+            Tool::RemoveBackground => "remove-background",
+            Tool::Upscale => "upscale",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tool> {
+        Tool::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether the tool works on an input image.
+    pub fn needs_input(self) -> bool {
+        !matches!(self, Tool::Generate)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    Retired,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Price {
+    /// Gemini: prompt tokens and image output tokens, per million.
+    Tokens {
+        input_usd_per_mtok: f64,
+        output_image_usd_per_mtok: f64,
+        verified: bool,
+    },
+    /// Imagen: per generated image.
+    PerImage { usd: f64, verified: bool },
+    /// Replicate community models: `metrics.predict_time` x hardware rate.
+    PerSecond {
+        hardware: String,
+        usd_per_second: f64,
+        verified: bool,
+    },
+    /// Replicate official models: per output.
+    PerOutput { usd: f64, verified: bool },
+}
+
+/// What a provider reported using, in its own terms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Usage {
+    Tokens { prompt: u64, image_output: u64 },
+    Images(u64),
+    Seconds(f64),
+    Outputs(u64),
+}
+
+/// A priced usage: what the cost event records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cost {
+    pub units: f64,
+    pub unit: &'static str,
+    pub nano_usd: i64,
+}
+
+const NANO: f64 = 1e9;
+
+impl Price {
+    /// The cost of `usage`, or `None` if the usage does not fit the price
+    /// (a provider answering in units we did not expect).
+    pub fn cost(&self, usage: Usage) -> Option<Cost> {
+        let round = |usd: f64| (usd * NANO).round() as i64;
+        match (self, usage) {
+            (
+                Price::Tokens {
+                    input_usd_per_mtok,
+                    output_image_usd_per_mtok,
+                    ..
+                },
+                Usage::Tokens {
+                    prompt,
+                    image_output,
+                },
+            ) => {
+                // Per-token rates in nano-dollars are exact for the published prices.
+                let input = (input_usd_per_mtok * 1e3).round() as i64 * prompt as i64;
+                let output = (output_image_usd_per_mtok * 1e3).round() as i64 * image_output as i64;
+                Some(Cost {
+                    units: (prompt + image_output) as f64,
+                    unit: "tokens",
+                    nano_usd: input + output,
+                })
+            }
+            (Price::PerImage { usd, .. }, Usage::Images(n)) => Some(Cost {
+                units: n as f64,
+                unit: "images",
+                nano_usd: round(*usd) * n as i64,
+            }),
+            (Price::PerSecond { usd_per_second, .. }, Usage::Seconds(s))
+                if s.is_finite() && s >= 0.0 =>
+            {
+                Some(Cost {
+                    units: s,
+                    unit: "seconds",
+                    nano_usd: round(usd_per_second * s),
+                })
+            }
+            (Price::PerOutput { usd, .. }, Usage::Outputs(n)) => Some(Cost {
+                units: n as f64,
+                unit: "outputs",
+                nano_usd: round(*usd) * n as i64,
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("model registry does not parse: {0}")]
+    Parse(String),
+    #[error("unknown model {0:?}")]
+    Unknown(String),
+    #[error("{model} was retired{on}; use {replacement} instead")]
+    Retired {
+        model: String,
+        on: String,
+        replacement: String,
+    },
+    #[error("{model} cannot {tool}")]
+    WrongTool { model: String, tool: &'static str },
+}
+
+#[derive(Debug, Clone)]
+pub struct Registry {
+    models: BTreeMap<String, Model>,
+}
+
+#[derive(Deserialize)]
+struct File {
+    models: Vec<Model>,
+}
+
+impl Registry {
+    pub fn parse(json: &str) -> Result<Registry, RegistryError> {
+        let file: File =
+            serde_json::from_str(json).map_err(|e| RegistryError::Parse(e.to_string()))?;
+        let mut models = BTreeMap::new();
+        for m in file.models {
+            if m.status == Status::Retired && m.replacement.is_none() {
+                return Err(RegistryError::Parse(format!(
+                    "retired model {} names no replacement",
+                    m.id
+                )));
+            }
+            if models.insert(m.id.clone(), m).is_some() {
+                return Err(RegistryError::Parse("a model id appears twice".into()));
+            }
+        }
+        Ok(Registry { models })
+    }
+
+    /// The compiled-in registry, or the file `ATELIER_MODELS_FILE` names.
+    pub fn load() -> Result<Registry, RegistryError> {
+        match std::env::var("ATELIER_MODELS_FILE") {
+            Ok(path) => {
+                let json = std::fs::read_to_string(&path)
+                    .map_err(|e| RegistryError::Parse(format!("{path}: {e}")))?;
+                Registry::parse(&json)
+            }
+            Err(_) => Registry::parse(BUILTIN),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Model> {
+        self.models.get(id)
+    }
+
+    pub fn models(&self) -> impl Iterator<Item = &Model> {
+        self.models.values()
+    }
+
+    /// The model to run `tool` with: refused before any request if it is
+    /// unknown, retired (naming the replacement) or cannot do the tool.
+    pub fn resolve(&self, id: &str, tool: Tool) -> Result<&Model, RegistryError> {
+        let m = self
+            .get(id)
+            .ok_or_else(|| RegistryError::Unknown(id.to_owned()))?;
+        if m.status == Status::Retired {
+            return Err(RegistryError::Retired {
+                model: m.id.clone(),
+                on: m
+                    .retired_on
+                    .as_deref()
+                    .map(|d| format!(" on {d}"))
+                    .unwrap_or_default(),
+                replacement: m.replacement.clone().unwrap_or_default(),
+            });
+        }
+        if !m.tools.contains(&tool) {
+            return Err(RegistryError::WrongTool {
+                model: m.id.clone(),
+                tool: tool.as_str(),
+            });
+        }
+        Ok(m)
+    }
+
+    /// The first active model for a tool (the composer's default).
+    pub fn default_for(&self, tool: Tool) -> Option<&Model> {
+        self.models
+            .values()
+            .find(|m| m.status == Status::Active && m.tools.contains(&tool))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_registry_parses_and_retires_by_name() {
+        let r = Registry::parse(BUILTIN).unwrap();
+        assert!(r.resolve("gemini-3.1-flash-image", Tool::Edit).is_ok());
+        let e = r.resolve("gemini-2.5-flash-image", Tool::Edit).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "gemini-2.5-flash-image was retired on 2026-10-02; use gemini-3.1-flash-image instead"
+        );
+        assert!(matches!(
+            r.resolve("imagen-4.0-generate-001", Tool::Generate),
+            Err(RegistryError::Retired { .. })
+        ));
+        assert!(matches!(
+            r.resolve("nightmareai/real-esrgan", Tool::Edit),
+            Err(RegistryError::WrongTool { .. })
+        ));
+        assert!(matches!(
+            r.resolve("nope", Tool::Edit),
+            Err(RegistryError::Unknown(_))
+        ));
+        for tool in Tool::ALL {
+            assert!(
+                r.default_for(tool).is_some(),
+                "{tool:?} has an active model"
+            );
+        }
+    }
+
+    #[test]
+    fn prices_follow_the_providers_usage_to_the_nano_dollar() {
+        let r = Registry::parse(BUILTIN).unwrap();
+        // providers.md: 264 prompt tokens, 1290 image tokens on 2.5 Flash Image.
+        let gemini = &r.get("gemini-2.5-flash-image").unwrap().price;
+        let c = gemini
+            .cost(Usage::Tokens {
+                prompt: 264,
+                image_output: 1290,
+            })
+            .unwrap();
+        assert_eq!(c.nano_usd, 264 * 300 + 1290 * 30_000);
+        assert_eq!(c.nano_usd, 38_779_200); // $0.0387792
+        let imagen = &r.get("imagen-4.0-ultra-generate-001").unwrap().price;
+        assert_eq!(imagen.cost(Usage::Images(2)).unwrap().nano_usd, 120_000_000);
+        let esrgan = &r.get("nightmareai/real-esrgan").unwrap().price;
+        assert_eq!(
+            esrgan.cost(Usage::Seconds(0.012683)).unwrap().nano_usd,
+            2_854
+        );
+        assert_eq!(
+            esrgan.cost(Usage::Images(1)),
+            None,
+            "wrong units are refused"
+        );
+        assert_eq!(esrgan.cost(Usage::Seconds(f64::NAN)), None);
+    }
+
+    #[test]
+    fn a_retired_model_without_replacement_is_a_bad_registry() {
+        let bad = r#"{"models":[{"id":"x","label":"x","provider":"google","api":"predict","tools":["generate"],"status":"retired","price":{"kind":"per_image","usd":1,"verified":true}}]}"#;
+        assert!(matches!(Registry::parse(bad), Err(RegistryError::Parse(_))));
+    }
+}

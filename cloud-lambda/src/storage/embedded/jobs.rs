@@ -1,0 +1,115 @@
+//! `JobStore` on the embedded SQLite database.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::EmbeddedStore;
+use crate::storage::jobs::{JobStore, OpStatus, Operation};
+use crate::storage::{StorageError, validate_user};
+
+fn row_to_op(r: &SqliteRow) -> Result<Operation, StorageError> {
+    let status: String = r.try_get("status")?;
+    let doc: String = r.try_get("doc_id")?;
+    Ok(Operation {
+        id: r.try_get("id")?,
+        user: r.try_get("user_id")?,
+        doc_id: doc
+            .parse()
+            .map_err(|e| StorageError::Backend(format!("stored doc id: {e}")))?,
+        status: OpStatus::parse(&status)
+            .ok_or_else(|| StorageError::Backend(format!("stored status {status:?}")))?,
+        provider_ref: r.try_get("provider_ref")?,
+        attempts: r.try_get::<i64, _>("attempts")?.clamp(0, u32::MAX as i64) as u32,
+        error: r.try_get("error")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl JobStore for EmbeddedStore {
+    async fn create_operation(&self, op: &Operation) -> Result<bool, StorageError> {
+        validate_user(&op.user)?;
+        let done = sqlx::query(
+            "INSERT INTO operations (id, user_id, doc_id, status, provider_ref, attempts, error, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&op.id)
+        .bind(&op.user)
+        .bind(op.doc_id.as_str())
+        .bind(op.status.as_str())
+        .bind(&op.provider_ref)
+        .bind(op.attempts as i64)
+        .bind(&op.error)
+        .bind(op.created_at)
+        .bind(op.updated_at)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get_operation(&self, user: &str, id: &str) -> Result<Option<Operation>, StorageError> {
+        let row = sqlx::query("SELECT * FROM operations WHERE id = ? AND user_id = ?")
+            .bind(id)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_op).transpose()
+    }
+
+    async fn update_operation(&self, op: &Operation) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE operations SET status = ?, provider_ref = ?, attempts = ?, error = ?, updated_at = ?
+             WHERE id = ? AND user_id = ?",
+        )
+        .bind(op.status.as_str())
+        .bind(&op.provider_ref)
+        .bind(op.attempts as i64)
+        .bind(&op.error)
+        .bind(op.updated_at)
+        .bind(&op.id)
+        .bind(&op.user)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StorageError::NotFound)
+        }
+    }
+
+    async fn find_by_provider_ref(
+        &self,
+        provider_ref: &str,
+    ) -> Result<Option<Operation>, StorageError> {
+        let row = sqlx::query("SELECT * FROM operations WHERE provider_ref = ?")
+            .bind(provider_ref)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_op).transpose()
+    }
+
+    async fn first_delivery(&self, webhook_id: &str, now: i64) -> Result<bool, StorageError> {
+        if webhook_id.is_empty() || webhook_id.len() > 256 {
+            return Err(StorageError::Invalid("bad webhook id".into()));
+        }
+        let done = sqlx::query(
+            "INSERT INTO webhook_deliveries (webhook_id, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(webhook_id)
+        .bind(now)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn unfinished(&self) -> Result<Vec<Operation>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT * FROM operations WHERE status IN ('queued', 'running') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_op).collect()
+    }
+}

@@ -1,0 +1,61 @@
+//! `POST /replicate/webhook`: Replicate's prediction updates. The signature
+//! is verified (Standard Webhooks: HMAC-SHA256 with the webhook secret),
+//! stale or future timestamps are refused, and each `webhook-id` is acted
+//! on once; a replay answers 200 and changes nothing. A verified update
+//! wakes the job waiting on that prediction, or (after a restart, or on
+//! Lambda) runs the operation again, which resumes from its stored state.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::providers::webhook;
+
+/// Oldest webhook timestamp accepted.
+pub const TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+pub async fn replicate_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (Some(jobs), Some(secret)) = (&state.jobs, &state.webhook_secret) else {
+        return Err(ApiError::NotFound("webhook".into()));
+    };
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = core_sync::now_millis() / 1000;
+    webhook::verify(
+        secret,
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+        &body,
+        now,
+        TOLERANCE,
+    )
+    .map_err(|e| ApiError::BadSignature(e.to_string()))?;
+    let id = h("webhook-id").unwrap_or_default();
+    if !state.ops.first_delivery(id, now).await? {
+        return Ok(StatusCode::OK);
+    }
+    let prediction: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("webhook body is not a prediction: {e}")))?;
+    let Some(pid) = prediction.get("id").and_then(|v| v.as_str()) else {
+        return Err(ApiError::BadRequest(
+            "webhook body has no prediction id".into(),
+        ));
+    };
+    match state.ops.find_by_provider_ref(pid).await? {
+        Some(op) if !op.status.is_terminal() => {
+            if !jobs.wake(pid) {
+                jobs.launch(op);
+            }
+        }
+        _ => {}
+    }
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,612 @@
+//! Provider jobs end to end on the embedded server, against the fake
+//! providers in `fixtures/` (real wire formats, real PNGs, signed webhooks).
+//!
+//! Devices are `SyncClient`s over HTTP on loopback; the server is the real
+//! Router with jobs on. Each test creates assets offline, queues tool
+//! requests, syncs, and watches the result merge on a second device.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use atelier_fixtures::fakes::{self, FakeConfig, RunningFakes};
+use cloud_lambda::app::{AppState, router};
+use cloud_lambda::auth::LocalIssuer;
+use cloud_lambda::jobs::JobConfig;
+use cloud_lambda::providers::ProviderConfig;
+use cloud_lambda::registry::{BUILTIN, Registry};
+use core_sync::model::{
+    BlobRef, MessageStatus, MessageUpdate, MessageView, NewMessage, NewVersion,
+};
+use core_sync::store::{Store, StoreOptions};
+use core_sync::sync::client::SyncClient;
+use core_sync::sync::engine::EngineConfig;
+use core_sync::{DocId, now_millis};
+use serde_json::json;
+use tempfile::TempDir;
+
+/// One signing key for the whole test binary (RSA keygen is slow).
+fn key_dir() -> &'static TempDir {
+    static DIR: OnceLock<TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        LocalIssuer::load_or_create(d.path(), "atelier-local", "atelier-desktop").unwrap();
+        d
+    })
+}
+
+struct World {
+    fakes: RunningFakes,
+    url: String,
+    token: String,
+    _dir: TempDir,
+}
+
+async fn world() -> World {
+    let fakes = fakes::spawn(FakeConfig {
+        step: Duration::from_millis(100),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let issuer =
+        LocalIssuer::load_or_create(key_dir().path(), "atelier-local", "atelier-desktop").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let providers = ProviderConfig {
+        gemini_base: fakes.base_url().into(),
+        gemini_key: Some(fakes::DEFAULT_API_KEY.into()),
+        replicate_base: fakes.base_url().into(),
+        replicate_token: Some(fakes::DEFAULT_REPLICATE_TOKEN.into()),
+        replicate_webhook_secret: Some(fakes::DEFAULT_WEBHOOK_SECRET.into()),
+        ..ProviderConfig::default()
+    };
+    let config = JobConfig {
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_secs(2),
+        poll_interval: Duration::from_millis(300),
+        public_url: Some(url.clone()),
+        ..JobConfig::default()
+    };
+    let state = AppState::embedded(dir.path(), issuer.verifier(), None)
+        .await
+        .unwrap()
+        .with_jobs(Registry::parse(BUILTIN).unwrap(), providers, config);
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    World {
+        fakes,
+        url,
+        token: issuer.mint("alice", Duration::from_secs(3600)),
+        _dir: dir,
+    }
+}
+
+struct Device {
+    store: Store,
+    sync: SyncClient,
+    _dir: TempDir,
+}
+
+async fn device(w: &World) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default())
+        .await
+        .unwrap();
+    let sync = SyncClient::new(
+        store.clone(),
+        &w.url,
+        w.token.clone(),
+        EngineConfig::default(),
+    )
+    .await
+    .unwrap();
+    Device {
+        store,
+        sync,
+        _dir: dir,
+    }
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(w, h, |x, y| {
+        image::Rgba([(x * 4) as u8, (y * 4) as u8, 200, 255])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+/// An asset with one 64x48 image, created offline. Returns (doc, version).
+async fn asset_with_image(d: &mut Device) -> (DocId, String) {
+    let bytes = png(64, 48);
+    let len = bytes.len() as u64;
+    let sha = d
+        .store
+        .put_blob(bytes, "image/png", now_millis())
+        .await
+        .unwrap();
+    let mut a = d.store.create("Sneaker", now_millis()).await.unwrap();
+    let v = a
+        .doc
+        .add_version(
+            NewVersion {
+                blob: BlobRef {
+                    sha256: sha,
+                    mime: "image/png".into(),
+                    width: 64,
+                    height: 48,
+                    bytes: len,
+                },
+                thumbnail: None,
+                parent_version_id: None,
+                created_by_message_id: None,
+            },
+            now_millis(),
+        )
+        .unwrap();
+    d.store.save(&mut a).await.unwrap();
+    d.sync.local_change(a.id.clone());
+    (a.id, v)
+}
+
+async fn request(d: &mut Device, doc: &DocId, msg: NewMessage) -> String {
+    let mut a = d.store.load(doc).await.unwrap();
+    let id = a.doc.append_message(msg, now_millis()).unwrap();
+    d.store.save(&mut a).await.unwrap();
+    d.sync.local_change(doc.clone());
+    id
+}
+
+fn tool(
+    tool: &str,
+    provider: &str,
+    model: &str,
+    prompt: &str,
+    input: Option<&str>,
+    params: serde_json::Value,
+) -> NewMessage {
+    NewMessage {
+        input_version_ids: input.into_iter().map(str::to_owned).collect(),
+        params: Some(params),
+        ..NewMessage::tool_request(tool, provider, model, prompt)
+    }
+}
+
+/// Syncs `d` until every message in `ids` is finished (or the deadline).
+async fn wait_finished(d: &mut Device, doc: &DocId, ids: &[String]) -> Vec<MessageView> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        d.sync.sync_until_idle().await.unwrap();
+        if d.store.contains(doc).await.unwrap() {
+            let mut a = d.store.load(doc).await.unwrap();
+            let msgs: Vec<MessageView> = ids.iter().map(|id| a.doc.message(id).unwrap()).collect();
+            if msgs
+                .iter()
+                .all(|m| m.status.is_some_and(|s| s.is_terminal()))
+            {
+                return msgs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "jobs did not finish: {:?}",
+                msgs.iter().map(|m| m.status).collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tool_runs_once_and_its_result_reaches_a_second_device() {
+    let w = world().await;
+    let mut a = device(&w).await;
+    let mut b = device(&w).await;
+    let (doc, v1) = asset_with_image(&mut a).await;
+    let ids = vec![
+        request(
+            &mut a,
+            &doc,
+            tool(
+                "edit",
+                "google",
+                "gemini-3.1-flash-image",
+                "make the sky stormy.",
+                Some(&v1),
+                json!({}),
+            ),
+        )
+        .await,
+        request(
+            &mut a,
+            &doc,
+            tool(
+                "generate",
+                "google",
+                "gemini-3-pro-image",
+                "a lighthouse at dusk",
+                None,
+                json!({"aspectRatio": "16:9"}),
+            ),
+        )
+        .await,
+        request(
+            &mut a,
+            &doc,
+            tool(
+                "upscale",
+                "replicate",
+                "nightmareai/real-esrgan",
+                "Upscale 4x",
+                Some(&v1),
+                json!({"scale": 4}),
+            ),
+        )
+        .await,
+        request(
+            &mut a,
+            &doc,
+            tool(
+                "remove-background",
+                "replicate",
+                "bria/remove-background",
+                "Remove the background",
+                Some(&v1),
+                json!({}),
+            ),
+        )
+        .await,
+    ];
+    // Offline until now: the requests wait in the local store, queued.
+    a.sync.sync_until_idle().await.unwrap();
+    // A retried push of the same requests starts nothing twice.
+    let mut again = SyncClient::new(
+        a.store.clone(),
+        &w.url,
+        w.token.clone(),
+        EngineConfig::default(),
+    )
+    .await
+    .unwrap();
+    again.local_change(doc.clone());
+    again.sync_until_idle().await.unwrap();
+
+    let msgs = wait_finished(&mut b, &doc, &ids).await;
+    for m in &msgs {
+        assert_eq!(
+            m.status,
+            Some(MessageStatus::Succeeded),
+            "{:?}: {:?}",
+            m.tool,
+            m.error
+        );
+        assert_eq!(m.output_version_ids.len(), 1);
+        assert!(m.operation_id.is_some());
+    }
+    let mut asset = b.store.load(&doc).await.unwrap();
+    let versions = asset.doc.versions().unwrap();
+    let by_msg = |i: usize| {
+        versions
+            .iter()
+            .find(|v| v.id == msgs[i].output_version_ids[0])
+            .unwrap()
+    };
+    // Edits keep the input's size; the upscale really is 4x; outputs chain to their input.
+    assert_eq!((by_msg(0).blob.width, by_msg(0).blob.height), (64, 48));
+    assert_eq!((by_msg(2).blob.width, by_msg(2).blob.height), (256, 192));
+    assert_eq!(by_msg(2).parent_version_id.as_deref(), Some(v1.as_str()));
+    assert!(
+        by_msg(1).blob.width > by_msg(1).blob.height,
+        "16:9 text-to-image"
+    );
+    // Every result image and thumbnail reached device B, verified.
+    for v in &versions {
+        b.store.get_blob(&v.blob.sha256).await.unwrap();
+        if let Some(t) = &v.thumbnail {
+            b.store.get_blob(&t.sha256).await.unwrap();
+        }
+    }
+    // Costs from the providers' own usage numbers, to the nano-dollar.
+    let mut costs: Vec<(String, i64)> = asset
+        .doc
+        .cost_events()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.model, c.cost_nano_usd))
+        .collect();
+    costs.sort();
+    assert_eq!(
+        costs,
+        vec![
+            ("bria/remove-background".into(), 18_000_000),
+            ("gemini-3-pro-image".into(), 5 * 2_000 + 1290 * 120_000),
+            (
+                "gemini-3.1-flash-image".into(),
+                (5 + 258) * 300 + 1290 * 30_000
+            ),
+            ("nightmareai/real-esrgan".into(), 337_500),
+        ]
+    );
+    // Exactly one provider call per request despite the retried push.
+    let creates = w
+        .fakes
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "POST" && r.path.contains("predictions") && !r.path.ends_with("/cancel")
+        })
+        .count();
+    assert_eq!(creates, 2, "one Replicate prediction per Replicate request");
+    let gemini = w
+        .fakes
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains(":generateContent"))
+        .count();
+    assert_eq!(gemini, 2);
+    // Device A converges too.
+    a.sync.sync_until_idle().await.unwrap();
+    let mut on_a = a.store.load(&doc).await.unwrap();
+    let mut ha = on_a.doc.heads();
+    let mut hb = asset.doc.heads();
+    ha.sort();
+    hb.sort();
+    assert_eq!(ha, hb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_errors_end_as_readable_failures() {
+    let w = world().await;
+    let mut a = device(&w).await;
+    let (doc, v1) = asset_with_image(&mut a).await;
+    let cases = [
+        (
+            tool(
+                "edit",
+                "google",
+                "gemini-3.1-flash-image",
+                "[block-prompt] something",
+                Some(&v1),
+                json!({}),
+            ),
+            "safety",
+        ),
+        (
+            tool(
+                "edit",
+                "google",
+                "gemini-3.1-flash-image",
+                "[block-image] something",
+                Some(&v1),
+                json!({}),
+            ),
+            "safety",
+        ),
+        (
+            tool(
+                "edit",
+                "google",
+                "gemini-3.1-flash-image",
+                "[text-only] describe it",
+                Some(&v1),
+                json!({}),
+            ),
+            "no image",
+        ),
+        (
+            tool(
+                "generate",
+                "google",
+                "gemini-3.1-flash-image",
+                "[503] busy",
+                None,
+                json!({}),
+            ),
+            "unavailable",
+        ),
+        (
+            tool(
+                "edit",
+                "google",
+                "gemini-2.5-flash-image",
+                "retired model",
+                Some(&v1),
+                json!({}),
+            ),
+            "gemini-3.1-flash-image",
+        ),
+        (
+            tool(
+                "generate",
+                "google",
+                "imagen-4.0-generate-001",
+                "retired imagen",
+                None,
+                json!({}),
+            ),
+            "gemini-3.1-flash-image",
+        ),
+        (
+            tool(
+                "upscale",
+                "replicate",
+                "nightmareai/real-esrgan",
+                "fails",
+                Some(&v1),
+                json!({"_fake_scenario": "fail"}),
+            ),
+            "failed",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (msg, _) in &cases {
+        ids.push(request(&mut a, &doc, msg.clone()).await);
+    }
+    a.sync.sync_until_idle().await.unwrap();
+    let msgs = wait_finished(&mut a, &doc, &ids).await;
+    for (m, (_, needle)) in msgs.iter().zip(&cases) {
+        assert_eq!(m.status, Some(MessageStatus::Failed), "{:?}", m.text);
+        let e = m.error.as_ref().expect("a failure carries its reason");
+        assert!(
+            e.message.to_lowercase().contains(&needle.to_lowercase()),
+            "{:?}: {:?} should mention {needle:?}",
+            m.text,
+            e
+        );
+        assert!(m.output_version_ids.is_empty());
+    }
+    // Retired models were refused before any request reached a provider.
+    let reqs = w.fakes.requests();
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r.path.contains("gemini-2.5-flash-image") || r.path.contains("imagen-4.0"))
+    );
+    // The 503 was retried before giving up.
+    assert!(
+        reqs.iter()
+            .filter(|r| r.body.windows(5).any(|w| w == b"[503]"))
+            .count()
+            > 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canceled_request_stops_and_keeps_no_result() {
+    let w = world().await;
+    let mut a = device(&w).await;
+    let (doc, v1) = asset_with_image(&mut a).await;
+    let id = request(
+        &mut a,
+        &doc,
+        tool(
+            "upscale",
+            "replicate",
+            "nightmareai/real-esrgan",
+            "slow upscale",
+            Some(&v1),
+            json!({"_fake_scenario": "slow"}),
+        ),
+    )
+    .await;
+    a.sync.sync_until_idle().await.unwrap();
+    // Wait until the server says it runs, then cancel from the device.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        a.sync.sync_until_idle().await.unwrap();
+        let mut asset = a.store.load(&doc).await.unwrap();
+        if asset.doc.message(&id).unwrap().status == Some(MessageStatus::Running) {
+            asset
+                .doc
+                .update_message(
+                    &id,
+                    MessageUpdate {
+                        status: Some(MessageStatus::Canceled),
+                        ..Default::default()
+                    },
+                    now_millis(),
+                )
+                .unwrap();
+            a.store.save(&mut asset).await.unwrap();
+            a.sync.local_change(doc.clone());
+            a.sync.sync_until_idle().await.unwrap();
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The prediction gets canceled at the provider; no version appears.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !w
+        .fakes
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with("/cancel"))
+    {
+        assert!(Instant::now() < deadline, "no cancel reached Replicate");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.sync.sync_until_idle().await.unwrap();
+    let mut asset = a.store.load(&doc).await.unwrap();
+    let m = asset.doc.message(&id).unwrap();
+    assert_eq!(m.status, Some(MessageStatus::Canceled));
+    assert!(m.output_version_ids.is_empty());
+    assert_eq!(asset.doc.versions().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_refuses_bad_signatures_stale_timestamps_and_replays() {
+    use cloud_lambda::providers::webhook::sign;
+    let w = world().await;
+    let http = reqwest::Client::new();
+    let body = br#"{"id":"nonexistent","status":"succeeded"}"#.to_vec();
+    let now = now_millis() / 1000;
+    let post = |id: &str, ts: i64, sig: String, body: Vec<u8>| {
+        http.post(format!("{}/replicate/webhook", w.url))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let good = sign(fakes::DEFAULT_WEBHOOK_SECRET, "msg_1", now, &body).unwrap();
+    // A signature over different bytes.
+    let tampered = sign(fakes::DEFAULT_WEBHOOK_SECRET, "msg_1", now, b"{}").unwrap();
+    assert_eq!(
+        post("msg_1", now, tampered, body.clone())
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // Signed by someone else.
+    let other = sign(
+        "whsec_b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC0xMjM0NTY=",
+        "msg_1",
+        now,
+        &body,
+    )
+    .unwrap();
+    assert_eq!(
+        post("msg_1", now, other, body.clone())
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // Older than five minutes.
+    let stale = sign(fakes::DEFAULT_WEBHOOK_SECRET, "msg_1", now - 600, &body).unwrap();
+    assert_eq!(
+        post("msg_1", now - 600, stale, body.clone())
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // Good, then replayed: both 200, acted on once (an unknown prediction is ignored).
+    assert_eq!(
+        post("msg_1", now, good.clone(), body.clone())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        post("msg_1", now, good, body.clone())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Missing headers.
+    let r = http
+        .post(format!("{}/replicate/webhook", w.url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
