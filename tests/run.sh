@@ -13,8 +13,10 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "toolchain: $(cargo --version)"
 
-step "build (debug, all test targets)"
-cargo build --workspace --tests --locked
+step "build (debug, all test targets and binaries)"
+# --bins: the end-to-end tests run atelier-cloud, atelier-sync and
+# atelier-local, which `--tests` alone does not build.
+cargo build --workspace --tests --bins --locked
 
 step "test"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}"

@@ -13,13 +13,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use automerge::AutoCommit;
 use core_sync::DocId;
 use core_sync::model::{Reader, check_chunks};
 use core_sync::sync::protocol::{
-    DocPush, DocUpdate, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES, SyncRequest,
-    SyncResponse, hashes,
+    DocPush, DocUpdate, MAX_WAIT_MS, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES,
+    SyncRequest, SyncResponse, hashes,
 };
 
 use crate::error::ApiError;
@@ -46,6 +47,24 @@ pub async fn sync(
         pushed.push(apply_push(store, jobs, user, push).await?);
     }
 
+    let idle = req.push.is_empty() && req.resync.is_empty();
+    let mut resp = pull(store, user, &req, pushed).await?;
+    if idle && req.wait_ms > 0 && resp.docs.is_empty() && !resp.more {
+        // Long poll: hold until the feed moves past the cursor, then answer.
+        let wait = Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS));
+        store.wait_for_change(user, req.feed_cursor, wait).await?;
+        resp = pull(store, user, &req, Vec::new()).await?;
+    }
+    Ok(resp)
+}
+
+/// The pull half of a sync: resyncs, then the feed after the cursor.
+async fn pull(
+    store: &Arc<dyn DocStore>,
+    user: &str,
+    req: &SyncRequest,
+    pushed: Vec<PushOutcome>,
+) -> Result<SyncResponse, ApiError> {
     let mut docs = Vec::new();
     let mut bytes = 0usize;
     let mut cursor = req.feed_cursor;
@@ -83,6 +102,12 @@ pub async fn sync(
 }
 
 fn validate(req: &SyncRequest) -> Result<(), ApiError> {
+    if req.wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::BadRequest(format!(
+            "waitMs {} is longer than the {MAX_WAIT_MS} ms a long poll may last",
+            req.wait_ms
+        )));
+    }
     let mut seen = HashSet::new();
     for push in &req.push {
         if !seen.insert(&push.doc_id) {

@@ -232,6 +232,7 @@ fn request(feed_cursor: u64, push: Vec<DocPush>) -> SyncRequest {
         feed_cursor,
         push,
         resync: vec![],
+        wait_ms: 0,
     }
 }
 
@@ -299,6 +300,7 @@ impl Device {
             feed_cursor: self.cursor,
             push: vec![],
             resync,
+            wait_ms: 0,
         };
         let resp = srv.sync(&self.token, &req).await;
         for update in &resp.docs {
@@ -1227,6 +1229,7 @@ async fn another_users_document_can_be_neither_written_nor_read() {
                 feed_cursor: 0,
                 push: vec![],
                 resync: vec![d.clone()],
+                wait_ms: 0,
             }),
         )
         .await;
@@ -1447,4 +1450,67 @@ async fn health_jwks_and_request_ids() {
         .unwrap();
     let resp = srv.send(req).await;
     assert_eq!(resp.header("x-request-id"), Some("trace-me-123"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_long_poll_answers_as_soon_as_another_device_pushes() {
+    let srv = Arc::new(Server::new().await);
+    let alice = user("alice");
+    // Nothing new: a long poll is held, then answers empty at its deadline.
+    let started = std::time::Instant::now();
+    let mut idle = request(0, vec![]);
+    idle.wait_ms = 300;
+    let resp = srv.sync(&alice.token, &idle).await;
+    assert!(resp.docs.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(290),
+        "held until the deadline"
+    );
+
+    // A long poll of 20 s returns as soon as another device pushes.
+    let mut waiting = request(0, vec![]);
+    waiting.wait_ms = 20_000;
+    let poller = {
+        let srv = Arc::clone(&srv);
+        let token = alice.token.clone();
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            (srv.sync(&token, &waiting).await, t.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = DocId::random();
+    let mut a = AssetDoc::create("Sunset", 1_000);
+    srv.sync(
+        &alice.token,
+        &request(0, vec![push(&id, a.changes_since(&[]))]),
+    )
+    .await;
+    let (resp, took) = poller.await.unwrap();
+    assert_eq!(resp.docs.len(), 1, "the held poll carries the new document");
+    assert_eq!(resp.docs[0].doc_id, id);
+    assert!(
+        took < Duration::from_secs(5),
+        "answered on the push, not the deadline: {took:?}"
+    );
+
+    // Another user's push does not wake alice with anything of theirs.
+    let bob = user("bob");
+    let mut held = request(resp.feed_cursor, vec![]);
+    held.wait_ms = 400;
+    let bob_doc = DocId::random();
+    let mut b = AssetDoc::create("Bob's", 1_000);
+    srv.sync(
+        &bob.token,
+        &request(0, vec![push(&bob_doc, b.changes_since(&[]))]),
+    )
+    .await;
+    assert!(srv.sync(&alice.token, &held).await.docs.is_empty());
+
+    // Longer than allowed: refused.
+    let mut too_long = request(0, vec![]);
+    too_long.wait_ms = 60_000;
+    srv.post_json(&alice.token, json_body(&too_long))
+        .await
+        .error(StatusCode::BAD_REQUEST, "bad_request");
 }

@@ -54,6 +54,9 @@ pub struct EmbeddedStore {
     pool: SqlitePool,
     /// The one connection that writes.
     writer: Arc<Mutex<SqliteConnection>>,
+    /// Wakes long polls when a user's feed moves (this process is the only
+    /// writer, so no polling is needed).
+    feed_moved: Arc<tokio::sync::Notify>,
 }
 
 impl From<sqlx::Error> for StorageError {
@@ -90,6 +93,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             pool,
             writer: Arc::new(Mutex::new(writer)),
+            feed_moved: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -168,7 +172,32 @@ impl DocStore for EmbeddedStore {
             heads,
         )
         .await;
-        Self::finish(tx, result).await
+        let appended = Self::finish(tx, result).await;
+        if appended.is_ok() {
+            self.feed_moved.notify_waiters();
+        }
+        appended
+    }
+
+    async fn wait_for_change(
+        &self,
+        user: &str,
+        after: u64,
+        timeout: Duration,
+    ) -> Result<(), StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Register before checking, so an append in between still wakes us.
+            let moved = self.feed_moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if self.user_head(user).await? > after {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return Ok(());
+            }
+        }
     }
 
     async fn read_since(

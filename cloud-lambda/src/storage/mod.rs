@@ -30,6 +30,8 @@ pub mod conformance;
 pub mod embedded;
 pub mod jobs;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use automerge::ChangeHash;
 use core_sync::DocId;
@@ -162,6 +164,29 @@ pub trait DocStore: Send + Sync {
 
     /// The user's latest `useq` (0 if none): the feed position of "now".
     async fn user_head(&self, user: &str) -> Result<u64, StorageError>;
+
+    /// Returns once the user's feed moves past `after`, or when `timeout`
+    /// runs out (not an error): the server side of a long poll. The default
+    /// polls `user_head`, which works across many server instances; a
+    /// backend in one process can wake waiters directly.
+    async fn wait_for_change(
+        &self,
+        user: &str,
+        after: u64,
+        timeout: Duration,
+    ) -> Result<(), StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.user_head(user).await? <= after {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(
+                (tokio::time::Instant::now() + Duration::from_millis(250)).min(deadline),
+            )
+            .await;
+        }
+        Ok(())
+    }
 }
 
 /// Content-addressed blobs (images), scoped per user.

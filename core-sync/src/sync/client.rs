@@ -18,7 +18,7 @@ use crate::now_millis;
 use crate::store::{Store, StoreError, SyncState as DocSyncState};
 use crate::sync::engine::{Applied, Engine, EngineConfig, Next, SyncStatus};
 use crate::sync::protocol::{
-    Bytes, DocPush, ErrorBody, SYNC_PATH, SyncRequest, SyncResponse, change_hashes,
+    Bytes, DocPush, ErrorBody, MAX_WAIT_MS, SYNC_PATH, SyncRequest, SyncResponse, change_hashes,
 };
 
 /// The store key of the feed cursor.
@@ -262,6 +262,16 @@ impl SyncClient {
     /// One request: push what is pending, pull what changed. Returns when to
     /// run next; on error the caller backs off with [`Self::backoff`].
     pub async fn round(&mut self, report: &mut SyncReport) -> Result<Next, SyncError> {
+        self.round_waiting(report, Duration::ZERO).await
+    }
+
+    /// A round that, when there is nothing to push, lets the server hold
+    /// the request up to `wait` until something changes (a long poll).
+    pub async fn round_waiting(
+        &mut self,
+        report: &mut SyncReport,
+        wait: Duration,
+    ) -> Result<Next, SyncError> {
         let plan = self.engine.plan();
         let mut push = Vec::with_capacity(plan.push.len());
         let mut jobs_active = false;
@@ -281,10 +291,16 @@ impl SyncClient {
                 changes: Bytes(changes),
             });
         }
+        let idle = push.is_empty() && plan.resync.is_empty();
         let req = SyncRequest {
             feed_cursor: plan.feed_cursor,
             push,
             resync: plan.resync.clone(),
+            wait_ms: if idle {
+                wait.as_millis().min(MAX_WAIT_MS as u128) as u64
+            } else {
+                0
+            },
         };
         let resp = self.send(&req, report).await?;
         report.requests += 1;
@@ -331,15 +347,36 @@ impl SyncClient {
         ))
     }
 
-    /// Syncs forever: on time, fast while jobs run, backing off when the
-    /// server is unreachable, until `shutdown` resolves.
+    /// Syncs forever until `shutdown` resolves: pushes as soon as there is
+    /// something to push, and otherwise long-polls, so a change made on
+    /// another device (or by a provider job) arrives as soon as the server
+    /// has it. The engine's poll interval bounds each long poll; failures
+    /// back off exponentially with jitter.
     pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut report = SyncReport::default();
         loop {
-            let delay = match self.round(&mut report).await {
+            // Edits another process sharing the store (the CLI, the app)
+            // made meanwhile were never reported to this client.
+            if let Err(e) = self.pick_up_local_changes().await {
+                tracing::warn!(error = %e, "cannot read the store's pending documents");
+            }
+            let wait = if self.engine.has_work() {
+                Duration::ZERO
+            } else {
+                self.engine.poll_interval()
+            };
+            let started = tokio::time::Instant::now();
+            let round = tokio::select! {
+                _ = &mut shutdown => return,
+                r = self.round_waiting(&mut report, wait) => r,
+            };
+            let delay = match round {
                 Ok(Next::Now) => Duration::ZERO,
-                Ok(Next::After(d)) => d,
+                // A long poll that was held: ask again at once. One answered
+                // early with nothing (a server that does not hold) waits.
+                Ok(Next::After(d)) if wait.is_zero() || started.elapsed() < wait / 2 => d,
+                Ok(Next::After(_)) => Duration::ZERO,
                 Err(e) => {
                     let d = self.failed(&e);
                     tracing::warn!(error = %e, retry_in = ?d, "sync failed");
@@ -351,6 +388,16 @@ impl SyncClient {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// Marks every document the store says has changes the server lacks
+    /// as pending: edits another process sharing the store (the CLI, the
+    /// app) made without telling this client.
+    pub async fn pick_up_local_changes(&mut self) -> Result<(), SyncError> {
+        for doc in self.store.pending_sync().await? {
+            self.engine.local_change(doc);
+        }
+        Ok(())
     }
 
     async fn send(

@@ -33,6 +33,10 @@ pub const SYNC_PATH: &str = "/v1/sync";
 /// Largest request body the server accepts (after decompression).
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
+/// Longest long poll a client may ask for (below common proxy and API
+/// Gateway timeouts).
+pub const MAX_WAIT_MS: u64 = 25_000;
+
 /// Soft cap on response chunk bytes; the server sets `more` beyond it.
 pub const RESPONSE_SOFT_LIMIT_BYTES: usize = 8 * 1024 * 1024;
 
@@ -46,6 +50,11 @@ pub struct SyncRequest {
     /// Documents the client wants sent in full (after finding a gap).
     #[serde(default)]
     pub resync: Vec<DocId>,
+    /// Long poll: when nothing is new, the server may hold the request up
+    /// to this many milliseconds (at most [`MAX_WAIT_MS`]) and answer as
+    /// soon as the user's feed moves. 0 answers at once.
+    #[serde(default)]
+    pub wait_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +205,7 @@ mod tests {
                 changes: Bytes(vec![0, 1, 2, 255]),
             }],
             resync: vec![],
+            wait_ms: 0,
         };
         let json = serde_json::to_string(&req).unwrap();
         assert!(json.contains("\"feedCursor\":7"), "{json}");
