@@ -551,6 +551,10 @@ async fn one_edit(
         .create(Automerge::load(asset).unwrap())
         .await
         .unwrap();
+    // The server has A's document before B asks for it.
+    handle_a
+        .they_have_our_changes(dial_a.connection_id().unwrap())
+        .await;
     let handle_b = samod_fetch(
         &repo_b,
         handle_a.document_id().clone(),

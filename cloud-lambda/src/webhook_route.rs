@@ -49,13 +49,11 @@ pub async fn replicate_webhook(
             "webhook body has no prediction id".into(),
         ));
     };
-    match state.ops.find_by_provider_ref(pid).await? {
-        Some(op) if !op.status.is_terminal() => {
-            if !jobs.wake(pid) {
-                jobs.launch(op);
-            }
-        }
-        _ => {}
+    if let Some(op) = state.ops.find_by_provider_ref(pid).await?
+        && !op.status.is_terminal()
+        && !jobs.wake(pid)
+    {
+        jobs.launch(op);
     }
     Ok(StatusCode::OK)
 }

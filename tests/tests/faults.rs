@@ -45,11 +45,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const DEVICES: usize = 3;
-const ROUNDS: usize = 24;
+const ROUNDS: usize = 32;
 /// The round during which the server is stopped with SIGINT and restarted.
-const GRACEFUL_RESTART_ROUND: usize = 8;
+const GRACEFUL_RESTART_ROUND: usize = 10;
 /// The round during which the server is SIGKILLed and restarted.
-const KILL_ROUND: usize = 16;
+const KILL_ROUND: usize = 21;
 /// Longest one device's sync attempt may take (faults included).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest the proxy waits on the server for one exchange.

@@ -367,16 +367,20 @@ impl SyncClient {
                 self.engine.poll_interval()
             };
             let started = tokio::time::Instant::now();
+            let pulled_before = report.pulled_docs;
             let round = tokio::select! {
                 _ = &mut shutdown => return,
                 r = self.round_waiting(&mut report, wait) => r,
             };
+            let pulled = report.pulled_docs > pulled_before;
             let delay = match round {
                 Ok(Next::Now) => Duration::ZERO,
-                // A long poll that was held: ask again at once. One answered
-                // early with nothing (a server that does not hold) waits.
-                Ok(Next::After(d)) if wait.is_zero() || started.elapsed() < wait / 2 => d,
-                Ok(Next::After(_)) => Duration::ZERO,
+                Ok(Next::After(d)) if wait.is_zero() => d,
+                // A long poll that brought news, or was held to its end: ask
+                // again at once. One answered early with nothing (a server
+                // that does not hold) waits out the interval instead.
+                Ok(Next::After(_)) if pulled || started.elapsed() >= wait / 2 => Duration::ZERO,
+                Ok(Next::After(d)) => d,
                 Err(e) => {
                     let d = self.failed(&e);
                     tracing::warn!(error = %e, retry_in = ?d, "sync failed");
@@ -475,10 +479,18 @@ impl SyncClient {
                         ))
                     })?;
                 }
-                let gap = !asset.doc.missing_deps().is_empty();
-                self.store.save(&mut asset).await?;
-                applied.jobs_active |= has_active_job(&asset.doc);
-                gap
+                if asset.doc.missing_deps().is_empty() {
+                    self.store.save(&mut asset).await?;
+                    applied.jobs_active |= has_active_job(&asset.doc);
+                    false
+                } else {
+                    // A gap. Save nothing: changes waiting for their
+                    // dependencies stay in the document, and a compaction
+                    // would write them into the snapshot (Automerge's
+                    // `save()` keeps them), after which the document no
+                    // longer loads. The resync brings the whole document.
+                    true
+                }
             } else {
                 match AssetDoc::load_chunks(chunks.iter().copied()) {
                     Ok(doc) => {
