@@ -438,6 +438,50 @@ async fn provider_errors_end_as_readable_failures() {
             ),
             "failed",
         ),
+        (
+            tool(
+                "generate",
+                "google",
+                "gemini-3.1-flash-image",
+                "[429] quota",
+                None,
+                json!({}),
+            ),
+            "unavailable",
+        ),
+        (
+            tool(
+                "generate",
+                "google",
+                "gemini-3.1-flash-image",
+                "[504] deadline",
+                None,
+                json!({}),
+            ),
+            "unavailable",
+        ),
+        (
+            tool(
+                "upscale",
+                "replicate",
+                "nightmareai/real-esrgan",
+                "no credit",
+                Some(&v1),
+                json!({"_fake_scenario": "no-credit"}),
+            ),
+            "credit",
+        ),
+        (
+            tool(
+                "upscale",
+                "replicate",
+                "nightmareai/real-esrgan",
+                "throttled",
+                Some(&v1),
+                json!({"_fake_scenario": "throttle"}),
+            ),
+            "unavailable",
+        ),
     ];
     let mut ids = Vec::new();
     for (msg, _) in &cases {
@@ -463,13 +507,15 @@ async fn provider_errors_end_as_readable_failures() {
             .iter()
             .any(|r| r.path.contains("gemini-2.5-flash-image") || r.path.contains("imagen-4.0"))
     );
-    // The 503 was retried before giving up.
-    assert!(
+    // Transient errors were retried before giving up; permanent ones were not.
+    let tries = |needle: &[u8]| {
         reqs.iter()
-            .filter(|r| r.body.windows(5).any(|w| w == b"[503]"))
+            .filter(|r| r.body.windows(needle.len()).any(|w| w == needle))
             .count()
-            > 1
-    );
+    };
+    assert_eq!(tries(b"[503]"), 4);
+    assert_eq!(tries(b"[429]"), 4);
+    assert_eq!(tries(b"[block-prompt]"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -609,4 +655,73 @@ async fn the_webhook_refuses_bad_signatures_stale_timestamps_and_replays() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thoughts_are_skipped_and_a_missed_webhook_is_covered_by_polling() {
+    let w = world().await;
+    let mut a = device(&w).await;
+    let (doc, v1) = asset_with_image(&mut a).await;
+    let ids = vec![
+        request(
+            &mut a,
+            &doc,
+            tool(
+                "edit",
+                "google",
+                "gemini-3.1-flash-image",
+                "[thought] warmer light",
+                Some(&v1),
+                json!({}),
+            ),
+        )
+        .await,
+        request(
+            &mut a,
+            &doc,
+            tool(
+                "upscale",
+                "replicate",
+                "nightmareai/real-esrgan",
+                "no webhook",
+                Some(&v1),
+                json!({"scale": 2, "_fake_scenario": "no-webhook"}),
+            ),
+        )
+        .await,
+    ];
+    a.sync.sync_until_idle().await.unwrap();
+    let msgs = wait_finished(&mut a, &doc, &ids).await;
+    for m in &msgs {
+        assert_eq!(
+            m.status,
+            Some(MessageStatus::Succeeded),
+            "{:?}: {:?}",
+            m.text,
+            m.error
+        );
+    }
+    let asset = a.store.load(&doc).await.unwrap();
+    let edit = asset
+        .doc
+        .reader()
+        .version(&msgs[0].output_version_ids[0])
+        .unwrap()
+        .unwrap();
+    // The real image (the input, inverted, at its size), not the 256x256 draft.
+    assert_eq!((edit.blob.width, edit.blob.height), (64, 48));
+    let up = asset
+        .doc
+        .reader()
+        .version(&msgs[1].output_version_ids[0])
+        .unwrap()
+        .unwrap();
+    assert_eq!((up.blob.width, up.blob.height), (128, 96));
+    assert!(
+        w.fakes
+            .deliveries()
+            .iter()
+            .any(|d| format!("{:?}", d.outcome).contains("Dropped"))
+    );
+    assert_eq!(asset.doc.cost_events().unwrap().len(), 2);
 }
