@@ -337,13 +337,24 @@ async fn wait_heads(handle: &DocHandle, want: &[ChangeHash]) {
     }
 }
 
+/// How often samod's `find` answered "unavailable" for a document the
+/// server has (the fetch then asks again).
+static SAMOD_UNAVAILABLE: AtomicU64 = AtomicU64::new(0);
+
 /// Finds a document and waits until it has the server's heads.
 async fn samod_fetch(repo: &Repo, id: DocumentId, want: &[ChangeHash]) -> DocHandle {
-    let handle = repo
-        .find(id)
-        .await
-        .unwrap()
-        .expect("the server has the document");
+    let handle = loop {
+        match repo.find(id.clone()).await.unwrap() {
+            Some(handle) => break handle,
+            None => {
+                if std::env::var_os("SAMOD_DEBUG").is_some() {
+                    eprintln!("unavailable: {id} at {:?}", Instant::now());
+                }
+                SAMOD_UNAVAILABLE.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
     wait_heads(&handle, want).await;
     handle
 }
@@ -427,6 +438,7 @@ async fn initial_sync(
         let before = samod_proxy.bytes();
         let t = Instant::now();
         let dialer = samod_dial(&client, samod_proxy.addr);
+        dialer.established().await.unwrap();
         let fetched = tokio::time::timeout(
             SAMOD_TIMEOUT,
             join_all(

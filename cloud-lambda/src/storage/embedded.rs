@@ -1,9 +1,11 @@
 //! The embedded backend of `atelier-cloud serve`: documents in SQLite at
 //! `DIR/cloud.db`, blobs as files under `DIR/blobs`.
 //!
-//! SQLite runs in WAL mode with `synchronous=NORMAL` (a commit survives a
-//! process crash; the last commits may be lost on power loss) and a busy
-//! timeout. All writes go through one dedicated connection behind a mutex,
+//! SQLite runs in WAL mode with `synchronous=FULL` and a busy timeout: the
+//! server is every device's source of truth, and a device that saw a push
+//! acknowledged never pushes it again, so an acknowledged append must
+//! survive power loss too (a rolled-back log would strand devices whose
+//! cursor is past it). All writes go through one dedicated connection behind a mutex,
 //! so concurrent appends from many tasks queue there instead of failing
 //! with `SQLITE_BUSY`; each write transaction starts with a write, so it
 //! holds the write lock from its first statement even if another process
@@ -79,7 +81,7 @@ impl EmbeddedStore {
             .filename(dir.join(DB_FILE))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()

@@ -151,9 +151,14 @@ impl AssetDoc {
         &self.doc
     }
 
-    /// A compact encoding of the whole document.
+    /// A compact encoding of the whole document. Changes still waiting for
+    /// their dependencies are left out: a snapshot holding them would not
+    /// load (their dependencies come later, by resync, with the changes).
     pub fn save(&mut self) -> Vec<u8> {
-        self.doc.save()
+        self.doc.save_with_options(automerge::SaveOptions {
+            deflate: true,
+            retain_orphans: false,
+        })
     }
 
     /// Changes not yet durable in the local store, encoded for storage;
