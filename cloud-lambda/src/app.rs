@@ -74,6 +74,14 @@ impl AppState {
         Ok(AppState::new(store.clone(), blobs, store, verifier, jwks))
     }
 
+    /// The authenticated user (the token's `sub`) of a request.
+    pub async fn user(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        Ok(self.verifier.verify(bearer).await?.sub)
+    }
+
     /// Turns on provider jobs over this state's storage.
     pub fn with_jobs(
         mut self,
@@ -135,14 +143,7 @@ async fn sync(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SyncResponse>, ApiError> {
-    let claims = state
-        .verifier
-        .verify(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )
-        .await?;
+    let user = state.user(&headers).await?;
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -168,6 +169,6 @@ async fn sync(
     })?;
     let req: SyncRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed sync request: {e}")))?;
-    let resp = crate::sync::sync(&state.store, state.jobs.as_ref(), &claims.sub, req).await?;
+    let resp = crate::sync::sync(&state.store, state.jobs.as_ref(), &user, req).await?;
     Ok(Json(resp))
 }

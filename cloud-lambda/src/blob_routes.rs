@@ -14,25 +14,13 @@ use crate::error::ApiError;
 use crate::images;
 use crate::storage::validate_sha256;
 
-async fn user(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let claims = state
-        .verifier
-        .verify(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )
-        .await?;
-    Ok(claims.sub)
-}
-
 pub async fn put_blob(
     State(state): State<AppState>,
     Path(sha): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let user = user(&state, &headers).await?;
+    let user = state.user(&headers).await?;
     validate_sha256(&sha).map_err(|_| ApiError::BadRequest(format!("{sha:?} is not a SHA-256")))?;
     if images::sniff(&body).is_none() {
         return Err(ApiError::UnsupportedMediaType);
@@ -55,7 +43,7 @@ pub async fn get_blob(
     Path(sha): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let user = user(&state, &headers).await?;
+    let user = state.user(&headers).await?;
     validate_sha256(&sha).map_err(|_| ApiError::BadRequest(format!("{sha:?} is not a SHA-256")))?;
     let bytes = state
         .blobs

@@ -499,16 +499,7 @@ impl Store {
         let sha = tokio::task::spawn_blocking(move || blobs.put(&bytes))
             .await
             .expect("blob writer panicked")?;
-        sqlx::query(
-            "INSERT INTO blobs (sha256, mime, bytes, created_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(&sha)
-        .bind(mime)
-        .bind(len as i64)
-        .bind(now)
-        .execute(&mut *self.writer.lock().await)
-        .await?;
+        self.index(&sha, mime, len as u64, now, false).await?;
         Ok(sha)
     }
 
@@ -527,17 +518,7 @@ impl Store {
         tokio::task::spawn_blocking(move || blobs.put_verified(&sha, &bytes))
             .await
             .expect("blob writer panicked")?;
-        sqlx::query(
-            "INSERT INTO blobs (sha256, mime, bytes, created_at, uploaded) VALUES (?, ?, ?, ?, 1)
-             ON CONFLICT (sha256) DO UPDATE SET uploaded = 1",
-        )
-        .bind(sha256)
-        .bind(mime)
-        .bind(len as i64)
-        .bind(now)
-        .execute(&mut *self.writer.lock().await)
-        .await?;
-        Ok(())
+        self.mark_blob_uploaded(sha256, mime, len as u64, now).await
     }
 
     /// Indexes a blob already in the blob directory (restored from a backup),
@@ -545,13 +526,28 @@ impl Store {
     pub async fn index_blob(&self, sha256: &str, bytes: u64, now: Millis) -> StoreResult<()> {
         let head = self.get_blob(sha256).await?;
         let mime = crate::blob::sniff_mime(&head).unwrap_or("application/octet-stream");
+        self.index(sha256, mime, bytes, now, false).await
+    }
+
+    /// Adds a blob to the index; `uploaded` marks it as held by the server
+    /// (and upgrades an existing row), otherwise an existing row is kept.
+    async fn index(
+        &self,
+        sha256: &str,
+        mime: &str,
+        bytes: u64,
+        now: Millis,
+        uploaded: bool,
+    ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO blobs (sha256, mime, bytes, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+            "INSERT INTO blobs (sha256, mime, bytes, created_at, uploaded) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (sha256) DO UPDATE SET uploaded = max(uploaded, excluded.uploaded)",
         )
         .bind(sha256)
         .bind(mime)
         .bind(bytes as i64)
         .bind(now)
+        .bind(uploaded as i64)
         .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(())
@@ -574,17 +570,7 @@ impl Store {
         bytes: u64,
         now: Millis,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO blobs (sha256, mime, bytes, created_at, uploaded) VALUES (?, ?, ?, ?, 1)
-             ON CONFLICT (sha256) DO UPDATE SET uploaded = 1",
-        )
-        .bind(sha256)
-        .bind(mime)
-        .bind(bytes as i64)
-        .bind(now)
-        .execute(&mut *self.writer.lock().await)
-        .await?;
-        Ok(())
+        self.index(sha256, mime, bytes, now, true).await
     }
 
     /// Reads and verifies a blob.
