@@ -684,10 +684,20 @@ async fn main() {
             .unwrap();
     let token = issuer.mint(USER, Duration::from_secs(3600));
     let assets = build_assets(*sizes.last().unwrap());
-    if let Some(n) = std::env::var("PROFILE_EDIT").ok().and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("PROFILE_EDIT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         let t = Instant::now();
         let e = one_edit(root, &issuer, &token, &assets[0], n).await;
-        eprintln!("edit total p50 {} push {} poll {} samod {}; {:?}", ms(e.ours_total.p50), ms(e.ours_push.p50), ms(e.ours_poll.p50), ms(e.samod.p50), t.elapsed());
+        eprintln!(
+            "edit total p50 {} push {} poll {} samod {}; {:?}",
+            ms(e.ours_total.p50),
+            ms(e.ours_push.p50),
+            ms(e.ours_poll.p50),
+            ms(e.samod.p50),
+            t.elapsed()
+        );
         return;
     }
 

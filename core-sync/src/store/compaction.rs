@@ -6,8 +6,8 @@
 //! the bytes on disk within about 2x of `save()` between compactions and
 //! exactly one snapshot after, while the cost of compaction (one `save()`,
 //! linear in the document) is amortised over at least as many bytes of edits:
-//! constant cost per edit, and a 10,000-message timeline compacts roughly
-//! once every few hundred appends, which keeps it off the p99 of an append.
+//! constant cost per edit. The 64 KiB floor (about 300 small edits) keeps
+//! compaction of small documents off the p99 of an append too.
 
 /// Tunables for [`should_compact`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct CompactionPolicy {
 impl Default for CompactionPolicy {
     fn default() -> Self {
         CompactionPolicy {
-            min_incremental_bytes: 16 * 1024,
+            min_incremental_bytes: 64 * 1024,
             ratio_percent: 100,
         }
     }
@@ -51,9 +51,10 @@ mod tests {
     fn compacts_when_edits_outweigh_the_snapshot() {
         let p = CompactionPolicy::default();
         assert!(!p.should_compact(0, 1000, 5), "below the floor");
-        assert!(p.should_compact(1000, 20_000, 90));
+        assert!(!p.should_compact(1000, 20_000, 90), "below the floor");
+        assert!(p.should_compact(1000, 70_000, 300));
         assert!(
-            !p.should_compact(100_000, 20_000, 90),
+            !p.should_compact(100_000, 70_000, 300),
             "snapshot still larger"
         );
         assert!(p.should_compact(100_000, 100_001, 450));

@@ -25,8 +25,8 @@ use automerge::ChangeHash;
 use std::sync::Arc;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
 use tokio::sync::Mutex;
@@ -124,6 +124,9 @@ impl Store {
                 Durability::Full => SqliteSynchronous::Full,
             })
             .busy_timeout(Duration::from_secs(10))
+            // Pages freed by compaction go back to the file system (takes
+            // effect on a new database; see `compact`).
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -347,6 +350,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Return the folded chunks' pages to the file system.
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(&mut *writer)
+            .await?;
         asset.chunk_ids = vec![new_id];
         asset.snapshot_bytes = snapshot.len() as u64;
         asset.incremental_bytes = 0;
