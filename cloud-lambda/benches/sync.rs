@@ -684,6 +684,54 @@ async fn main() {
             .unwrap();
     let token = issuer.mint(USER, Duration::from_secs(3600));
     let assets = build_assets(*sizes.last().unwrap());
+    if std::env::var_os("PROFILE_STEPS").is_some() {
+        use core_sync::sync::protocol::{Bytes, DocPush};
+        let server = our_server(&root.join("steps-server"), &issuer).await;
+        let user = LocalIssuer::user_id(USER);
+        for n in [20usize, 100, 300, 1000] {
+            let mut doc = AssetDoc::create("big", 0);
+            for m in 0..n {
+                doc.append_message(NewMessage::user(format!("message {m}")), m as i64).unwrap();
+            }
+            let store = Store::open(root.join(format!("steps-{n}")), StoreOptions::default()).await.unwrap();
+            let mut asset = store.insert(DocId::random(), doc).await.unwrap();
+            let mut client = our_client(store.clone(), server.addr, &token).await;
+            client.sync_until_idle().await.unwrap();
+            let cursor = store.meta("feed_cursor").await.unwrap().unwrap() as u64;
+            let (mut t_load, mut t_am, mut t_push, mut t_poll, mut t_round) = (vec![], vec![], vec![], vec![], vec![]);
+            for i in 0..30 {
+                asset.doc.append_message(NewMessage::user(format!("edit {i}")), i).unwrap();
+                store.save(&mut asset).await.unwrap();
+                let t = Instant::now();
+                let mut loaded = store.load(&asset.id).await.unwrap();
+                t_load.push(t.elapsed());
+                let bytes = loaded.doc.save();
+                let t = Instant::now();
+                let _ = automerge::AutoCommit::load(&bytes).unwrap();
+                t_am.push(t.elapsed());
+                let server_heads = store.sync_state(&asset.id).await.unwrap().server_heads;
+                let changes = loaded.doc.changes_since(&server_heads);
+                let req = SyncRequest { feed_cursor: cursor, push: vec![DocPush { doc_id: asset.id.clone(), changes: Bytes(changes) }], ..Default::default() };
+                let t = Instant::now();
+                let resp = cloud_lambda::sync::sync(&server.store, None, &user, req).await.unwrap();
+                t_push.push(t.elapsed());
+                store.set_sync_state(&asset.id, &core_sync::store::SyncState { cursor: 0, server_heads: resp.pushed[0].server_heads.iter().map(|h| h.0).collect() }, 0).await.unwrap();
+                let req = SyncRequest { feed_cursor: cursor, ..Default::default() };
+                let t = Instant::now();
+                let _ = cloud_lambda::sync::sync(&server.store, None, &user, req).await.unwrap();
+                t_poll.push(t.elapsed());
+                asset.doc.append_message(NewMessage::user(format!("edit2 {i}")), i).unwrap();
+                store.save(&mut asset).await.unwrap();
+                client.local_change(asset.id.clone());
+                let t = Instant::now();
+                client.round(&mut SyncReport::default()).await.unwrap();
+                t_round.push(t.elapsed());
+            }
+            eprintln!("n={n}: store.load {} | AutoCommit::load(save) {} | handler push {} | handler poll(1 doc) {} | client push round {}",
+                ms(stats(t_load).p50), ms(stats(t_am).p50), ms(stats(t_push).p50), ms(stats(t_poll).p50), ms(stats(t_round).p50));
+        }
+        return;
+    }
     if let Some(n) = std::env::var("PROFILE_EDIT")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())

@@ -11,7 +11,7 @@
 //! with `missingDeps`, storing nothing. Concurrent pushes to one document
 //! (two devices) meet at the storage layer's conditional append and retry.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,37 @@ use crate::storage::{DocStore, StorageError};
 const APPEND_RETRIES: usize = 8;
 /// Compact a document once this many log entries sit beside its snapshot.
 const COMPACT_AFTER_ENTRIES: usize = 32;
+
+/// What a document's stored chunks weigh, for the compaction policy.
+#[derive(Default)]
+struct LogSizes {
+    snapshot_bytes: usize,
+    entry_bytes: usize,
+    entries: usize,
+}
+
+impl LogSizes {
+    fn of(chunks: &[crate::storage::Chunk]) -> Self {
+        let mut s = LogSizes::default();
+        for c in chunks {
+            if c.is_snapshot {
+                s.snapshot_bytes += c.bytes.len();
+            } else {
+                s.entry_bytes += c.bytes.len();
+                s.entries += 1;
+            }
+        }
+        s
+    }
+
+    /// After appending `new` bytes: compact when the raw changes outweigh
+    /// the snapshot (so a device syncing from scratch downloads compressed
+    /// snapshots, not raw change logs; amortised, a constant cost per byte)
+    /// or when entries pile up.
+    fn should_compact(&self, new: usize) -> bool {
+        self.entries + 1 >= COMPACT_AFTER_ENTRIES || self.entry_bytes + new > self.snapshot_bytes
+    }
+}
 /// Most documents sent back in one response.
 const FEED_PAGE: usize = 500;
 
@@ -43,17 +74,24 @@ pub async fn sync(
 ) -> Result<SyncResponse, ApiError> {
     validate(&req)?;
     let mut pushed = Vec::with_capacity(req.push.len());
+    // The entry each push appended: the pusher has those changes already,
+    // so they are not echoed back.
+    let mut own = HashMap::new();
     for push in &req.push {
-        pushed.push(apply_push(store, jobs, user, push).await?);
+        let (outcome, appended) = apply_push(store, jobs, user, push).await?;
+        if let Some(useq) = appended {
+            own.insert(push.doc_id.clone(), useq);
+        }
+        pushed.push(outcome);
     }
 
     let idle = req.push.is_empty() && req.resync.is_empty();
-    let mut resp = pull(store, user, &req, pushed).await?;
+    let mut resp = pull(store, user, &req, pushed, &own).await?;
     if idle && req.wait_ms > 0 && resp.docs.is_empty() && !resp.more {
         // Long poll: hold until the feed moves past the cursor, then answer.
         let wait = Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS));
         store.wait_for_change(user, req.feed_cursor, wait).await?;
-        resp = pull(store, user, &req, Vec::new()).await?;
+        resp = pull(store, user, &req, Vec::new(), &own).await?;
     }
     Ok(resp)
 }
@@ -64,13 +102,14 @@ async fn pull(
     user: &str,
     req: &SyncRequest,
     pushed: Vec<PushOutcome>,
+    own: &HashMap<DocId, u64>,
 ) -> Result<SyncResponse, ApiError> {
     let mut docs = Vec::new();
     let mut bytes = 0usize;
     let mut cursor = req.feed_cursor;
     let mut sent: HashSet<DocId> = HashSet::new();
     for id in &req.resync {
-        if let Some(update) = doc_update(store, user, id, 0).await? {
+        if let Some(update) = doc_update(store, user, id, 0, None).await? {
             bytes += update.chunks.iter().map(|c| c.0.len()).sum::<usize>();
             sent.insert(id.clone());
             docs.push(update);
@@ -84,7 +123,14 @@ async fn pull(
             break;
         }
         if !sent.contains(&entry.doc_id)
-            && let Some(update) = doc_update(store, user, &entry.doc_id, req.feed_cursor).await?
+            && let Some(update) = doc_update(
+                store,
+                user,
+                &entry.doc_id,
+                req.feed_cursor,
+                own.get(&entry.doc_id).copied(),
+            )
+            .await?
         {
             bytes += update.chunks.iter().map(|c| c.0.len()).sum::<usize>();
             docs.push(update);
@@ -141,16 +187,15 @@ async fn apply_push(
     jobs: Option<&Arc<Jobs>>,
     user: &str,
     push: &DocPush,
-) -> Result<PushOutcome, ApiError> {
+) -> Result<(PushOutcome, Option<u64>), ApiError> {
     for _ in 0..APPEND_RETRIES {
         let head = store.head(user, &push.doc_id).await?;
-        let (mut doc, last_useq, entries) = match &head {
+        let (mut doc, last_useq, sizes) = match &head {
             Some(h) => {
                 let chunks = store.read_all(user, &push.doc_id).await?;
-                let entries = chunks.iter().filter(|c| !c.is_snapshot).count();
-                (load(&chunks)?, h.last_useq, entries)
+                (load(&chunks)?, h.last_useq, LogSizes::of(&chunks))
             }
-            None => (AutoCommit::new(), 0, 0),
+            None => (AutoCommit::new(), 0, LogSizes::default()),
         };
         let before = doc.get_heads();
         if !push.changes.0.is_empty() {
@@ -159,19 +204,21 @@ async fn apply_push(
             })?;
         }
         if !doc.get_missing_deps(&[]).is_empty() {
-            return Ok(PushOutcome {
+            let outcome = PushOutcome {
                 doc_id: push.doc_id.clone(),
                 status: PushStatus::MissingDeps,
                 server_heads: hashes(&before),
-            });
+            };
+            return Ok((outcome, None));
         }
         let after = doc.get_heads();
         if after == before {
-            return Ok(PushOutcome {
+            let outcome = PushOutcome {
                 doc_id: push.doc_id.clone(),
                 status: PushStatus::Accepted,
                 server_heads: hashes(&after),
-            });
+            };
+            return Ok((outcome, None));
         }
         // `before` are heads of this very document, so get_changes cannot
         // fall back to "everything".
@@ -198,17 +245,18 @@ async fn apply_push(
                     let queued = queued_requests(&Reader::new(&doc, None), added as usize);
                     jobs.start(user, &push.doc_id, queued).await;
                 }
-                if entries + 1 >= COMPACT_AFTER_ENTRIES {
+                if sizes.should_compact(new.len()) {
                     let snapshot = doc.save();
                     if let Err(e) = store.compact(user, &push.doc_id, useq, &snapshot).await {
                         tracing::warn!(doc = %push.doc_id, error = %e, "compaction skipped");
                     }
                 }
-                return Ok(PushOutcome {
+                let outcome = PushOutcome {
                     doc_id: push.doc_id.clone(),
                     status: PushStatus::Accepted,
                     server_heads: hashes(&after),
-                });
+                };
+                return Ok((outcome, Some(useq)));
             }
             Err(StorageError::Conflict) => continue,
             Err(StorageError::NotFound) => return Err(ApiError::NotFound(push.doc_id.to_string())),
@@ -222,20 +270,23 @@ async fn apply_push(
 }
 
 /// What a client with `cursor` lacks of one document.
+/// `skip`: a log entry the client itself just pushed.
 async fn doc_update(
     store: &Arc<dyn DocStore>,
     user: &str,
     doc_id: &DocId,
     cursor: u64,
+    skip: Option<u64>,
 ) -> Result<Option<DocUpdate>, ApiError> {
     let Some(head) = store.head(user, doc_id).await? else {
         return Ok(None);
     };
-    let chunks = if cursor == 0 {
+    let mut chunks = if cursor == 0 {
         store.read_all(user, doc_id).await?
     } else {
         store.read_since(user, doc_id, cursor).await?
     };
+    chunks.retain(|c| c.is_snapshot || Some(c.useq) != skip);
     if chunks.is_empty() {
         return Ok(None);
     }
