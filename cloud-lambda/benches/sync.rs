@@ -55,6 +55,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 const MESSAGES_PER_ASSET: usize = 20;
+/// The long asset of the edit measurement: per-edit costs that grow with
+/// the document show up against it.
+const LONG_ASSET_MESSAGES: usize = 1_000;
 const USER: &str = "bench";
 /// A samod run that takes longer than this is reported as timed out.
 const SAMOD_TIMEOUT: Duration = Duration::from_secs(90);
@@ -113,6 +116,16 @@ fn build_assets(n: usize) -> Vec<Vec<u8>> {
             doc.save()
         })
         .collect()
+}
+
+/// One asset of `n` messages, as `save()` bytes.
+fn build_long_asset(n: usize) -> Vec<u8> {
+    let mut doc = AssetDoc::create("long asset", 0);
+    for m in 0..n {
+        doc.append_message(NewMessage::user(format!("message {m}")), m as i64)
+            .unwrap();
+    }
+    doc.save()
 }
 
 /// The message the model appends, as a raw Automerge value (for samod).
@@ -347,9 +360,6 @@ async fn samod_fetch(repo: &Repo, id: DocumentId, want: &[ChangeHash]) -> DocHan
         match repo.find(id.clone()).await.unwrap() {
             Some(handle) => break handle,
             None => {
-                if std::env::var_os("SAMOD_DEBUG").is_some() {
-                    eprintln!("unavailable: {id} at {:?}", Instant::now());
-                }
                 SAMOD_UNAVAILABLE.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -506,6 +516,7 @@ async fn one_edit(
     reps: usize,
 ) -> EditResult {
     let warmup = 5;
+    let root = &root.join(format!("edit-{}", asset.len()));
 
     // Ours: A and B both have the asset; A edits, pushes; B polls at once.
     let server = our_server(&root.join("edit-ours-server"), issuer).await;
@@ -684,70 +695,6 @@ async fn main() {
             .unwrap();
     let token = issuer.mint(USER, Duration::from_secs(3600));
     let assets = build_assets(*sizes.last().unwrap());
-    if std::env::var_os("PROFILE_STEPS").is_some() {
-        use core_sync::sync::protocol::{Bytes, DocPush};
-        let server = our_server(&root.join("steps-server"), &issuer).await;
-        let user = LocalIssuer::user_id(USER);
-        for n in [20usize, 100, 300, 1000] {
-            let mut doc = AssetDoc::create("big", 0);
-            for m in 0..n {
-                doc.append_message(NewMessage::user(format!("message {m}")), m as i64).unwrap();
-            }
-            let store = Store::open(root.join(format!("steps-{n}")), StoreOptions::default()).await.unwrap();
-            let mut asset = store.insert(DocId::random(), doc).await.unwrap();
-            let mut client = our_client(store.clone(), server.addr, &token).await;
-            client.sync_until_idle().await.unwrap();
-            let cursor = store.meta("feed_cursor").await.unwrap().unwrap() as u64;
-            let (mut t_load, mut t_am, mut t_push, mut t_poll, mut t_round) = (vec![], vec![], vec![], vec![], vec![]);
-            for i in 0..30 {
-                asset.doc.append_message(NewMessage::user(format!("edit {i}")), i).unwrap();
-                store.save(&mut asset).await.unwrap();
-                let t = Instant::now();
-                let mut loaded = store.load(&asset.id).await.unwrap();
-                t_load.push(t.elapsed());
-                let bytes = loaded.doc.save();
-                let t = Instant::now();
-                let _ = automerge::AutoCommit::load(&bytes).unwrap();
-                t_am.push(t.elapsed());
-                let server_heads = store.sync_state(&asset.id).await.unwrap().server_heads;
-                let changes = loaded.doc.changes_since(&server_heads);
-                let req = SyncRequest { feed_cursor: cursor, push: vec![DocPush { doc_id: asset.id.clone(), changes: Bytes(changes) }], ..Default::default() };
-                let t = Instant::now();
-                let resp = cloud_lambda::sync::sync(&server.store, None, &user, req).await.unwrap();
-                t_push.push(t.elapsed());
-                store.set_sync_state(&asset.id, &core_sync::store::SyncState { cursor: 0, server_heads: resp.pushed[0].server_heads.iter().map(|h| h.0).collect() }, 0).await.unwrap();
-                let req = SyncRequest { feed_cursor: cursor, ..Default::default() };
-                let t = Instant::now();
-                let _ = cloud_lambda::sync::sync(&server.store, None, &user, req).await.unwrap();
-                t_poll.push(t.elapsed());
-                asset.doc.append_message(NewMessage::user(format!("edit2 {i}")), i).unwrap();
-                store.save(&mut asset).await.unwrap();
-                client.local_change(asset.id.clone());
-                let t = Instant::now();
-                client.round(&mut SyncReport::default()).await.unwrap();
-                t_round.push(t.elapsed());
-            }
-            eprintln!("n={n}: store.load {} | AutoCommit::load(save) {} | handler push {} | handler poll(1 doc) {} | client push round {}",
-                ms(stats(t_load).p50), ms(stats(t_am).p50), ms(stats(t_push).p50), ms(stats(t_poll).p50), ms(stats(t_round).p50));
-        }
-        return;
-    }
-    if let Some(n) = std::env::var("PROFILE_EDIT")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        let t = Instant::now();
-        let e = one_edit(root, &issuer, &token, &assets[0], n).await;
-        eprintln!(
-            "edit total p50 {} push {} poll {} samod {}; {:?}",
-            ms(e.ours_total.p50),
-            ms(e.ours_push.p50),
-            ms(e.ours_poll.p50),
-            ms(e.samod.p50),
-            t.elapsed()
-        );
-        return;
-    }
 
     // 1. Initial sync.
     let mut rows: Vec<InitialRow> = Vec::new();
@@ -813,6 +760,12 @@ async fn main() {
             secs(r.seed)
         );
     }
+    let unavailable = SAMOD_UNAVAILABLE.load(Ordering::SeqCst);
+    if unavailable > 0 {
+        println!(
+            "Samod's `find` answered \"unavailable\" {unavailable} times for documents the server has; each was asked again (included in the time)."
+        );
+    }
     for d in &skipped {
         println!(
             "The {d}-doc size was skipped: the run had already taken over {} (time cap).",
@@ -849,31 +802,49 @@ async fn main() {
         }
     }
 
-    // 2. One edit from A to B.
-    let edit = one_edit(root, &issuer, &token, &assets[0], edit_reps).await;
+    // 2. One edit from A to B, on a small and a long asset.
+    let long = build_long_asset(LONG_ASSET_MESSAGES);
+    let edits = [
+        (
+            MESSAGES_PER_ASSET,
+            one_edit(root, &issuer, &token, &assets[0], edit_reps).await,
+        ),
+        (
+            LONG_ASSET_MESSAGES,
+            one_edit(root, &issuer, &token, &long, edit_reps).await,
+        ),
+    ];
     println!();
     println!(
         "## 2. One small edit (an appended message) on device A until device B has it ({edit_reps} runs after 5 warm-up)"
     );
     println!();
-    println!("| measure | p50 | p99 | max |");
-    println!("|---|---:|---:|---:|");
-    for (name, s) in [
-        (
-            "ours: A edit + durable save + push (`round`)",
-            &edit.ours_push,
-        ),
-        ("ours: B poll (`round`, applied durably)", &edit.ours_poll),
-        ("ours: A edit → B has it (total)", &edit.ours_total),
-        ("samod: A edit → B's handle has it", &edit.samod),
-    ] {
-        println!("| {name} | {} | {} | {} |", ms(s.p50), ms(s.p99), ms(s.max));
+    println!("| asset | measure | p50 | p99 | max |");
+    println!("|---|---|---:|---:|---:|");
+    for (n, edit) in &edits {
+        let asset = format!("{n} messages");
+        for (name, s) in [
+            (
+                "ours: A edit + durable save + push (`round`)",
+                &edit.ours_push,
+            ),
+            ("ours: B poll (`round`, applied durably)", &edit.ours_poll),
+            ("ours: A edit → B has it (total)", &edit.ours_total),
+            ("samod: A edit → B's handle has it", &edit.samod),
+        ] {
+            println!(
+                "| {asset} | {name} | {} | {} | {} |",
+                ms(s.p50),
+                ms(s.p99),
+                ms(s.max)
+            );
+        }
+        println!(
+            "| {asset} | ours / samod | {:.2}x | {:.2}x | |",
+            edit.ours_total.p50.as_secs_f64() / edit.samod.p50.as_secs_f64(),
+            edit.ours_total.p99.as_secs_f64() / edit.samod.p99.as_secs_f64()
+        );
     }
-    println!(
-        "| ours / samod | {:.2}x | {:.2}x | |",
-        edit.ours_total.p50.as_secs_f64() / edit.samod.p50.as_secs_f64(),
-        edit.ours_total.p99.as_secs_f64() / edit.samod.p99.as_secs_f64()
-    );
 
     // 3. Idle poll.
     let synced = synced.expect("an initial sync ran");

@@ -469,7 +469,8 @@ impl SyncClient {
         }
         for update in &resp.docs {
             let chunks: Vec<&[u8]> = update.chunks.iter().map(|c| c.0.as_slice()).collect();
-            let gap = if self.store.contains(&update.doc_id).await? {
+            // The document as now stored, or `None` for a gap.
+            let stored = if self.store.contains(&update.doc_id).await? {
                 let mut asset = self.store.load(&update.doc_id).await?;
                 for chunk in &chunks {
                     asset.doc.apply_incremental(chunk).map_err(|e| {
@@ -482,31 +483,30 @@ impl SyncClient {
                 if asset.doc.missing_deps().is_empty() {
                     self.store.save(&mut asset).await?;
                     applied.jobs_active |= has_active_job(&asset.doc);
-                    false
+                    Some(asset)
                 } else {
                     // A gap. Save nothing: changes waiting for their
                     // dependencies stay in the document, and a compaction
                     // would write them into the snapshot (Automerge's
                     // `save()` keeps them), after which the document no
                     // longer loads. The resync brings the whole document.
-                    true
+                    None
                 }
             } else {
                 match AssetDoc::load_chunks(chunks.iter().copied()) {
                     Ok(doc) => {
                         applied.jobs_active |= has_active_job(&doc);
-                        self.store.insert(update.doc_id.clone(), doc).await?;
-                        false
+                        Some(self.store.insert(update.doc_id.clone(), doc).await?)
                     }
                     // Only part of a document we never had: ask for all of it.
-                    Err(_) => true,
+                    Err(_) => None,
                 }
             };
-            if gap {
+            let Some(asset) = stored else {
                 applied.gaps.push(update.doc_id.clone());
                 continue;
-            }
-            let asset = self.store.load(&update.doc_id).await?;
+            };
+            // The copy in hand is the stored one: no second load.
             self.download_blobs(&asset.doc).await?;
             let state = DocSyncState {
                 cursor: 0,
