@@ -5,22 +5,25 @@
 //! run with small sizes).
 //!
 //! - **Initial sync** of D assets x 20 messages from the server to an empty
-//!   device. Ours: `atelier-cloud`'s Router (`axum::serve`) over an
-//!   `EmbeddedStore`, seeded by a device pushing the documents; timed is a
-//!   fresh device's `SyncClient::new` + `sync_until_idle` into an empty
-//!   `Store`. Samod: a server repo holding the same documents (configured
-//!   like automerge-repo's sync server: no announce) and a fresh client repo
-//!   dialing it; timed is dial + `find` of every document until its heads
-//!   equal the server's. Both persist to disk (SQLite / samod's filesystem
-//!   storage) on both sides. Bytes on the wire are counted by a TCP proxy in
-//!   front of each server (both directions, HTTP and TCP framing included).
+//!   device. Ours: `atelier-cloud`'s Router (`axum::serve`) over the
+//!   embedded backend, sync only (as `serve --no-jobs`), seeded by a device
+//!   pushing the documents; timed is a fresh device's `SyncClient::new` +
+//!   `sync_until_idle` into an empty `Store`. Samod: a server repo holding
+//!   the same documents (configured like automerge-repo's sync server: no
+//!   announce) and a fresh client repo dialing it; timed is dial +
+//!   handshake + `find` of every document until its heads equal the
+//!   server's. Both persist to disk (SQLite / samod's filesystem storage) on
+//!   both sides. Bytes on the wire are counted by a TCP proxy in front of
+//!   each server (both directions, HTTP and TCP framing included).
 //! - **One small edit** (an appended message) on device A until device B
-//!   has it. Ours: A's durable save + `round()` push, then B's `round()`
-//!   poll (started at once: no poll wait). Samod: A edits its `DocHandle`,
-//!   B's handle reports the new heads via `changes()`.
-//! - **Idle poll** with the documents of the largest measured initial sync
-//!   already on the device: one request that finds nothing; end to end, the
-//!   bare HTTP request, and the handler logic called directly on the store.
+//!   has it, on a 20-message and a 1,000-message asset. Ours: A's durable
+//!   save + `round()` push, then B's `round()` poll (started at once: no
+//!   poll wait). Samod: A edits its `DocHandle`, B's handle reports the new
+//!   heads via `changes()`.
+//! - **Idle poll** with the documents of the largest initial sync of at most
+//!   1,000 documents already on the device: one request that finds nothing;
+//!   end to end, the bare HTTP request, and the handler logic called
+//!   directly on the store.
 //!
 //! TCP_NODELAY is set on samod's sockets (the stock dialer leaves Nagle on,
 //! which adds ~40 ms per small message on loopback) and on the proxy's.
@@ -37,7 +40,6 @@ use automerge::{Automerge, AutomergeError, ChangeHash, ROOT, ReadDoc};
 use cloud_lambda::app::{AppState, router};
 use cloud_lambda::auth::{LocalIssuer, Verifier};
 use cloud_lambda::storage::DocStore;
-use cloud_lambda::storage::embedded::EmbeddedStore;
 use core_sync::model::NewMessage;
 use core_sync::sync::client::{HttpTransport, SyncClient, SyncReport, Transport as _};
 use core_sync::sync::engine::EngineConfig;
@@ -212,23 +214,19 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, counter: Arc<Atom
 
 // -------------------------------------------------------------------- ours
 
-/// `atelier-cloud serve`: the Router over an EmbeddedStore, on 127.0.0.1:0.
+/// `atelier-cloud serve --no-jobs`: the Router over the embedded backend
+/// (database and blobs in `dir`), on 127.0.0.1:0.
 struct OurServer {
     addr: SocketAddr,
     store: Arc<dyn DocStore>,
 }
 
 async fn our_server(dir: &Path, issuer: &LocalIssuer) -> OurServer {
-    let embedded = Arc::new(EmbeddedStore::open(dir).await.unwrap());
-    let store: Arc<dyn DocStore> = embedded.clone();
-    let blobs = Arc::new(cloud_lambda::storage::embedded::EmbeddedBlobs::open(dir).unwrap());
-    let state = AppState::new(
-        store.clone(),
-        blobs,
-        embedded,
-        issuer.verifier(),
-        Some(issuer.jwks_json()),
-    );
+    // As `atelier-cloud serve` assembles it, without `with_jobs`.
+    let state = AppState::embedded(dir, issuer.verifier(), Some(issuer.jwks_json()))
+        .await
+        .unwrap();
+    let store = state.store.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(state);
@@ -706,7 +704,13 @@ async fn main() {
             skipped.push(d);
             continue;
         }
-        let reps = if d <= 250 { 3 } else { 1 };
+        let reps = if d <= 250 {
+            3
+        } else if d <= 1_000 {
+            2
+        } else {
+            1
+        };
         let (row, s) = initial_sync(root, &issuer, &token, &assets[..d], reps).await;
         rows.push(row);
         // The idle poll runs against the largest device of at most 1,000 docs.
