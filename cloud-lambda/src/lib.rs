@@ -9,6 +9,8 @@
 //!   server's own issuer.
 //! - [`storage`]: the fallible storage trait, its embedded implementation,
 //!   and the conformance suite every backend passes.
+//! - [`embedded`]: the embedded server as a running thing (`atelier-cloud
+//!   serve`, the desktop app's in-process default).
 //! - [`error`]: the API's error type.
 //! - [`local`]: the Router as an in-process sync transport.
 //! - [`registry`]: provider models, tools, prices and retirement (data in
@@ -19,6 +21,7 @@
 pub mod app;
 pub mod auth;
 pub mod blob_routes;
+pub mod embedded;
 pub mod error;
 pub mod images;
 pub mod jobs;

@@ -8,15 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cloud_lambda::app::{AppState, router};
-use cloud_lambda::auth::LocalIssuer;
-use cloud_lambda::jobs::JobConfig;
-use cloud_lambda::providers::ProviderConfig;
-use cloud_lambda::registry::Registry;
-
-/// The issuer and audience of the embedded server's own tokens.
-const LOCAL_ISSUER: &str = "atelier-local";
-const LOCAL_AUDIENCE: &str = "atelier-desktop";
+use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer, dev_token};
 
 #[derive(Parser)]
 #[command(
@@ -98,33 +90,17 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             no_jobs,
             ..
         } => {
-            std::fs::create_dir_all(&data)?;
-            let issuer = LocalIssuer::load_or_create(&data, LOCAL_ISSUER, LOCAL_AUDIENCE)?;
-            let mut state =
-                AppState::embedded(&data, issuer.verifier(), Some(issuer.jwks_json())).await?;
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            if !no_jobs {
-                let config = JobConfig {
-                    public_url: public_url
-                        .or_else(|| listener.local_addr().ok().map(|a| format!("http://{a}"))),
-                    ..JobConfig::default()
-                };
-                state = state.with_jobs(Registry::load()?, ProviderConfig::from_env(), config);
-                if let Some(jobs) = &state.jobs {
-                    jobs.resume_all().await;
-                }
-            }
-            tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "serving");
-            axum::serve(listener, router(state))
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+            let server = EmbeddedServer::start(EmbeddedOptions {
+                addr,
+                jobs: !no_jobs,
+                public_url,
+                ..EmbeddedOptions::new(data)
+            })
+            .await?;
+            server.serve_until_ctrl_c().await;
         }
         Command::DevToken { data, user, ttl } => {
-            std::fs::create_dir_all(&data)?;
-            let issuer = LocalIssuer::load_or_create(&data, LOCAL_ISSUER, LOCAL_AUDIENCE)?;
-            println!("{}", issuer.mint(&user, Duration::from_secs(ttl)));
+            println!("{}", dev_token(&data, &user, Duration::from_secs(ttl))?);
         }
     }
     Ok(())

@@ -10,7 +10,10 @@
 //!   reported, so the next push is computed from what the server has.
 
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
 
 use crate::ids::DocId;
 use crate::model::{AssetDoc, MessageStatus};
@@ -204,11 +207,25 @@ impl Transport for HttpTransport {
     }
 }
 
+/// What a running client tells the app it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// The status changed (sent only on change).
+    Status(SyncStatus),
+    /// These documents changed in the store with changes from the server.
+    Pulled(Vec<DocId>),
+}
+
 pub struct SyncClient {
     transport: Box<dyn Transport>,
     token: String,
     store: Store,
     engine: Engine,
+    /// Cuts an idle long poll short: an app that just saved an edit wants
+    /// it pushed now, not when the poll ends.
+    nudge: Arc<Notify>,
+    events: Option<mpsc::UnboundedSender<SyncEvent>>,
+    last_status: Option<SyncStatus>,
 }
 
 impl SyncClient {
@@ -238,7 +255,34 @@ impl SyncClient {
             token,
             store,
             engine: Engine::new(config, cursor, pending),
+            nudge: Arc::new(Notify::new()),
+            events: None,
+            last_status: None,
         })
+    }
+
+    /// A handle that wakes [`Self::run`] to look for local changes at once
+    /// (cutting an idle long poll short). Call `notify_one` after saving.
+    pub fn nudge_handle(&self) -> Arc<Notify> {
+        self.nudge.clone()
+    }
+
+    /// Status changes and pulled documents, for an app to show.
+    pub fn subscribe(&mut self) -> mpsc::UnboundedReceiver<SyncEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.events = Some(tx);
+        self.last_status = None;
+        self.emit_status();
+        rx
+    }
+
+    fn emit_status(&mut self) {
+        let Some(tx) = &self.events else { return };
+        let status = self.engine.status();
+        if self.last_status.as_ref() != Some(&status) {
+            let _ = tx.send(SyncEvent::Status(status.clone()));
+            self.last_status = Some(status);
+        }
     }
 
     pub fn status(&self) -> SyncStatus {
@@ -302,7 +346,20 @@ impl SyncClient {
                 0
             },
         };
-        let resp = self.send(&req, report).await?;
+        let resp = if idle && req.wait_ms > 0 {
+            let nudge = self.nudge.clone();
+            tokio::select! {
+                r = self.send(&req, report) => r?,
+                // Nothing was pushed and nothing applied yet: dropping the
+                // poll loses nothing.
+                _ = nudge.notified() => {
+                    self.engine.abandon();
+                    return Ok(Next::Now);
+                }
+            }
+        } else {
+            self.send(&req, report).await?
+        };
         report.requests += 1;
         report.pushed_docs += req.push.len();
         let mut applied = self.apply(&resp).await?;
@@ -366,6 +423,10 @@ impl SyncClient {
             } else {
                 self.engine.poll_interval()
             };
+            if self.engine.has_work() {
+                self.engine.mark_in_flight();
+            }
+            self.emit_status();
             let started = tokio::time::Instant::now();
             let pulled_before = report.pulled_docs;
             let round = tokio::select! {
@@ -387,9 +448,14 @@ impl SyncClient {
                     d
                 }
             };
+            self.emit_status();
+            let nudge = self.nudge.clone();
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(delay) => {}
+                // A local edit ends a quiet wait (not a backoff: the server
+                // is failing, and the edit is safe in the store meanwhile).
+                _ = nudge.notified(), if self.engine.status().last_error.is_none() => {}
             }
         }
     }
@@ -458,6 +524,7 @@ impl SyncClient {
     async fn apply(&mut self, resp: &SyncResponse) -> Result<Applied, SyncError> {
         let now = now_millis();
         let mut applied = Applied::default();
+        let mut pulled = Vec::new();
         for outcome in &resp.pushed {
             let state = DocSyncState {
                 cursor: 0,
@@ -515,6 +582,10 @@ impl SyncClient {
             self.store
                 .set_sync_state(&update.doc_id, &state, now)
                 .await?;
+            pulled.push(update.doc_id.clone());
+        }
+        if let (Some(tx), false) = (&self.events, pulled.is_empty()) {
+            let _ = tx.send(SyncEvent::Pulled(pulled));
         }
         Ok(applied)
     }

@@ -175,6 +175,17 @@ impl Engine {
         }
     }
 
+    /// A request about to be sent (status shows `Syncing` meanwhile).
+    pub fn mark_in_flight(&mut self) {
+        self.in_flight = true;
+    }
+
+    /// The request of the last plan was given up before it reached the
+    /// server's answer (an idle poll cut short); nothing changed.
+    pub fn abandon(&mut self) {
+        self.in_flight = false;
+    }
+
     /// The request of `plan` succeeded and its response was applied
     /// durably; returns when to run next.
     pub fn on_success(

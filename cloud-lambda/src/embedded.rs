@@ -1,0 +1,199 @@
+//! The embedded cloud as a running thing: the Router over the embedded
+//! backend (SQLite + files in one directory), its own token issuer, and
+//! provider jobs, served on a TCP listener. `atelier-cloud serve` runs one;
+//! the desktop app runs one in-process on loopback, so jobs and sync take
+//! the same code path on a laptop as in the cloud.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::app::{AppState, router};
+use crate::auth::{AuthError, LocalIssuer};
+use crate::jobs::JobConfig;
+use crate::providers::ProviderConfig;
+use crate::registry::{Registry, RegistryError};
+use crate::storage::StorageError;
+
+/// The issuer and audience of the embedded server's own tokens.
+pub const LOCAL_ISSUER: &str = "atelier-local";
+pub const LOCAL_AUDIENCE: &str = "atelier-desktop";
+
+/// How to run an embedded server.
+#[derive(Clone)]
+pub struct EmbeddedOptions {
+    /// Database, blobs and the token signing key.
+    pub data: PathBuf,
+    /// Where to listen (`127.0.0.1:0` picks a free port).
+    pub addr: SocketAddr,
+    /// Run provider jobs (otherwise queued requests stay queued).
+    pub jobs: bool,
+    pub providers: ProviderConfig,
+    pub job_config: JobConfig,
+    /// Public base URL for Replicate's webhook; defaults to the listener's
+    /// own address (fine on a server, useless behind NAT: jobs then poll).
+    pub public_url: Option<String>,
+}
+
+impl EmbeddedOptions {
+    /// Jobs on, providers from the environment, a free loopback port.
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        EmbeddedOptions {
+            data: data.into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            jobs: true,
+            providers: ProviderConfig::from_env(),
+            job_config: JobConfig::default(),
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("cannot use the data directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// A server serving until [`EmbeddedServer::stop`] (or drop).
+pub struct EmbeddedServer {
+    addr: SocketAddr,
+    issuer: LocalIssuer,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl EmbeddedServer {
+    /// Opens the backend in `options.data`, resumes unfinished jobs and
+    /// starts serving. Must run inside a tokio runtime.
+    pub async fn start(options: EmbeddedOptions) -> Result<EmbeddedServer, EmbeddedError> {
+        let data = &options.data;
+        std::fs::create_dir_all(data).map_err(|source| EmbeddedError::Dir {
+            path: data.clone(),
+            source,
+        })?;
+        let issuer = LocalIssuer::load_or_create(data, LOCAL_ISSUER, LOCAL_AUDIENCE)?;
+        let mut state =
+            AppState::embedded(data, issuer.verifier(), Some(issuer.jwks_json())).await?;
+        let listener = tokio::net::TcpListener::bind(options.addr)
+            .await
+            .map_err(|source| EmbeddedError::Listen {
+                addr: options.addr,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmbeddedError::Listen {
+                addr: options.addr,
+                source,
+            })?;
+        if options.jobs {
+            let config = JobConfig {
+                public_url: options
+                    .public_url
+                    .clone()
+                    .or_else(|| Some(format!("http://{addr}"))),
+                ..options.job_config.clone()
+            };
+            state = state.with_jobs(Registry::load()?, options.providers.clone(), config);
+            if let Some(jobs) = &state.jobs {
+                jobs.resume_all().await;
+            }
+        }
+        tracing::info!(%addr, data = %data.display(), jobs = options.jobs, "serving");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, router(state))
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the embedded server stopped");
+            }
+        });
+        Ok(EmbeddedServer {
+            addr,
+            issuer,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL clients sync with.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token for `user` signed by this server's key.
+    pub fn token(&self, user: &str, ttl: Duration) -> String {
+        self.issuer.mint(user, ttl)
+    }
+
+    /// Stops accepting requests and waits (bounded) for open ones to end.
+    /// Long polls are held up to 25 s, so the wait is capped.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+
+    /// Serves until Ctrl-C.
+    pub async fn serve_until_ctrl_c(mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+        self.shutdown().await;
+    }
+}
+
+impl Drop for EmbeddedServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Mints a token for `user` with the key stored in `data` (creating one if
+/// there is none): what `atelier-cloud dev-token` prints.
+pub fn dev_token(data: &Path, user: &str, ttl: Duration) -> Result<String, EmbeddedError> {
+    std::fs::create_dir_all(data).map_err(|source| EmbeddedError::Dir {
+        path: data.to_owned(),
+        source,
+    })?;
+    let issuer = LocalIssuer::load_or_create(data, LOCAL_ISSUER, LOCAL_AUDIENCE)?;
+    Ok(issuer.mint(user, ttl))
+}

@@ -1,0 +1,177 @@
+//! The app assembled: the Slint window on the main thread, the controller
+//! and the backend on a tokio runtime in a thread of their own. The UI
+//! thread only applies updates; it never waits for IO or the network.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use slint::ComponentHandle;
+use tokio::sync::mpsc;
+
+use crate::backend::{Backend, desktop_engine};
+use crate::config::Config;
+use crate::controller::{Controller, ControllerConfig, SyncLink, UiEvent, View, ViewUpdate};
+use crate::ui::{self, AppWindow, SlintView};
+use crate::viewmodel;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the window cannot open: {0}")]
+    Platform(#[from] slint::PlatformError),
+    #[error("cannot start the background runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Start-up timings, measured from `started`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartupTimes {
+    /// The first frame drawn (GPU renderers report it; `None` otherwise).
+    pub first_frame: Option<Duration>,
+    /// The event loop ran its first turn with the window shown.
+    pub window_shown: Option<Duration>,
+    /// The asset list had its rows.
+    pub assets_shown: Option<Duration>,
+}
+
+/// Options beyond [`Config`], for benchmarks and tests.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// When the process started (for [`StartupTimes`]); now if `None`.
+    pub started: Option<Instant>,
+    /// Quit once the asset list is shown and a frame is drawn, printing the
+    /// timings as one JSON line on stdout.
+    pub exit_after_startup: bool,
+}
+
+/// Runs the app until its window closes.
+pub fn run(config: Config, options: RunOptions) -> Result<(), AppError> {
+    let started = options.started.unwrap_or_else(Instant::now);
+    let window = AppWindow::new()?;
+    let (events, rx) = mpsc::unbounded_channel();
+    ui::install(&window, events.clone());
+    let view: Arc<dyn View> = Arc::new(SlintView::new(&window));
+
+    let times = Arc::new(Mutex::new(StartupTimes::default()));
+    watch_startup(&window, started, times.clone(), options.exit_after_startup);
+
+    let worker = spawn_worker(config, view, rx)?;
+    window.show()?;
+    {
+        let times = times.clone();
+        slint::Timer::single_shot(Duration::ZERO, move || {
+            times.lock().unwrap().window_shown = Some(started.elapsed());
+        });
+    }
+    slint::run_event_loop()?;
+    window.hide()?;
+    let _ = events.send(UiEvent::Shutdown);
+    let _ = worker.join();
+    if options.exit_after_startup {
+        let t = *times.lock().unwrap();
+        let ms = |d: Option<Duration>| {
+            d.map(|d| serde_json::json!(d.as_secs_f64() * 1000.0))
+                .unwrap_or(serde_json::Value::Null)
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "first_frame_ms": ms(t.first_frame),
+                "window_shown_ms": ms(t.window_shown),
+                "assets_shown_ms": ms(t.assets_shown),
+            })
+        );
+    }
+    Ok(())
+}
+
+/// Records the first frame and the first filled asset list; quits after
+/// both when asked to.
+fn watch_startup(
+    window: &AppWindow,
+    started: Instant,
+    times: Arc<Mutex<StartupTimes>>,
+    exit_after: bool,
+) {
+    let done = move |t: &StartupTimes| {
+        if exit_after
+            && t.assets_shown.is_some()
+            && (t.first_frame.is_some() || t.window_shown.is_some())
+        {
+            // Let one more frame render the rows, then quit.
+            slint::Timer::single_shot(Duration::from_millis(50), || {
+                let _ = slint::quit_event_loop();
+            });
+        }
+    };
+    let frame_times = times.clone();
+    let frame_done = done.clone();
+    let notifier = window.window().set_rendering_notifier(move |state, _| {
+        if let slint::RenderingState::AfterRendering = state {
+            let mut t = frame_times.lock().unwrap();
+            if t.first_frame.is_none() {
+                t.first_frame = Some(started.elapsed());
+                frame_done(&t);
+            }
+        }
+    });
+    let software = notifier.is_err();
+    ui::on_first_assets(move || {
+        let mut t = times.lock().unwrap();
+        t.assets_shown = Some(started.elapsed());
+        if software || t.first_frame.is_some() {
+            done(&t);
+        }
+    });
+}
+
+/// The tokio runtime thread: starts the backend, runs the controller until
+/// the UI says shutdown, then stops the backend.
+fn spawn_worker(
+    config: Config,
+    view: Arc<dyn View>,
+    rx: mpsc::UnboundedReceiver<UiEvent>,
+) -> Result<std::thread::JoinHandle<()>, AppError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("atelier-worker")
+        .enable_all()
+        .build()
+        .map_err(AppError::Runtime)?;
+    std::thread::Builder::new()
+        .name("atelier-runtime".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match Backend::start(&config, desktop_engine()).await {
+                    Ok(mut backend) => {
+                        let sync = backend
+                            .sync
+                            .take()
+                            .unwrap_or_else(|| SyncLink::Off("not started".into()));
+                        let controller = Controller::new(
+                            backend.store.clone(),
+                            backend.tools.clone(),
+                            view,
+                            ControllerConfig::default(),
+                        );
+                        controller.run(rx, sync).await;
+                        backend.stop().await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start");
+                        view.apply(vec![
+                            ViewUpdate::Sync(viewmodel::sync_off("not started")),
+                            ViewUpdate::Notice(e.to_string()),
+                        ]);
+                        let mut rx = rx;
+                        while let Some(ev) = rx.recv().await {
+                            if ev == UiEvent::Shutdown {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        })
+        .map_err(AppError::Runtime)
+}
