@@ -34,8 +34,11 @@ pub struct EmbeddedOptions {
     pub providers: ProviderConfig,
     pub job_config: JobConfig,
     /// Public base URL for Replicate's webhook; defaults to the listener's
-    /// own address (fine on a server, useless behind NAT: jobs then poll).
+    /// own address.
     pub public_url: Option<String>,
+    /// Ask Replicate for webhooks at all. Off for a laptop, which Replicate
+    /// cannot reach: running predictions are polled instead.
+    pub webhooks: bool,
 }
 
 impl EmbeddedOptions {
@@ -48,6 +51,7 @@ impl EmbeddedOptions {
             providers: ProviderConfig::from_env(),
             job_config: JobConfig::default(),
             public_url: None,
+            webhooks: true,
         }
     }
 }
@@ -106,10 +110,12 @@ impl EmbeddedServer {
             })?;
         if options.jobs {
             let config = JobConfig {
-                public_url: options
-                    .public_url
-                    .clone()
-                    .or_else(|| Some(format!("http://{addr}"))),
+                public_url: options.webhooks.then(|| {
+                    options
+                        .public_url
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{addr}"))
+                }),
                 ..options.job_config.clone()
             };
             state = state.with_jobs(Registry::load()?, options.providers.clone(), config);

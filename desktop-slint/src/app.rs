@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use slint::ComponentHandle;
 use tokio::sync::mpsc;
 
-use crate::backend::{Backend, desktop_engine};
+use crate::backend::{Backend, BackendOptions};
 use crate::config::Config;
 use crate::controller::{Controller, ControllerConfig, SyncLink, UiEvent, View, ViewUpdate};
 use crate::ui::{self, AppWindow, SlintView};
@@ -31,6 +31,8 @@ pub struct StartupTimes {
     pub window_shown: Option<Duration>,
     /// The asset list had its rows.
     pub assets_shown: Option<Duration>,
+    /// The asset opened at start had its timeline (with `--open`).
+    pub timeline_shown: Option<Duration>,
 }
 
 /// Options beyond [`Config`], for benchmarks and tests.
@@ -38,9 +40,12 @@ pub struct StartupTimes {
 pub struct RunOptions {
     /// When the process started (for [`StartupTimes`]); now if `None`.
     pub started: Option<Instant>,
-    /// Quit once the asset list is shown and a frame is drawn, printing the
-    /// timings as one JSON line on stdout.
+    /// Quit once the asset list (and the asset to open, if any) is shown
+    /// and a frame is drawn, printing the timings and memory as one JSON
+    /// line on stdout.
     pub exit_after_startup: bool,
+    /// An asset to open at start.
+    pub open: Option<String>,
 }
 
 /// Runs the app until its window closes.
@@ -54,7 +59,11 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), AppError> {
     let times = Arc::new(Mutex::new(StartupTimes::default()));
     watch_startup(&window, started, times.clone(), options.exit_after_startup);
 
-    let worker = spawn_worker(config, view, rx)?;
+    let waits_for_timeline = options.open.is_some();
+    if !waits_for_timeline {
+        times.lock().unwrap().timeline_shown = Some(Duration::ZERO);
+    }
+    let worker = spawn_worker(config, view, rx, options.open.clone())?;
     window.show()?;
     {
         let times = times.clone();
@@ -72,12 +81,16 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), AppError> {
             d.map(|d| serde_json::json!(d.as_secs_f64() * 1000.0))
                 .unwrap_or(serde_json::Value::Null)
         };
+        let (rss, peak) = memory_kib();
         println!(
             "{}",
             serde_json::json!({
                 "first_frame_ms": ms(t.first_frame),
                 "window_shown_ms": ms(t.window_shown),
                 "assets_shown_ms": ms(t.assets_shown),
+                "timeline_shown_ms": if waits_for_timeline { ms(t.timeline_shown) } else { serde_json::Value::Null },
+                "rss_kib": rss,
+                "peak_rss_kib": peak,
             })
         );
     }
@@ -115,13 +128,37 @@ fn watch_startup(
         }
     });
     let software = notifier.is_err();
+    let list_times = times.clone();
+    let list_done = done.clone();
     ui::on_first_assets(move || {
-        let mut t = times.lock().unwrap();
+        let mut t = list_times.lock().unwrap();
         t.assets_shown = Some(started.elapsed());
+        if software || t.first_frame.is_some() {
+            list_done(&t);
+        }
+    });
+    ui::on_first_timeline(move || {
+        let mut t = times.lock().unwrap();
+        if t.timeline_shown.is_none() {
+            t.timeline_shown = Some(started.elapsed());
+        }
         if software || t.first_frame.is_some() {
             done(&t);
         }
     });
+}
+
+/// Resident and peak resident memory of this process, in KiB (Linux).
+pub fn memory_kib() -> (Option<u64>, Option<u64>) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// The tokio runtime thread: starts the backend, runs the controller until
@@ -130,6 +167,7 @@ fn spawn_worker(
     config: Config,
     view: Arc<dyn View>,
     rx: mpsc::UnboundedReceiver<UiEvent>,
+    open: Option<String>,
 ) -> Result<std::thread::JoinHandle<()>, AppError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -141,7 +179,7 @@ fn spawn_worker(
         .name("atelier-runtime".into())
         .spawn(move || {
             runtime.block_on(async move {
-                match Backend::start(&config, desktop_engine()).await {
+                match Backend::start(&config, BackendOptions::default()).await {
                     Ok(mut backend) => {
                         let sync = backend
                             .sync
@@ -151,7 +189,10 @@ fn spawn_worker(
                             backend.store.clone(),
                             backend.tools.clone(),
                             view,
-                            ControllerConfig::default(),
+                            ControllerConfig {
+                                open_at_start: open,
+                                ..ControllerConfig::default()
+                            },
                         );
                         controller.run(rx, sync).await;
                         backend.stop().await;

@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use cloud_lambda::embedded::{EmbeddedError, EmbeddedOptions, EmbeddedServer};
+use cloud_lambda::jobs::JobConfig;
+use cloud_lambda::providers::ProviderConfig;
 use cloud_lambda::registry::{Registry, RegistryError};
 use core_sync::store::{Store, StoreError, StoreOptions};
 use core_sync::sync::client::{SyncClient, SyncError};
@@ -41,18 +43,35 @@ pub struct Backend {
     sync_task: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
-/// Sync tuned for a desktop: a dropped network is retried within seconds
-/// of its return, not a minute later.
-pub fn desktop_engine() -> EngineConfig {
-    EngineConfig {
-        backoff_max: Duration::from_secs(10),
-        idle_poll_max: Duration::from_secs(25),
-        ..EngineConfig::default()
+/// How the backend runs, beyond the user's [`Config`].
+#[derive(Clone)]
+pub struct BackendOptions {
+    pub engine: EngineConfig,
+    /// Provider endpoints and keys for the embedded server's jobs.
+    pub providers: ProviderConfig,
+    pub jobs: JobConfig,
+}
+
+impl Default for BackendOptions {
+    /// Sync tuned for a desktop (a dropped network is retried within
+    /// seconds of its return, not a minute later); providers from the
+    /// environment.
+    fn default() -> Self {
+        BackendOptions {
+            engine: EngineConfig {
+                backoff_max: Duration::from_secs(10),
+                idle_poll_max: Duration::from_secs(25),
+                ..EngineConfig::default()
+            },
+            providers: ProviderConfig::from_env(),
+            jobs: JobConfig::default(),
+        }
     }
 }
 
 impl Backend {
-    pub async fn start(config: &Config, engine: EngineConfig) -> Result<Backend, StartError> {
+    pub async fn start(config: &Config, options: BackendOptions) -> Result<Backend, StartError> {
+        let engine = options.engine;
         let store = Store::open(&config.data, StoreOptions::default()).await?;
         let registry = Registry::load()?;
         let (keys, server, target) = match &config.mode {
@@ -62,12 +81,22 @@ impl Backend {
                 Err("offline mode: changes stay on this computer".to_owned()),
             ),
             Mode::Embedded => {
-                let server =
-                    EmbeddedServer::start(EmbeddedOptions::new(config.data.join("cloud"))).await?;
+                let keys = Keys::Local {
+                    gemini: options.providers.gemini_key.is_some(),
+                    replicate: options.providers.replicate_token.is_some(),
+                };
+                let server = EmbeddedServer::start(EmbeddedOptions {
+                    providers: options.providers,
+                    job_config: options.jobs,
+                    // Replicate cannot reach a laptop's loopback: poll.
+                    webhooks: false,
+                    ..EmbeddedOptions::new(config.data.join("cloud"))
+                })
+                .await?;
                 let token = server.token(LOCAL_USER, Duration::from_secs(365 * 24 * 3600));
                 let url = server.url();
                 let label = format!("embedded server {}", server.addr());
-                (Keys::from_env(), Some(server), Ok((url, token, label)))
+                (keys, Some(server), Ok((url, token, label)))
             }
             Mode::Remote { url, token } => match token {
                 Some(t) => (

@@ -32,6 +32,9 @@ pub struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     pub json_logs: bool,
+    /// Open this asset at start.
+    #[arg(long, value_name = "ASSET_ID")]
+    pub open: Option<String>,
     /// Quit once the asset list is shown, printing start-up timings as JSON
     /// (for the start-up benchmark).
     #[arg(long, hide = true)]

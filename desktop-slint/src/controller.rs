@@ -118,6 +118,8 @@ pub struct ControllerConfig {
     pub max_import_bytes: u64,
     /// Images decoded at once (each on a blocking thread).
     pub decode_parallelism: usize,
+    /// An asset to open at start.
+    pub open_at_start: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -126,6 +128,7 @@ impl Default for ControllerConfig {
             image_budget_bytes: 96 << 20,
             max_import_bytes: 64 << 20,
             decode_parallelism: 2,
+            open_at_start: None,
         }
     }
 }
@@ -286,6 +289,11 @@ impl Controller {
         updates.push(ViewUpdate::NoAsset);
         updates.push(self.composer_update());
         self.view.apply(updates);
+        if let Some(id) = self.config.open_at_start.take() {
+            if let Err(e) = self.select(&id).await {
+                self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
+            }
+        }
     }
 
     /// Handles one user event.

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     let options = RunOptions {
         started: Some(started),
         exit_after_startup: args.exit_after_startup,
+        open: args.open.clone(),
     };
     match app::run(Config::from_args(&args), options) {
         Ok(()) => ExitCode::SUCCESS,

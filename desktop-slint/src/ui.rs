@@ -23,6 +23,8 @@ thread_local! {
     /// Called once, the first time the asset list gets rows (start-up
     /// timing).
     static FIRST_ASSETS: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    /// Called once, the first time a timeline is shown.
+    static FIRST_TIMELINE: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
     /// Slint images by key, for rows that show them. UI thread only
     /// (`slint::Image` is not `Send`).
     static IMAGES: RefCell<HashMap<String, slint::Image>> = RefCell::new(HashMap::new());
@@ -32,6 +34,11 @@ thread_local! {
 /// learns there are none).
 pub fn on_first_assets(f: impl FnOnce() + 'static) {
     FIRST_ASSETS.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+}
+
+/// Runs `f` on the UI thread once a timeline is first shown.
+pub fn on_first_timeline(f: impl FnOnce() + 'static) {
+    FIRST_TIMELINE.with(|h| *h.borrow_mut() = Some(Box::new(f)));
 }
 
 /// The view the controller talks to: hands updates to the UI thread.
@@ -222,6 +229,9 @@ fn apply_updates(w: &AppWindow, updates: Vec<ViewUpdate>) {
                 b.set_asset_title(title.into());
                 b.set_has_asset(true);
                 b.set_scroll_to_end(b.get_scroll_to_end() + 1);
+                if let Some(f) = FIRST_TIMELINE.with(|h| h.borrow_mut().take()) {
+                    f();
+                }
             }
             ViewUpdate::NoAsset => {
                 b.set_has_asset(false);
