@@ -204,6 +204,9 @@ pub enum RegistryError {
 #[derive(Debug, Clone)]
 pub struct Registry {
     models: BTreeMap<String, Model>,
+    /// Ids in the file's order: the order models are offered in (the
+    /// first active one for a tool is its default).
+    order: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +219,7 @@ impl Registry {
         let file: File =
             serde_json::from_str(json).map_err(|e| RegistryError::Parse(e.to_string()))?;
         let mut models = BTreeMap::new();
+        let order = file.models.iter().map(|m| m.id.clone()).collect();
         for m in file.models {
             if m.status == Status::Retired && m.replacement.is_none() {
                 return Err(RegistryError::Parse(format!(
@@ -227,7 +231,7 @@ impl Registry {
                 return Err(RegistryError::Parse("a model id appears twice".into()));
             }
         }
-        Ok(Registry { models })
+        Ok(Registry { models, order })
     }
 
     /// The compiled-in registry, or the file `ATELIER_MODELS_FILE` names.
@@ -246,8 +250,9 @@ impl Registry {
         self.models.get(id)
     }
 
+    /// Every model, in the file's order.
     pub fn models(&self) -> impl Iterator<Item = &Model> {
-        self.models.values()
+        self.order.iter().filter_map(|id| self.models.get(id))
     }
 
     /// The model to run `tool` with: refused before any request if it is
@@ -278,8 +283,7 @@ impl Registry {
 
     /// The first active model for a tool (the composer's default).
     pub fn default_for(&self, tool: Tool) -> Option<&Model> {
-        self.models
-            .values()
+        self.models()
             .find(|m| m.status == Status::Active && m.tools.contains(&tool))
     }
 }

@@ -48,22 +48,54 @@ pub struct RunOptions {
     pub open: Option<String>,
 }
 
+/// The background half of a running app: stop it after the event loop.
+pub struct Worker {
+    events: mpsc::UnboundedSender<UiEvent>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    /// Asks the controller to stop and waits for the backend to close.
+    pub fn stop(self) {
+        let _ = self.events.send(UiEvent::Shutdown);
+        let _ = self.thread.join();
+    }
+}
+
+/// Wires `window` to a controller over the backend `config` describes,
+/// running on a runtime thread of its own. The window is not shown.
+pub fn start(
+    window: &AppWindow,
+    config: Config,
+    backend: BackendOptions,
+    controller: ControllerConfig,
+) -> Result<Worker, AppError> {
+    let (events, rx) = mpsc::unbounded_channel();
+    ui::install(window, events.clone());
+    let view: Arc<dyn View> = Arc::new(SlintView::new(window));
+    let thread = spawn_worker(config, backend, controller, view, rx)?;
+    Ok(Worker { events, thread })
+}
+
 /// Runs the app until its window closes.
 pub fn run(config: Config, options: RunOptions) -> Result<(), AppError> {
     let started = options.started.unwrap_or_else(Instant::now);
     let window = AppWindow::new()?;
-    let (events, rx) = mpsc::unbounded_channel();
-    ui::install(&window, events.clone());
-    let view: Arc<dyn View> = Arc::new(SlintView::new(&window));
-
     let times = Arc::new(Mutex::new(StartupTimes::default()));
     watch_startup(&window, started, times.clone(), options.exit_after_startup);
-
     let waits_for_timeline = options.open.is_some();
     if !waits_for_timeline {
         times.lock().unwrap().timeline_shown = Some(Duration::ZERO);
     }
-    let worker = spawn_worker(config, view, rx, options.open.clone())?;
+    let worker = start(
+        &window,
+        config,
+        BackendOptions::default(),
+        ControllerConfig {
+            open_at_start: options.open.clone(),
+            ..ControllerConfig::default()
+        },
+    )?;
     window.show()?;
     {
         let times = times.clone();
@@ -73,8 +105,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), AppError> {
     }
     slint::run_event_loop()?;
     window.hide()?;
-    let _ = events.send(UiEvent::Shutdown);
-    let _ = worker.join();
+    worker.stop();
     if options.exit_after_startup {
         let t = *times.lock().unwrap();
         let ms = |d: Option<Duration>| {
@@ -165,9 +196,10 @@ pub fn memory_kib() -> (Option<u64>, Option<u64>) {
 /// the UI says shutdown, then stops the backend.
 fn spawn_worker(
     config: Config,
+    backend_options: BackendOptions,
+    controller_config: ControllerConfig,
     view: Arc<dyn View>,
     rx: mpsc::UnboundedReceiver<UiEvent>,
-    open: Option<String>,
 ) -> Result<std::thread::JoinHandle<()>, AppError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -179,7 +211,7 @@ fn spawn_worker(
         .name("atelier-runtime".into())
         .spawn(move || {
             runtime.block_on(async move {
-                match Backend::start(&config, BackendOptions::default()).await {
+                match Backend::start(&config, backend_options).await {
                     Ok(mut backend) => {
                         let sync = backend
                             .sync
@@ -189,10 +221,7 @@ fn spawn_worker(
                             backend.store.clone(),
                             backend.tools.clone(),
                             view,
-                            ControllerConfig {
-                                open_at_start: open,
-                                ..ControllerConfig::default()
-                            },
+                            controller_config,
                         );
                         controller.run(rx, sync).await;
                         backend.stop().await;

@@ -9,7 +9,9 @@
 //! sync client is nudged to push it.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,6 +100,29 @@ pub trait View: Send + Sync + 'static {
     fn apply(&self, updates: Vec<ViewUpdate>);
 }
 
+/// How the user picks an image file: the native dialog in the app; tests
+/// (which cannot drive a native dialog) hand over a fixture.
+pub trait FilePicker: Send + Sync + 'static {
+    fn pick(&self) -> Pin<Box<dyn Future<Output = Option<PathBuf>> + Send>>;
+}
+
+/// The platform's file dialog (the XDG desktop portal on Linux, with a
+/// zenity fallback).
+pub struct NativePicker;
+
+impl FilePicker for NativePicker {
+    fn pick(&self) -> Pin<Box<dyn Future<Output = Option<PathBuf>> + Send>> {
+        Box::pin(async {
+            rfd::AsyncFileDialog::new()
+                .set_title("Upload an image")
+                .add_filter("Images", &["png", "jpg", "jpeg", "webp"])
+                .pick_file()
+                .await
+                .map(|f| f.path().to_owned())
+        })
+    }
+}
+
 /// The sync client as the controller sees it.
 pub enum SyncLink {
     /// Not syncing, and why (shown in the status bar).
@@ -110,7 +135,7 @@ pub enum SyncLink {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ControllerConfig {
     /// Memory for decoded images.
     pub image_budget_bytes: usize,
@@ -120,6 +145,7 @@ pub struct ControllerConfig {
     pub decode_parallelism: usize,
     /// An asset to open at start.
     pub open_at_start: Option<String>,
+    pub picker: Arc<dyn FilePicker>,
 }
 
 impl Default for ControllerConfig {
@@ -129,6 +155,7 @@ impl Default for ControllerConfig {
             max_import_bytes: 64 << 20,
             decode_parallelism: 2,
             open_at_start: None,
+            picker: Arc::new(NativePicker),
         }
     }
 }
@@ -595,14 +622,10 @@ impl Controller {
 
     fn pick_file(&self) {
         let tx = self.work_tx.clone();
+        let picked = self.config.picker.pick();
         tokio::spawn(async move {
-            let picked = rfd::AsyncFileDialog::new()
-                .set_title("Upload an image")
-                .add_filter("Images", &["png", "jpg", "jpeg", "webp"])
-                .pick_file()
-                .await;
-            if let Some(file) = picked {
-                let _ = tx.send(Work::Import(file.path().to_owned()));
+            if let Some(path) = picked.await {
+                let _ = tx.send(Work::Import(path));
             }
         });
     }
@@ -763,6 +786,7 @@ impl Controller {
     // ------------------------------------------------------------ images
 
     fn need_image(&mut self, key: String) {
+        tracing::debug!(%key, "image wanted");
         if let Some(pixels) = self.images.touch(&key) {
             self.view
                 .apply(vec![ViewUpdate::ImageReady { key, pixels }]);

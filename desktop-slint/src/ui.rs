@@ -106,6 +106,9 @@ pub fn install(window: &AppWindow, events: mpsc::UnboundedSender<UiEvent>) {
     let s = send.clone();
     bridge.on_need_image(move |k| s(UiEvent::NeedImage(k.into())));
     bridge.on_dismiss_notice(move || send(UiEvent::DismissNotice));
+    bridge.on_quit(|| {
+        let _ = slint::quit_event_loop();
+    });
 }
 
 fn image_for(key: &str) -> Option<slint::Image> {
@@ -228,7 +231,8 @@ fn apply_updates(w: &AppWindow, updates: Vec<ViewUpdate>) {
                 )));
                 b.set_asset_title(title.into());
                 b.set_has_asset(true);
-                b.set_scroll_to_end(b.get_scroll_to_end() + 1);
+                scroll_to_end(w);
+                b.set_focus_composer(b.get_focus_composer() + 1);
                 if let Some(f) = FIRST_TIMELINE.with(|h| h.borrow_mut().take()) {
                     f();
                 }
@@ -254,7 +258,7 @@ fn apply_updates(w: &AppWindow, updates: Vec<ViewUpdate>) {
                         v.push(message_row(r));
                     }
                 }
-                b.set_scroll_to_end(b.get_scroll_to_end() + 1);
+                scroll_to_end(w);
             }
             ViewUpdate::Inspector(i) => {
                 let preview = image_for(&i.preview_key);
@@ -292,6 +296,21 @@ fn apply_updates(w: &AppWindow, updates: Vec<ViewUpdate>) {
             ViewUpdate::Notice(n) => b.set_notice(n.into()),
         }
     }
+}
+
+/// Shows the newest timeline entry: now, and once more after the list has
+/// measured the rows just added (its content height is an estimate until
+/// they are laid out).
+fn scroll_to_end(w: &AppWindow) {
+    let b = w.global::<Bridge>();
+    b.set_scroll_to_end(b.get_scroll_to_end() + 1);
+    let weak = w.as_weak();
+    slint::Timer::single_shot(std::time::Duration::from_millis(60), move || {
+        if let Some(w) = weak.upgrade() {
+            let b = w.global::<Bridge>();
+            b.set_scroll_to_end(b.get_scroll_to_end() + 1);
+        }
+    });
 }
 
 /// Puts `image` (or the placeholder) into every row and the preview that
