@@ -13,6 +13,10 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "toolchain: $(cargo --version)"
 
+step "system packages (desktop app build, window, Xvfb tests)"
+source desktop-slint/deps.sh
+ensure_debs $ATELIER_BUILD_DEBS $ATELIER_WINDOW_DEBS $ATELIER_TEST_DEBS
+
 step "build (debug, all test targets and binaries)"
 # --bins: the end-to-end tests run atelier-cloud, atelier-sync and
 # atelier-local, which `--tests` alone does not build.
