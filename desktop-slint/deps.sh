@@ -7,7 +7,7 @@
 #   tests: Xvfb, xauth, xdotool, ImageMagick (real-window tests, screenshots)
 
 ATELIER_BUILD_DEBS="pkg-config libfontconfig-dev"
-ATELIER_WINDOW_DEBS="libxkbcommon-x11-0 libx11-xcb1 libxcursor1 libxi6 libxrandr2 fonts-dejavu-core libgl1-mesa-dri libegl1"
+ATELIER_WINDOW_DEBS="libxkbcommon-x11-0 libx11-xcb1 libxcursor1 libxi6 libxrandr2 fonts-dejavu-core libgl1 libgl1-mesa-dri libegl1 libegl-mesa0 libglx-mesa0"
 ATELIER_TEST_DEBS="xvfb xauth xdotool imagemagick"
 
 # ensure_debs PKG... : installs the packages dpkg does not list as installed.

@@ -3,7 +3,7 @@
 //! assets in the store, and memory after opening an asset of 5,000
 //! messages. Goals: under 500 ms, under 250 MB RSS. Prints a table.
 //!
-//! `cargo bench -p desktop-slint --bench startup [-- --quick]`
+//! `cargo bench -p desktop-slint --bench startup [-- --quick] [--keep DIR]`
 
 #[path = "../tests/support/xvfb.rs"]
 mod xvfb;
@@ -250,11 +250,21 @@ fn cell(v: Option<f64>, unit: &str) -> String {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let runs = if quick { 3 } else { 7 };
+    // `--keep DIR`: seed into DIR and leave it there (to profile by hand).
+    let args: Vec<String> = std::env::args().collect();
+    let keep = args
+        .iter()
+        .position(|a| a == "--keep")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("store");
+    let data = keep.clone().unwrap_or_else(|| dir.path().join("store"));
     let t = Instant::now();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let big = rt.block_on(seed(&data));
+    if keep.is_some() {
+        eprintln!("kept {} (open {big})", data.display());
+    }
     eprintln!(
         "seeded {ASSETS} assets and one of {MESSAGES} messages in {:.1} s",
         t.elapsed().as_secs_f64()

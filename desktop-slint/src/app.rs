@@ -139,6 +139,7 @@ fn watch_startup(
     let done = move |t: &StartupTimes| {
         if exit_after
             && t.assets_shown.is_some()
+            && t.timeline_shown.is_some()
             && (t.first_frame.is_some() || t.window_shown.is_some())
         {
             // Let one more frame render the rows, then quit.

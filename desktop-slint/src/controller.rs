@@ -427,8 +427,11 @@ impl Controller {
         let id: DocId = id
             .parse()
             .map_err(|_| ControllerError::Refused(format!("{id:?} is not an asset id")))?;
+        let started = std::time::Instant::now();
         let asset = self.store.load(&id).await?;
+        let loaded = started.elapsed();
         self.open_asset(asset);
+        tracing::debug!(doc = %id, ?loaded, total = ?started.elapsed(), "asset opened");
         Ok(())
     }
 
@@ -460,11 +463,13 @@ impl Controller {
 
     /// Rows and inspector of `open` as its document now stands.
     fn compute(&self, open: &mut OpenAsset) -> Result<(Vec<MessageRow>, InspectorVm)> {
+        let started = std::time::Instant::now();
         let doc = &mut open.asset.doc;
         let summary = doc.summary()?;
         let messages = doc.messages()?;
         let versions = doc.versions()?;
         let costs = doc.cost_events()?;
+        tracing::debug!(read = ?started.elapsed(), messages = messages.len(), "document read");
         let by_id: HashMap<String, VersionView> =
             versions.iter().map(|v| (v.id.clone(), v.clone())).collect();
         let cost_by_message = viewmodel::costs_by_message(&costs);
