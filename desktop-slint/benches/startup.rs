@@ -294,7 +294,7 @@ fn main() {
                 } else {
                     "—"
                 },
-                cell(m(|r| r.first_frame).or(m(|r| r.window)).map(|v| v), "ms")
+                cell(m(|r| r.first_frame).or(m(|r| r.window)), "ms")
                     + if m(|r| r.first_frame).is_none() {
                         " (loop up)"
                     } else {

@@ -149,7 +149,7 @@ fn watch_startup(
         }
     };
     let frame_times = times.clone();
-    let frame_done = done.clone();
+    let frame_done = done;
     let notifier = window.window().set_rendering_notifier(move |state, _| {
         if let slint::RenderingState::AfterRendering = state {
             let mut t = frame_times.lock().unwrap();
@@ -161,7 +161,7 @@ fn watch_startup(
     });
     let software = notifier.is_err();
     let list_times = times.clone();
-    let list_done = done.clone();
+    let list_done = done;
     ui::on_first_assets(move || {
         let mut t = list_times.lock().unwrap();
         t.assets_shown = Some(started.elapsed());

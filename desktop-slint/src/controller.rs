@@ -316,10 +316,10 @@ impl Controller {
         updates.push(ViewUpdate::NoAsset);
         updates.push(self.composer_update());
         self.view.apply(updates);
-        if let Some(id) = self.config.open_at_start.take() {
-            if let Err(e) = self.select(&id).await {
-                self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
-            }
+        if let Some(id) = self.config.open_at_start.take()
+            && let Err(e) = self.select(&id).await
+        {
+            self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
         }
     }
 

@@ -196,11 +196,11 @@ fn refresh_rows<T: Clone + 'static>(
     update: impl Fn(&mut T),
 ) {
     for i in 0..model.row_count() {
-        if let Some(mut row) = model.row_data(i) {
-            if row_key(&row) == key {
-                update(&mut row);
-                model.set_row_data(i, row);
-            }
+        if let Some(mut row) = model.row_data(i)
+            && row_key(&row) == key
+        {
+            update(&mut row);
+            model.set_row_data(i, row);
         }
     }
 }

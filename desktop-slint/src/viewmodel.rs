@@ -312,10 +312,10 @@ pub fn sync_vm(status: &SyncStatus, now: Millis, offset: UtcOffset) -> SyncVm {
         SyncState::Synced => ("synced", "Synced"),
     };
     let mut detail: Vec<String> = Vec::new();
-    if status.state == SyncState::Offline {
-        if let Some(e) = &status.last_error {
-            detail.push(format!("{e} — retrying"));
-        }
+    if status.state == SyncState::Offline
+        && let Some(e) = &status.last_error
+    {
+        detail.push(format!("{e} — retrying"));
     }
     if !pending.is_empty() {
         detail.push(pending);

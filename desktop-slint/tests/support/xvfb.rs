@@ -19,7 +19,7 @@ impl Xvfb {
             {
                 continue;
             }
-            let child = Command::new("Xvfb")
+            let mut child = Command::new("Xvfb")
                 .arg(format!(":{n}"))
                 .args(["-screen", "0", "1440x900x24", "-nolisten", "tcp"])
                 .stdout(Stdio::null())
@@ -36,6 +36,8 @@ impl Xvfb {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            let _ = child.kill();
+            let _ = child.wait();
             panic!("Xvfb :{n} did not start");
         }
         panic!("no free X display number");
