@@ -1,7 +1,8 @@
 //! The real `atelier` binary in a real X window (Xvfb, winit with the
 //! software renderer), on its default embedded server with the fake
 //! providers, driven with xdotool through a whole flow: create an asset
-//! from a prompt, edit it, roll back, quit. What the app stored is checked
+//! from a prompt, edit it, roll back, send another edit and `kill -9` the app
+//! (the request survives the restart), quit. What the app stored is checked
 //! through the store; screenshots of each step are saved to
 //! `target/tmp/xvfb-window/` (look at them).
 
@@ -56,6 +57,17 @@ impl AsyncCheck<(core_sync::ids::DocId, Vec<String>)> for Finished {
     }
 }
 
+/// The text of the asset's last message (here, the last prompt sent).
+struct LastMessage(core_sync::ids::DocId, &'static str);
+
+impl AsyncCheck<()> for LastMessage {
+    async fn check(&self, store: &Store) -> Option<()> {
+        let asset = store.load(&self.0).await.ok()?;
+        let messages = asset.doc.messages().ok()?;
+        (messages.last()?.text.as_deref() == Some(self.1)).then_some(())
+    }
+}
+
 struct Active(core_sync::ids::DocId, String);
 
 impl AsyncCheck<()> for Active {
@@ -65,16 +77,18 @@ impl AsyncCheck<()> for Active {
     }
 }
 
-#[test]
-fn a_real_window_through_a_whole_flow() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let fakes = rt.block_on(fakes::spawn(FakeConfig::default())).unwrap();
-    let x = Xvfb::start();
-    let data = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(data.path().join("app.log")).unwrap();
+/// Starts `atelier` on the default embedded server with the fake providers;
+/// returns the process and its window id once the window is up.
+fn launch(
+    x: &Xvfb,
+    data: &std::path::Path,
+    fakes: &fakes::RunningFakes,
+    log: &str,
+) -> (std::process::Child, String) {
+    let log = std::fs::File::create(data.join(log)).unwrap();
     let mut app = Command::new(env!("CARGO_BIN_EXE_atelier"))
         .arg("--data")
-        .arg(data.path().join("store"))
+        .arg(data.join("store"))
         .env("DISPLAY", &x.display)
         .env("SLINT_BACKEND", "winit-software")
         .env("GEMINI_API_KEY", fakes::DEFAULT_API_KEY)
@@ -88,9 +102,8 @@ fn a_real_window_through_a_whole_flow() {
         .stderr(log)
         .spawn()
         .unwrap();
-
     let deadline = Instant::now() + Duration::from_secs(60);
-    let window = loop {
+    loop {
         let out = Command::new("xdotool")
             .args(["search", "--name", "^Atelier$"])
             .env("DISPLAY", &x.display)
@@ -101,12 +114,21 @@ fn a_real_window_through_a_whole_flow() {
             .next()
             .map(str::to_owned);
         if let Some(id) = id.filter(|s| !s.is_empty()) {
-            break id;
+            return (app, id);
         }
         assert!(app.try_wait().unwrap().is_none(), "the app exited at start");
         assert!(Instant::now() < deadline, "no window within 60 s");
         std::thread::sleep(Duration::from_millis(200));
-    };
+    }
+}
+
+#[test]
+fn a_real_window_through_a_whole_flow() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fakes = rt.block_on(fakes::spawn(FakeConfig::default())).unwrap();
+    let x = Xvfb::start();
+    let data = tempfile::tempdir().unwrap();
+    let (mut app, window) = launch(&x, data.path(), &fakes, "app.log");
     std::thread::sleep(Duration::from_secs(2));
     x.xdotool(&["windowfocus", "--sync", &window]);
     x.screenshot("01-start");
@@ -160,6 +182,35 @@ fn a_real_window_through_a_whole_flow() {
     std::thread::sleep(Duration::from_secs(1));
     x.screenshot("06-rolled-back");
 
+    // kill -9 right after a request was saved: nothing acknowledged is lost,
+    // and the embedded server resumes the job after the restart.
+    x.xdotool(&["type", "--delay", "20", "brighter sky, please"]);
+    x.xdotool(&["key", "Return"]);
+    rt.block_on(wait_store(
+        &store,
+        "the request, saved",
+        LastMessage(id.clone(), "brighter sky, please"),
+    ));
+    let status = Command::new("kill")
+        .args(["-9", &app.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = app.wait();
+    let (mut app, window) = launch(&x, data.path(), &fakes, "app2.log");
+    // Whether or not it reached the server before the kill, the request
+    // runs: three versions.
+    rt.block_on(wait_store(
+        &store,
+        "the request's result",
+        Finished { versions: 3 },
+    ));
+    // The restarted app shows the asset as it is: open it from the list.
+    x.xdotool(&["windowfocus", "--sync", &window]);
+    x.xdotool(&["mousemove", "--window", &window, "140", "155", "click", "1"]);
+    std::thread::sleep(Duration::from_secs(2));
+    x.screenshot("07-after-kill-9");
+
     // Ctrl+Q quits cleanly.
     x.xdotool(&["key", "--window", &window, "ctrl+q"]);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -174,8 +225,10 @@ fn a_real_window_through_a_whole_flow() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "exit status {status}");
-    let log = std::fs::read_to_string(data.path().join("app.log")).unwrap();
-    assert!(!log.contains("ERROR"), "errors in the app's log:\n{log}");
+    for log in ["app.log", "app2.log"] {
+        let text = std::fs::read_to_string(data.path().join(log)).unwrap();
+        assert!(!text.contains("ERROR"), "errors in {log}:\n{text}");
+    }
     rt.block_on(store.close());
     drop(fakes);
 }
