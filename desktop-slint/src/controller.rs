@@ -26,6 +26,7 @@ use core_sync::store::{AssetListing, LocalAsset, Store, StoreError};
 use core_sync::sync::client::SyncEvent;
 use tokio::sync::{Notify, mpsc};
 
+use crate::backend::Connector;
 use crate::format;
 use crate::images::{self, ImageCache, ImageKey, Pixels};
 use crate::tools::{ComposerVm, Draft, TOOLS, Tools};
@@ -56,6 +57,8 @@ pub enum UiEvent {
     },
     Rollback(String),
     Retry(String),
+    /// Sign in to the remote server with this token.
+    SignIn(String),
     /// A row on screen shows this image key and has no pixels for it.
     NeedImage(String),
     DismissNotice,
@@ -85,6 +88,8 @@ pub enum ViewUpdate {
     Composer(ComposerVm),
     Sync(SyncVm),
     ServerLabel(String),
+    /// The server to offer a sign-in for; empty hides the offer.
+    SignIn(String),
     ImageReady {
         key: String,
         pixels: Arc<Pixels>,
@@ -132,7 +137,11 @@ pub enum SyncLink {
         events: mpsc::UnboundedReceiver<SyncEvent>,
         /// "embedded server", or the remote URL.
         label: String,
+        /// For signing in again when the server refuses the token.
+        connector: Option<Arc<Connector>>,
     },
+    /// A server that needs a sign-in first.
+    SignIn(Arc<Connector>),
 }
 
 #[derive(Clone)]
@@ -218,6 +227,7 @@ pub struct Controller {
     view: Arc<dyn View>,
     config: ControllerConfig,
     nudge: Option<Arc<Notify>>,
+    connector: Option<Arc<Connector>>,
 
     listings: Vec<AssetListing>,
     query: String,
@@ -248,6 +258,7 @@ impl Controller {
             images: ImageCache::new(config.image_budget_bytes),
             config,
             nudge: None,
+            connector: None,
             listings: Vec::new(),
             query: String::new(),
             shown_assets: Vec::new(),
@@ -280,10 +291,22 @@ impl Controller {
                 nudge,
                 events,
                 label,
+                connector,
             } => {
                 self.nudge = Some(nudge);
+                self.connector = connector;
                 self.view.apply(vec![ViewUpdate::ServerLabel(label)]);
                 Some(events)
+            }
+            SyncLink::SignIn(connector) => {
+                let url = connector.url().to_owned();
+                self.connector = Some(connector);
+                self.view.apply(vec![
+                    ViewUpdate::Sync(viewmodel::sync_off(&format!("sign in to sync with {url}"))),
+                    ViewUpdate::ServerLabel(url.clone()),
+                    ViewUpdate::SignIn(url),
+                ]);
+                None
             }
         };
         self.start().await;
@@ -293,6 +316,11 @@ impl Controller {
             tokio::select! {
                 ev = ui.recv() => match ev {
                     None | Some(UiEvent::Shutdown) => break,
+                    Some(UiEvent::SignIn(token)) => {
+                        if let Some(events) = self.sign_in(token).await {
+                            sync_events = Some(events);
+                        }
+                    }
                     Some(ev) => self.handle(ev).await,
                 },
                 ev = recv_or_pend(&mut sync_events) => match ev {
@@ -374,7 +402,8 @@ impl Controller {
                 self.view.apply(vec![ViewUpdate::Notice(String::new())]);
                 Ok(())
             }
-            UiEvent::Shutdown => Ok(()),
+            // Handled by `run`, which owns the sync event stream.
+            UiEvent::SignIn(_) | UiEvent::Shutdown => Ok(()),
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "user action failed");
@@ -757,6 +786,32 @@ impl Controller {
 
     // ------------------------------------------------------------ sync
 
+    /// Starts syncing with `token` (replacing a client whose token the
+    /// server refused); returns the new client's events.
+    async fn sign_in(&mut self, token: String) -> Option<mpsc::UnboundedReceiver<SyncEvent>> {
+        let Some(connector) = self.connector.clone() else {
+            self.view.apply(vec![ViewUpdate::Notice(
+                "this server needs no sign-in".into(),
+            )]);
+            return None;
+        };
+        match connector.connect(token).await {
+            Ok(parts) => {
+                self.nudge = Some(parts.nudge);
+                self.view.apply(vec![
+                    ViewUpdate::SignIn(String::new()),
+                    ViewUpdate::ServerLabel(parts.label),
+                    ViewUpdate::Notice(String::new()),
+                ]);
+                Some(parts.events)
+            }
+            Err(e) => {
+                self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
+                None
+            }
+        }
+    }
+
     fn nudge_sync(&self) {
         if let Some(n) = &self.nudge {
             n.notify_one();
@@ -767,7 +822,16 @@ impl Controller {
         match ev {
             SyncEvent::Status(s) => {
                 let vm = viewmodel::sync_vm(&s, now_millis(), format::local_offset());
-                self.view.apply(vec![ViewUpdate::Sync(vm)]);
+                let mut updates = vec![ViewUpdate::Sync(vm)];
+                // A refused token (expired, revoked): offer to sign in again.
+                if let Some(c) = &self.connector
+                    && s.last_error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("answered 401"))
+                {
+                    updates.push(ViewUpdate::SignIn(c.url().to_owned()));
+                }
+                self.view.apply(updates);
             }
             SyncEvent::Pulled(docs) => {
                 let mut updates = self.refresh_list().await;
@@ -878,6 +942,8 @@ pub struct ViewState {
     pub composer: Option<ComposerVm>,
     pub sync: Option<SyncVm>,
     pub server_label: String,
+    /// The server a sign-in is offered for ("" when none is).
+    pub sign_in: String,
     pub images: HashMap<String, Arc<Pixels>>,
     pub notice: String,
     /// Single-row updates received (timeline and list), for tests to
@@ -923,6 +989,7 @@ impl ViewState {
             ViewUpdate::Composer(vm) => self.composer = Some(vm),
             ViewUpdate::Sync(vm) => self.sync = Some(vm),
             ViewUpdate::ServerLabel(l) => self.server_label = l,
+            ViewUpdate::SignIn(url) => self.sign_in = url,
             ViewUpdate::ImageReady { key, pixels } => {
                 self.images.insert(key, pixels);
             }

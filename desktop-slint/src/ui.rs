@@ -104,6 +104,8 @@ pub fn install(window: &AppWindow, events: mpsc::UnboundedSender<UiEvent>) {
     let s = send.clone();
     bridge.on_retry(move |m| s(UiEvent::Retry(m.into())));
     let s = send.clone();
+    bridge.on_sign_in(move |t| s(UiEvent::SignIn(t.into())));
+    let s = send.clone();
     bridge.on_need_image(move |k| s(UiEvent::NeedImage(k.into())));
     bridge.on_dismiss_notice(move || send(UiEvent::DismissNotice));
     bridge.on_quit(|| {
@@ -284,6 +286,7 @@ fn apply_updates(w: &AppWindow, updates: Vec<ViewUpdate>) {
                 b.set_sync_detail(s.detail.into());
             }
             ViewUpdate::ServerLabel(l) => b.set_server_label(l.into()),
+            ViewUpdate::SignIn(url) => b.set_sign_in_server(url.into()),
             ViewUpdate::ImageReady { key, pixels } => {
                 let image = to_image(&pixels);
                 IMAGES.with(|m| m.borrow_mut().insert(key.clone(), image.clone()));

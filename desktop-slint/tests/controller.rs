@@ -52,6 +52,7 @@ async fn local(keys: Keys, config: ControllerConfig) -> Local {
             nudge: Arc::new(Notify::new()),
             events: sync_rx,
             label: "test".into(),
+            connector: None,
         },
     ));
     Local {
@@ -511,6 +512,96 @@ async fn sync_status_follows_the_server_away_and_back() {
                 .is_some_and(|v| v.state == "synced" && !v.detail.contains("waiting"))
         })
         .await;
+    d.stop().await;
+    server.stop().await;
+}
+
+/// `--server URL` without a token: the app offers a sign-in; a refused
+/// token says so and keeps the offer; a good one syncs and is kept (for
+/// this server, readable by the user only) for the next start.
+#[tokio::test]
+async fn signing_in_to_a_remote_server() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let server = EmbeddedServer::start(EmbeddedOptions {
+        jobs: false,
+        ..EmbeddedOptions::new(server_dir.path())
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data: dir.path().join("data"),
+        mode: Mode::Remote {
+            url: server.url(),
+            token: None,
+        },
+    };
+    let options = BackendOptions {
+        engine: fast_engine(),
+        ..BackendOptions::default()
+    };
+    let d = device(config.clone(), options.clone()).await;
+    let s = d
+        .view
+        .wait("the sign-in offer", |s| !s.sign_in.is_empty())
+        .await;
+    assert_eq!(s.sign_in, server.url());
+    let sync = s.sync.unwrap();
+    assert_eq!(sync.state, "off");
+    assert!(sync.detail.contains("sign in"), "{sync:?}");
+
+    // Work goes on before signing in.
+    d.send(UiEvent::ImportFile(write_png(
+        dir.path(),
+        "before.png",
+        40,
+        30,
+        4,
+    )));
+    d.view.wait("an asset", |s| s.has_asset).await;
+
+    // A token from another issuer is refused by the server.
+    d.send(UiEvent::SignIn("not-a-token".into()));
+    let s = d
+        .view
+        .wait("the refusal", |s| {
+            s.sync
+                .as_ref()
+                .is_some_and(|v| v.state == "offline" && v.detail.contains("401"))
+        })
+        .await;
+    assert_eq!(s.sign_in, server.url(), "still offered");
+
+    // A good token: synced, the asset made before is on the server.
+    let token = server.token("erin", Duration::from_secs(3600));
+    d.send(UiEvent::SignIn(token.clone()));
+    d.view
+        .wait("synced, nothing pending", |s| {
+            s.sign_in.is_empty()
+                && s.sync
+                    .as_ref()
+                    .is_some_and(|v| v.state == "synced" && !v.detail.contains("waiting"))
+        })
+        .await;
+    let kept = dir.path().join("data/sign-in.json");
+    let text = std::fs::read_to_string(&kept).unwrap();
+    assert!(text.contains(&token) && text.contains(&server.url()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    d.stop().await;
+
+    // Next start: signed in already.
+    let d = device(config, options).await;
+    d.view
+        .wait("synced at start", |s| {
+            s.sync.as_ref().is_some_and(|v| v.state == "synced")
+        })
+        .await;
+    assert!(d.view.now().sign_in.is_empty());
     d.stop().await;
     server.stop().await;
 }
