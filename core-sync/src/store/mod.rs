@@ -178,7 +178,10 @@ impl Store {
         let bytes = doc.save();
         let heads = doc.heads();
         let mut writer = self.writer.lock().await;
-        let mut tx = writer.begin().await?;
+        // IMMEDIATE: the transaction reads before it writes, and a deferred
+        // one would fail at once (SQLITE_BUSY, no busy wait) if another
+        // process wrote in between.
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let exists = sqlx::query("SELECT 1 FROM documents WHERE doc_id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
@@ -327,7 +330,10 @@ impl Store {
         self.write_unsaved(asset).await?;
         let snapshot = asset.doc.save();
         let mut writer = self.writer.lock().await;
-        let mut tx = writer.begin().await?;
+        // IMMEDIATE: the transaction reads before it writes, and a deferred
+        // one would fail at once (SQLITE_BUSY, no busy wait) if another
+        // process wrote in between.
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         let new_id = insert_chunk(&mut tx, &asset.id, SNAPSHOT, &snapshot, None).await?;
         // Delete exactly the folded rows: never a range, which could take a
         // chunk another process wrote meanwhile.
