@@ -213,7 +213,11 @@ enum Work {
         result: std::result::Result<Pixels, DecodeFailure>,
     },
     Import(PathBuf),
+    Notice(String),
 }
+
+/// A file dialog answering "nothing picked" faster than this never showed.
+const NO_DIALOG: Duration = Duration::from_millis(150);
 
 enum DecodeFailure {
     /// The blob is not here (yet): sync may bring it.
@@ -658,8 +662,20 @@ impl Controller {
         let tx = self.work_tx.clone();
         let picked = self.config.picker.pick();
         tokio::spawn(async move {
-            if let Some(path) = picked.await {
-                let _ = tx.send(Work::Import(path));
+            let started = std::time::Instant::now();
+            match picked.await {
+                Some(path) => {
+                    let _ = tx.send(Work::Import(path));
+                }
+                // Nobody cancels a dialog this fast: none could open.
+                None if started.elapsed() < NO_DIALOG => {
+                    let _ = tx.send(Work::Notice(
+                        "No file dialog could open: install xdg-desktop-portal (or zenity), \
+                         or create the asset from a prompt."
+                            .into(),
+                    ));
+                }
+                None => {}
             }
         });
     }
@@ -916,6 +932,7 @@ impl Controller {
                     self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
                 }
             }
+            Work::Notice(text) => self.view.apply(vec![ViewUpdate::Notice(text)]),
         }
     }
 }

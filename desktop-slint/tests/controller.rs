@@ -605,3 +605,63 @@ async fn signing_in_to_a_remote_server() {
     d.stop().await;
     server.stop().await;
 }
+
+/// The file dialog: a picked file becomes an asset; a dialog that cannot
+/// open (no portal, no zenity) is said plainly instead of doing nothing.
+#[tokio::test]
+async fn the_file_dialog_picks_or_says_why_it_cannot() {
+    use std::future::Future;
+    use std::path::PathBuf;
+    use std::pin::Pin;
+
+    use desktop_slint::controller::FilePicker;
+
+    struct Picker(Option<PathBuf>, Duration);
+    impl FilePicker for Picker {
+        fn pick(&self) -> Pin<Box<dyn Future<Output = Option<PathBuf>> + Send>> {
+            let (p, wait) = (self.0.clone(), self.1);
+            Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                p
+            })
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_png(dir.path(), "picked.png", 30, 20, 6);
+    for (picker, expect_asset, expect_notice) in [
+        (Picker(Some(file), Duration::ZERO), true, false),
+        (Picker(None, Duration::ZERO), false, true),
+        // A user who looked and canceled: nothing to say.
+        (Picker(None, Duration::from_millis(400)), false, false),
+    ] {
+        let l = local(
+            Keys::Offline,
+            ControllerConfig {
+                picker: Arc::new(picker),
+                ..ControllerConfig::default()
+            },
+        )
+        .await;
+        l.view.wait("start", |s| s.composer.is_some()).await;
+        l.events.send(UiEvent::PickFile).unwrap();
+        let s = if expect_asset {
+            l.view
+                .wait("the picked file's asset", |s| s.has_asset)
+                .await
+        } else if expect_notice {
+            l.view.wait("the notice", |s| !s.notice.is_empty()).await
+        } else {
+            // Nothing is to happen: give it the time it would take.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            l.view.now()
+        };
+        assert_eq!(s.has_asset, expect_asset, "{s:?}");
+        assert_eq!(
+            s.notice.contains("No file dialog could open"),
+            expect_notice,
+            "{:?}",
+            s.notice
+        );
+    }
+}
