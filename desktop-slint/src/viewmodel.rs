@@ -435,6 +435,20 @@ mod tests {
         }
     }
 
+    fn context<'a>(
+        versions: &'a HashMap<String, VersionView>,
+        costs: &'a HashMap<String, i64>,
+        tools: &'a Tools,
+    ) -> TimelineContext<'a> {
+        TimelineContext {
+            versions,
+            costs,
+            tools,
+            now: NOW,
+            offset: UtcOffset::UTC,
+        }
+    }
+
     #[test]
     fn search_matches_every_word_ignoring_case() {
         assert!(matches("Lighthouse at Dusk", "dusk light"));
@@ -463,14 +477,7 @@ mod tests {
         });
         let versions = HashMap::new();
         let costs = HashMap::from([("m1".to_owned(), 39_000_000)]);
-        let cx = TimelineContext {
-            versions: &versions,
-            costs: &costs,
-            tools: &tools,
-            now: NOW,
-            offset: UtcOffset::UTC,
-        };
-        let row = message_row(&m, &cx);
+        let row = message_row(&m, &context(&versions, &costs, &tools));
         assert_eq!(row.kind, "request");
         assert_eq!(
             row.meta,
@@ -492,13 +499,7 @@ mod tests {
         m.progress = Some(0.4);
         let versions = HashMap::from([("v2".to_owned(), version("v2", "cd", 400, 300))]);
         let costs = HashMap::new();
-        let cx = TimelineContext {
-            versions: &versions,
-            costs: &costs,
-            tools: &tools,
-            now: NOW,
-            offset: UtcOffset::UTC,
-        };
+        let cx = context(&versions, &costs, &tools);
         let row = message_row(&m, &cx);
         assert_eq!(row.status_label, "Running 40%");
         assert!((row.progress - 0.4).abs() < 1e-6);
