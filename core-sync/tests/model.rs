@@ -278,3 +278,20 @@ fn a_newer_schema_is_refused_by_name() {
         other => panic!("expected UnsupportedSchema, got {:?}", other.err()),
     }
 }
+
+/// An update that sets nothing, at the time already recorded, is no change
+/// at all (Automerge skips a put of the value already there); at a later
+/// time it records the time. Found by the store property test.
+#[test]
+fn an_empty_update_at_the_recorded_time_writes_nothing() {
+    let mut doc = AssetDoc::create("t", 1000);
+    let id = doc.append_message(NewMessage::user("x"), 1000).unwrap();
+    let before = doc.heads();
+    doc.update_message(&id, MessageUpdate::default(), 1000)
+        .unwrap();
+    assert_eq!(doc.heads(), before);
+    doc.update_message(&id, MessageUpdate::default(), 2000)
+        .unwrap();
+    assert_ne!(doc.heads(), before);
+    assert_eq!(doc.message(&id).unwrap().updated_at, 2000);
+}
