@@ -285,11 +285,6 @@ impl Backend {
         })
     }
 
-    /// The embedded server's address, when it runs.
-    pub fn server_addr(&self) -> Option<std::net::SocketAddr> {
-        self.server.as_ref().map(|s| s.addr())
-    }
-
     /// Stops syncing and the embedded server; the store stays consistent
     /// whenever this is cut short (every edit is already durable).
     pub async fn stop(mut self) {

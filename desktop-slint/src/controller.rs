@@ -240,7 +240,6 @@ pub struct Controller {
     open: Option<OpenAsset>,
     tool: Tool,
     model_index: usize,
-    composer: Option<ComposerVm>,
 
     images: ImageCache,
     decoding: HashSet<String>,
@@ -270,7 +269,6 @@ impl Controller {
             open: None,
             tool: Tool::Edit,
             model_index: 0,
-            composer: None,
             decoding: HashSet::new(),
             wanted: Vec::new(),
             missing: HashSet::new(),
@@ -771,9 +769,7 @@ impl Controller {
         let now = now_millis();
         let mut doc = AssetDoc::create(&format::headline(prompt, 60), now);
         doc.append_message(msg, now)?;
-        let id = self.insert_and_open(doc).await?;
-        // The composer follows the asset: next, edit what was generated.
-        Ok(id)
+        self.insert_and_open(doc).await
     }
 
     async fn insert_and_open(&mut self, doc: AssetDoc) -> Result<DocId> {
@@ -796,7 +792,6 @@ impl Controller {
             .is_some_and(|o| o.active_version.is_some());
         let vm = self.tools.composer(self.tool, self.model_index, has_image);
         self.model_index = vm.model_index;
-        self.composer = Some(vm.clone());
         ViewUpdate::Composer(vm)
     }
 

@@ -139,14 +139,6 @@ impl ImageCache {
         self.used
     }
 
-    pub fn len(&self) -> usize {
-        self.images.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.images.is_empty()
-    }
-
     /// Marks `key` as just used; returns its pixels if cached.
     pub fn touch(&mut self, key: &str) -> Option<Arc<Pixels>> {
         let p = self.images.get(key)?.clone();

@@ -53,15 +53,6 @@ pub enum Keys {
 }
 
 impl Keys {
-    /// The keys in this process's environment (what the embedded server uses).
-    pub fn from_env() -> Keys {
-        let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
-        Keys::Local {
-            gemini: set("GEMINI_API_KEY"),
-            replicate: set("REPLICATE_API_TOKEN"),
-        }
-    }
-
     fn missing(self, provider: Provider) -> Option<&'static str> {
         match (self, provider) {
             (Keys::Local { gemini: false, .. }, Provider::Google) => Some("GEMINI_API_KEY"),
@@ -115,10 +106,6 @@ pub struct Tools {
 impl Tools {
     pub fn new(registry: Registry, keys: Keys) -> Tools {
         Tools { registry, keys }
-    }
-
-    pub fn keys(&self) -> Keys {
-        self.keys
     }
 
     /// The active models that can run `tool`, registry order.
