@@ -85,7 +85,8 @@ fn launch(
     fakes: &fakes::RunningFakes,
     log: &str,
 ) -> (std::process::Child, String) {
-    let log = std::fs::File::create(data.join(log)).unwrap();
+    let log_path = data.join(log);
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut app = Command::new(env!("CARGO_BIN_EXE_atelier"))
         .arg("--data")
         .arg(data.join("store"))
@@ -116,7 +117,10 @@ fn launch(
         if let Some(id) = id.filter(|s| !s.is_empty()) {
             return (app, id);
         }
-        assert!(app.try_wait().unwrap().is_none(), "the app exited at start");
+        if let Some(status) = app.try_wait().unwrap() {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("the app exited at start ({status}):\n{text}");
+        }
         assert!(Instant::now() < deadline, "no window within 60 s");
         std::thread::sleep(Duration::from_millis(200));
     }
