@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README): installs what the tests need on a
 # fresh machine, starts the services they talk to, and runs every test.
+# Every test binary runs even when one fails; the run ends with the
+# runner's summary of everything that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +25,8 @@ step "build (debug, all test targets and binaries)"
 cargo build --workspace --tests --bins --locked
 
 step "test"
-cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}"
+# cargo-nextest (on every machine of this kind): one process per test, no
+# fail-fast, a per-test timeout, and a final list of failures.
+cargo nextest run --workspace --locked --no-fail-fast \
+    --config-file tests/nextest.toml \
+    --test-threads="${TEST_THREADS:-2}"

@@ -19,6 +19,12 @@ use crate::viewmodel as vm;
 
 slint::include_modules!();
 
+/// The log target of what the window shows (`RUST_LOG=atelier::ui=debug`):
+/// a `ui state` line after every batch of updates and a `ui shows` line
+/// when a sheet opens or closes, so a tool driving the real window (the
+/// Xvfb test) waits on what is on screen instead of sleeping.
+pub const UI_LOG: &str = "atelier::ui";
+
 thread_local! {
     /// Called once, the first time the asset list gets rows (start-up
     /// timing).
@@ -108,6 +114,7 @@ pub fn install(window: &AppWindow, events: mpsc::UnboundedSender<UiEvent>) {
     let s = send.clone();
     bridge.on_need_image(move |k| s(UiEvent::NeedImage(k.into())));
     bridge.on_dismiss_notice(move || send(UiEvent::DismissNotice));
+    bridge.on_shown(|what| tracing::debug!(target: UI_LOG, shown = %what, "ui shows"));
     bridge.on_quit(|| {
         let _ = slint::quit_event_loop();
     });
@@ -208,6 +215,57 @@ fn refresh_rows<T: Clone + 'static>(
 }
 
 fn apply_updates(w: &AppWindow, updates: Vec<ViewUpdate>) {
+    apply_each(w, updates);
+    if tracing::enabled!(target: UI_LOG, tracing::Level::DEBUG) {
+        log_state(&w.global::<Bridge>());
+    }
+}
+
+/// One `ui state` line: what the lists hold and how many rows still wait
+/// for their image.
+fn log_state(b: &Bridge<'_>) {
+    let assets = all_rows(&b.get_assets());
+    let messages = all_rows(&b.get_messages());
+    let versions = all_rows(&b.get_versions());
+    let waiting = assets
+        .iter()
+        .filter(|r| !r.thumb_key.is_empty() && !r.has_thumb)
+        .count()
+        + messages
+            .iter()
+            .filter(|r| !r.image_key.is_empty() && !r.has_image)
+            .count()
+        + versions
+            .iter()
+            .filter(|r| !r.thumb_key.is_empty() && !r.has_thumb)
+            .count()
+        + usize::from(!b.get_preview_key().is_empty() && !b.get_has_preview());
+    let last_status = messages
+        .iter()
+        .rev()
+        .find(|r| !r.status.is_empty())
+        .map(|r| r.status.to_string());
+    let active = versions
+        .iter()
+        .find(|r| r.active)
+        .map(|r| r.label.to_string());
+    tracing::debug!(
+        target: UI_LOG,
+        assets = assets.len(),
+        messages = messages.len(),
+        versions = versions.len(),
+        active_version = active.as_deref().unwrap_or(""),
+        last_status = last_status.as_deref().unwrap_or(""),
+        images_waiting = waiting,
+        "ui state"
+    );
+}
+
+fn all_rows<T: Clone + 'static>(m: &ModelRc<T>) -> Vec<T> {
+    (0..m.row_count()).filter_map(|i| m.row_data(i)).collect()
+}
+
+fn apply_each(w: &AppWindow, updates: Vec<ViewUpdate>) {
     let b = w.global::<Bridge>();
     for u in updates {
         match u {

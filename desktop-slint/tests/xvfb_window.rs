@@ -14,7 +14,7 @@ use atelier_fixtures::fakes::{self, FakeConfig};
 mod xvfb;
 use core_sync::model::MessageStatus;
 use core_sync::store::{Store, StoreOptions};
-use xvfb::Xvfb;
+use xvfb::{LogFollower, Xvfb, field};
 
 /// Polls the app's store (read-only use, beside the running app).
 async fn wait_store<T>(store: &Store, what: &str, f: impl AsyncCheck<T>) -> T {
@@ -77,53 +77,142 @@ impl AsyncCheck<()> for Active {
     }
 }
 
-/// Starts `atelier` on the default embedded server with the fake providers;
-/// returns the process and its window id once the window is up.
-fn launch(
-    x: &Xvfb,
-    data: &std::path::Path,
-    fakes: &fakes::RunningFakes,
-    log: &str,
-) -> (std::process::Child, String) {
-    let log_path = data.join(log);
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut app = Command::new(env!("CARGO_BIN_EXE_atelier"))
-        .arg("--data")
-        .arg(data.join("store"))
-        .env("DISPLAY", &x.display)
-        .env("SLINT_BACKEND", "winit-software")
-        .env("GEMINI_API_KEY", fakes::DEFAULT_API_KEY)
-        .env("ATELIER_GEMINI_BASE_URL", fakes.base_url())
-        .env("REPLICATE_API_TOKEN", fakes::DEFAULT_REPLICATE_TOKEN)
-        .env("ATELIER_REPLICATE_BASE_URL", fakes.base_url())
-        .env_remove("ATELIER_SERVER")
-        .env_remove("ATELIER_DATA")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = Command::new("xdotool")
-            .args(["search", "--name", "^Atelier$"])
+/// A running `atelier` and its window.
+struct App {
+    child: std::process::Child,
+    window: String,
+    log: LogFollower,
+}
+
+impl App {
+    /// Starts `atelier` on the default embedded server with the fake
+    /// providers, and waits until its window is mapped and shows the asset
+    /// list.
+    fn launch(x: &Xvfb, data: &std::path::Path, fakes: &fakes::RunningFakes, log: &str) -> App {
+        let log_path = data.join(log);
+        let log_file = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_atelier"))
+            .arg("--data")
+            .arg(data.join("store"))
+            .arg("--json-logs")
             .env("DISPLAY", &x.display)
-            .output()
+            .env("SLINT_BACKEND", "winit-software")
+            .env("GEMINI_API_KEY", fakes::DEFAULT_API_KEY)
+            .env("ATELIER_GEMINI_BASE_URL", fakes.base_url())
+            .env("REPLICATE_API_TOKEN", fakes::DEFAULT_REPLICATE_TOKEN)
+            .env("ATELIER_REPLICATE_BASE_URL", fakes.base_url())
+            .env_remove("ATELIER_SERVER")
+            .env_remove("ATELIER_DATA")
+            .env("RUST_LOG", "info,atelier::ui=debug")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
             .unwrap();
-        let id = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .map(str::to_owned);
-        if let Some(id) = id.filter(|s| !s.is_empty()) {
-            return (app, id);
-        }
-        if let Some(status) = app.try_wait().unwrap() {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            panic!("the app exited at start ({status}):\n{text}");
-        }
-        assert!(Instant::now() < deadline, "no window within 60 s");
-        std::thread::sleep(Duration::from_millis(200));
+        let mut app = App {
+            child,
+            window: String::new(),
+            log: LogFollower::new(log_path),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Mapped (viewable) windows only: a window found before it is
+        // mapped cannot take the focus.
+        app.window = loop {
+            let out = Command::new("xdotool")
+                .args(["search", "--onlyvisible", "--name", "^Atelier$"])
+                .env("DISPLAY", &x.display)
+                .output()
+                .unwrap();
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            assert!(ids.len() <= 1, "more than one Atelier window: {ids:?}");
+            if let Some(id) = ids.into_iter().next() {
+                break id;
+            }
+            assert!(app.alive(), "the app exited at start:\n{}", app.log_text());
+            assert!(Instant::now() < deadline, "no window within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        app.wait_state("the asset list", |_| true);
+        app
     }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// A point in the app's log: `wait_shown` after it sees later lines only.
+    fn mark(&mut self) -> usize {
+        self.log.mark()
+    }
+
+    /// Waits until what the window shows (its latest `ui state` line, now
+    /// or later) satisfies `want`.
+    fn wait_state(&mut self, what: &str, want: impl Fn(&serde_json::Value) -> bool) {
+        let is_state = |l: &serde_json::Value| l["fields"]["message"] == "ui state";
+        let since = self.log.last(is_state).unwrap_or(0);
+        let child = &mut self.child;
+        self.log.wait(
+            what,
+            since,
+            || child.try_wait().unwrap().is_none(),
+            |l| is_state(l) && want(l),
+        );
+    }
+
+    /// Waits for the UI to say, after `since`, that it shows `what` (a
+    /// sheet, the composer with the keyboard).
+    fn wait_shown(&mut self, since: usize, what: &str) {
+        let child = &mut self.child;
+        self.log.wait(
+            what,
+            since,
+            || child.try_wait().unwrap().is_none(),
+            |l| field(l, "shown") == what,
+        );
+    }
+
+    /// Waits until every row on screen has its image.
+    fn wait_images(&mut self) {
+        self.wait_state("every image drawn", |l| field(l, "images_waiting") == 0);
+    }
+
+    fn key(&self, x: &Xvfb, keys: &str) {
+        x.xdotool(&["key", "--window", &self.window, keys]);
+    }
+
+    fn click(&self, x: &Xvfb, at: (u32, u32)) {
+        let (px, py) = (at.0.to_string(), at.1.to_string());
+        x.xdotool(&[
+            "mousemove",
+            "--window",
+            &self.window,
+            &px,
+            &py,
+            "click",
+            "1",
+        ]);
+    }
+
+    /// SIGKILL, and reap it.
+    fn kill_9(mut self) {
+        let status = Command::new("kill")
+            .args(["-9", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _ = self.child.wait();
+    }
+}
+
+/// `version`'s row in the inspector is active, and its timeline settled.
+fn active_is(label: &'static str) -> impl Fn(&serde_json::Value) -> bool {
+    move |l| field(l, "active_version") == label
 }
 
 #[test]
@@ -132,9 +221,8 @@ fn a_real_window_through_a_whole_flow() {
     let fakes = rt.block_on(fakes::spawn(FakeConfig::default())).unwrap();
     let x = Xvfb::start();
     let data = tempfile::tempdir().unwrap();
-    let (mut app, window) = launch(&x, data.path(), &fakes, "app.log");
-    std::thread::sleep(Duration::from_secs(2));
-    x.xdotool(&["windowfocus", "--sync", &window]);
+    let mut app = App::launch(&x, data.path(), &fakes, "app.log");
+    x.xdotool(&["windowfocus", "--sync", &app.window]);
     x.screenshot("01-start");
 
     let store = rt
@@ -145,45 +233,46 @@ fn a_real_window_through_a_whole_flow() {
         .unwrap();
 
     // Ctrl+N, a prompt, Enter: a new asset generated by the (fake) Gemini.
-    x.xdotool(&["key", "--window", &window, "ctrl+n"]);
-    std::thread::sleep(Duration::from_millis(700));
+    let before = app.mark();
+    app.key(&x, "ctrl+n");
+    app.wait_shown(before, "new-asset sheet");
     x.screenshot("02-new-sheet");
     x.xdotool(&["type", "--delay", "20", "a lighthouse at dusk"]);
+    let before = app.mark();
     x.xdotool(&["key", "Return"]);
     let (id, versions) = rt.block_on(wait_store(
         &store,
         "the generated image",
         Finished { versions: 1 },
     ));
-    std::thread::sleep(Duration::from_secs(1));
+    app.wait_state("the generated version, drawn", |l| {
+        field(l, "versions") == 1 && field(l, "last_status") == "succeeded"
+    });
+    app.wait_images();
     x.screenshot("03-generated");
 
     // The composer has the focus: type an edit, Enter.
+    app.wait_shown(before, "composer");
     x.xdotool(&["type", "--delay", "20", "make it warmer"]);
-    std::thread::sleep(Duration::from_millis(500));
     x.screenshot("04-typed");
     x.xdotool(&["key", "Return"]);
     let (_, versions2) = rt.block_on(wait_store(&store, "the edit", Finished { versions: 2 }));
     assert_eq!(versions2[0], versions[0]);
-    std::thread::sleep(Duration::from_secs(1));
+    app.wait_state("the edit, drawn", |l| {
+        field(l, "versions") == 2 && field(l, "last_status") == "succeeded"
+    });
+    app.wait_images();
     x.screenshot("05-edited");
 
     // Click "Roll back" on v1 (the second row of the inspector's versions).
-    x.xdotool(&[
-        "mousemove",
-        "--window",
-        &window,
-        "1304",
-        "463",
-        "click",
-        "1",
-    ]);
+    app.click(&x, (1304, 463));
     rt.block_on(wait_store(
         &store,
         "the rollback",
         Active(id.clone(), versions[0].clone()),
     ));
-    std::thread::sleep(Duration::from_secs(1));
+    app.wait_state("v1 active on screen", active_is("v1"));
+    app.wait_images();
     x.screenshot("06-rolled-back");
 
     // kill -9 right after a request was saved: nothing acknowledged is lost,
@@ -195,13 +284,8 @@ fn a_real_window_through_a_whole_flow() {
         "the request, saved",
         LastMessage(id.clone(), "brighter sky, please"),
     ));
-    let status = Command::new("kill")
-        .args(["-9", &app.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let _ = app.wait();
-    let (mut app, window) = launch(&x, data.path(), &fakes, "app2.log");
+    app.kill_9();
+    let mut app = App::launch(&x, data.path(), &fakes, "app2.log");
     // Whether or not it reached the server before the kill, the request
     // runs: three versions.
     rt.block_on(wait_store(
@@ -210,28 +294,31 @@ fn a_real_window_through_a_whole_flow() {
         Finished { versions: 3 },
     ));
     // The restarted app shows the asset as it is: open it from the list.
-    x.xdotool(&["windowfocus", "--sync", &window]);
-    x.xdotool(&["mousemove", "--window", &window, "140", "155", "click", "1"]);
-    std::thread::sleep(Duration::from_secs(2));
+    x.xdotool(&["windowfocus", "--sync", &app.window]);
+    app.click(&x, (140, 155));
+    app.wait_state("the asset with its three versions", |l| {
+        field(l, "versions") == 3 && field(l, "active_version") == "v3"
+    });
+    app.wait_images();
     x.screenshot("07-after-kill-9");
 
     // Ctrl+Q quits cleanly.
-    x.xdotool(&["key", "--window", &window, "ctrl+q"]);
+    app.key(&x, "ctrl+q");
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(s) = app.try_wait().unwrap() {
+        if let Some(s) = app.child.try_wait().unwrap() {
             break s;
         }
         if Instant::now() > deadline {
-            let _ = app.kill();
+            let _ = app.child.kill();
             panic!("the app did not quit on Ctrl+Q");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status}");
     for log in ["app.log", "app2.log"] {
         let text = std::fs::read_to_string(data.path().join(log)).unwrap();
-        assert!(!text.contains("ERROR"), "errors in {log}:\n{text}");
+        assert!(!text.contains("\"ERROR\""), "errors in {log}:\n{text}");
     }
     rt.block_on(store.close());
     drop(fakes);
