@@ -97,6 +97,8 @@ pub enum ViewUpdate {
     ImageDropped(String),
     /// Something the user should read (an error); empty clears it.
     Notice(String),
+    /// The file dialog is open (true) or has answered (false).
+    Picking(bool),
 }
 
 /// Where updates go. Called from the controller's task; implementations
@@ -105,25 +107,44 @@ pub trait View: Send + Sync + 'static {
     fn apply(&self, updates: Vec<ViewUpdate>);
 }
 
+/// What came of asking the user for a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Picked {
+    File(PathBuf),
+    /// The user closed the dialog without picking.
+    Canceled,
+    /// No dialog could open (no portal, no zenity).
+    Unavailable,
+}
+
 /// How the user picks an image file: the native dialog in the app; tests
 /// (which cannot drive a native dialog) hand over a fixture.
 pub trait FilePicker: Send + Sync + 'static {
-    fn pick(&self) -> Pin<Box<dyn Future<Output = Option<PathBuf>> + Send>>;
+    fn pick(&self) -> Pin<Box<dyn Future<Output = Picked> + Send>>;
 }
 
 /// The platform's file dialog (the XDG desktop portal on Linux, with a
 /// zenity fallback).
 pub struct NativePicker;
 
+/// rfd answers "nothing picked" both for a canceled dialog and for one
+/// that could not open; no person cancels a dialog faster than this.
+const NO_DIALOG: Duration = Duration::from_millis(150);
+
 impl FilePicker for NativePicker {
-    fn pick(&self) -> Pin<Box<dyn Future<Output = Option<PathBuf>> + Send>> {
+    fn pick(&self) -> Pin<Box<dyn Future<Output = Picked> + Send>> {
         Box::pin(async {
-            rfd::AsyncFileDialog::new()
+            let started = std::time::Instant::now();
+            let picked = rfd::AsyncFileDialog::new()
                 .set_title("Upload an image")
                 .add_filter("Images", &["png", "jpg", "jpeg", "webp"])
                 .pick_file()
-                .await
-                .map(|f| f.path().to_owned())
+                .await;
+            match picked {
+                Some(f) => Picked::File(f.path().to_owned()),
+                None if started.elapsed() < NO_DIALOG => Picked::Unavailable,
+                None => Picked::Canceled,
+            }
         })
     }
 }
@@ -212,12 +233,8 @@ enum Work {
         key: String,
         result: std::result::Result<Pixels, DecodeFailure>,
     },
-    Import(PathBuf),
-    Notice(String),
+    Picked(Picked),
 }
-
-/// A file dialog answering "nothing picked" faster than this never showed.
-const NO_DIALOG: Duration = Duration::from_millis(150);
 
 enum DecodeFailure {
     /// The blob is not here (yet): sync may bring it.
@@ -656,25 +673,14 @@ impl Controller {
 
     // ------------------------------------------------------------ new assets
 
+    /// Opens the file dialog; the answer comes back as [`Work::Picked`].
+    /// The view shows a dialog open until then.
     fn pick_file(&self) {
         let tx = self.work_tx.clone();
         let picked = self.config.picker.pick();
+        self.view.apply(vec![ViewUpdate::Picking(true)]);
         tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            match picked.await {
-                Some(path) => {
-                    let _ = tx.send(Work::Import(path));
-                }
-                // Nobody cancels a dialog this fast: none could open.
-                None if started.elapsed() < NO_DIALOG => {
-                    let _ = tx.send(Work::Notice(
-                        "No file dialog could open: install xdg-desktop-portal (or zenity), \
-                         or create the asset from a prompt."
-                            .into(),
-                    ));
-                }
-                None => {}
-            }
+            let _ = tx.send(Work::Picked(picked.await));
         });
     }
 
@@ -922,12 +928,24 @@ impl Controller {
                 }
                 self.pump_decodes();
             }
-            Work::Import(path) => {
-                if let Err(e) = self.import(&path).await {
-                    self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
+            Work::Picked(picked) => {
+                match picked {
+                    Picked::File(path) => {
+                        if let Err(e) = self.import(&path).await {
+                            self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
+                        }
+                    }
+                    Picked::Unavailable => self.view.apply(vec![ViewUpdate::Notice(
+                        "No file dialog could open: install xdg-desktop-portal (or zenity), \
+                         or create the asset from a prompt."
+                            .into(),
+                    )]),
+                    Picked::Canceled => {}
                 }
+                // After the import or the notice: a view that sees the
+                // dialog closed sees what came of it.
+                self.view.apply(vec![ViewUpdate::Picking(false)]);
             }
-            Work::Notice(text) => self.view.apply(vec![ViewUpdate::Notice(text)]),
         }
     }
 }
@@ -962,6 +980,10 @@ pub struct ViewState {
     /// check that changes did not replace whole lists.
     pub row_updates: usize,
     pub full_timelines: usize,
+    /// The file dialog is open.
+    pub picking: bool,
+    /// File dialogs that have answered.
+    pub picks_answered: usize,
 }
 
 impl ViewState {
@@ -1009,6 +1031,12 @@ impl ViewState {
                 self.images.remove(&key);
             }
             ViewUpdate::Notice(n) => self.notice = n,
+            ViewUpdate::Picking(open) => {
+                if self.picking && !open {
+                    self.picks_answered += 1;
+                }
+                self.picking = open;
+            }
         }
     }
 

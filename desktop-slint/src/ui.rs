@@ -355,6 +355,7 @@ fn apply_each(w: &AppWindow, updates: Vec<ViewUpdate>) {
                 set_image(&b, &key, None);
             }
             ViewUpdate::Notice(n) => b.set_notice(n.into()),
+            ViewUpdate::Picking(open) => b.set_picking(open),
         }
     }
 }
