@@ -22,7 +22,7 @@ use core_sync::sync::engine::EngineConfig;
 use desktop_slint::app;
 use desktop_slint::backend::BackendOptions;
 use desktop_slint::config::{Config, Mode};
-use desktop_slint::controller::{ControllerConfig, FilePicker};
+use desktop_slint::controller::{ControllerConfig, FilePicker, Picked};
 use desktop_slint::ui::{AppWindow, Bridge};
 use i_slint_backend_testing::{ElementHandle, TestingBackend, TestingBackendOptions};
 use slint::platform::PointerEventButton;
@@ -32,9 +32,9 @@ use slint::{ComponentHandle, Model};
 struct FixturePicker(PathBuf);
 
 impl FilePicker for FixturePicker {
-    fn pick(&self) -> Pin<Box<dyn Future<Output = Option<PathBuf>> + Send>> {
+    fn pick(&self) -> Pin<Box<dyn Future<Output = Picked> + Send>> {
         let p = self.0.clone();
-        Box::pin(async move { Some(p) })
+        Box::pin(async move { Picked::File(p) })
     }
 }
 
