@@ -537,12 +537,32 @@ impl fmt::Debug for JwksSource {
     }
 }
 
+/// Wall-clock time in whole seconds since the Unix epoch: what `exp`, `nbf`
+/// and `iat` are compared with. [`SystemClock`] in production; tests pass
+/// their own to expire tokens without waiting.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now_secs(&self) -> u64;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_secs(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
 /// Checks bearer tokens against an [`AuthConfig`] and a [`JwksSource`].
 /// Cheap to clone (shared state).
 #[derive(Clone, Debug)]
 pub struct Verifier {
     config: Arc<AuthConfig>,
     keys: Arc<JwksSource>,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Deserialize)]
@@ -558,7 +578,14 @@ impl Verifier {
         Verifier {
             config: Arc::new(config),
             keys: Arc::new(keys),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same verifier, reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// A verifier for `config` with keys from `source` behind a default cache.
@@ -597,14 +624,44 @@ impl Verifier {
         let key = self.keys.key_for(&kid).await?;
 
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.leeway = self.config.leeway_secs;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        // Times are checked below against the verifier's clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.validate_aud = false; // checked below, per token_use
         validation.set_required_spec_claims(&["exp"]);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(map_jwt_error)?;
+        self.check_times(&data.claims)?;
         self.check_claims(&data.claims)
+    }
+
+    /// `exp` is a number not past, `nbf` (if any) a number not in the
+    /// future, both with the configured leeway.
+    fn check_times(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {
+        let seconds = |name: &'static str| match claims.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .or_else(|| {
+                    v.as_f64()
+                        .filter(|f| f.is_finite() && *f >= 0.0)
+                        .map(|f| f as u64)
+                })
+                .map(Some)
+                .ok_or(AuthError::InvalidClaim(name)),
+        };
+        let now = self.clock.now_secs();
+        let leeway = self.config.leeway_secs;
+        let exp = seconds("exp")?.ok_or(AuthError::MissingClaim("exp"))?;
+        if exp < now.saturating_sub(leeway) {
+            return Err(AuthError::Expired);
+        }
+        if let Some(nbf) = seconds("nbf")?
+            && nbf > now.saturating_add(leeway)
+        {
+            return Err(AuthError::NotYetValid);
+        }
+        Ok(())
     }
 
     fn check_claims(&self, claims: &Map<String, Value>) -> Result<Claims, AuthError> {
@@ -796,12 +853,6 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The embedded server's own token issuer: an RSA-2048 key pair kept in
 /// `<dir>/jwt-key.pem`.
 pub struct LocalIssuer {
@@ -961,7 +1012,12 @@ impl LocalIssuer {
     /// `username`, `iss`, `client_id`, `token_use: "access"`, `auth_time`,
     /// `iat`, `exp`, `jti`.
     pub fn mint(&self, user: &str, ttl: Duration) -> String {
-        let now = now_secs();
+        self.mint_at(user, ttl, SystemClock.now_secs())
+    }
+
+    /// [`LocalIssuer::mint`] as if the time were `now` (seconds since the
+    /// Unix epoch).
+    pub fn mint_at(&self, user: &str, ttl: Duration, now: u64) -> String {
         let claims = AccessTokenClaims {
             sub: Self::user_id(user),
             username: user,

@@ -495,6 +495,10 @@ impl Jobs {
                         format!("The provider stayed unavailable after {attempt} tries: {reason}"),
                     ));
                 }
+                // The user's cancel, carried out at the provider.
+                Err(ProviderError::Permanent {
+                    code: "canceled", ..
+                }) => return Err(Ending::Canceled),
                 Err(ProviderError::Permanent { code, message }) => return Err(fail(code, message)),
             }
         }

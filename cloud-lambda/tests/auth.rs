@@ -5,7 +5,7 @@
 //! is itself under test) and an unrelated "attacker" key.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -438,17 +438,32 @@ async fn rejects_expired() {
         reject(&verifier(), &sign(&claims)).await,
         AuthError::Expired
     );
-    // Minted with zero lifetime and a verifier without leeway, after a tick.
-    let token = fx.issuer.mint("alice", Duration::ZERO);
-    let strict = Verifier::with_source(
-        AuthConfig {
-            leeway_secs: 0,
-            ..fx.issuer.auth_config()
-        },
-        StaticKeys::new(fx.issuer.jwks()),
-    );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(reject(&strict, &token).await, AuthError::Expired);
+    // A five-minute token against a verifier whose clock moves: valid to
+    // its last second plus the leeway, expired one second later.
+    let clock = Arc::new(FixedClock(AtomicU64::new(1_800_000_000)));
+    let token = fx
+        .issuer
+        .mint_at("alice", Duration::from_secs(300), 1_800_000_000);
+    let verifier = fx.issuer.verifier().with_clock(clock.clone());
+    let leeway = verifier.config().leeway_secs;
+    for (after, valid) in [(0, true), (300 + leeway, true), (301 + leeway, false)] {
+        clock.0.store(1_800_000_000 + after, Ordering::SeqCst);
+        let result = verifier.verify_token(&token).await;
+        assert_eq!(result.is_ok(), valid, "{after} s after minting: {result:?}");
+        if !valid {
+            assert_eq!(result.unwrap_err(), AuthError::Expired);
+        }
+    }
+}
+
+/// A clock the test sets.
+#[derive(Debug)]
+struct FixedClock(AtomicU64);
+
+impl cloud_lambda::auth::Clock for FixedClock {
+    fn now_secs(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 #[tokio::test]

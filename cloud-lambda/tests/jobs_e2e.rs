@@ -5,7 +5,7 @@
 //! Router with jobs on. Each test creates assets offline, queues tool
 //! requests, syncs, and watches the result merge on a second device.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use atelier_fixtures::fakes::{self, FakeConfig, RunningFakes};
@@ -14,6 +14,7 @@ use cloud_lambda::auth::LocalIssuer;
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::providers::ProviderConfig;
 use cloud_lambda::registry::{BUILTIN, Registry};
+use cloud_lambda::storage::jobs::{JobStore, OpStatus};
 use core_sync::model::{
     BlobRef, MessageStatus, MessageUpdate, MessageView, NewMessage, NewVersion,
 };
@@ -38,7 +39,27 @@ struct World {
     fakes: RunningFakes,
     url: String,
     token: String,
+    /// The server's operations, to see when a job has ended.
+    ops: Arc<dyn JobStore>,
+    user: String,
     _dir: TempDir,
+}
+
+impl World {
+    /// Waits until the server has ended the job of request `id` (every
+    /// write of a job comes before its operation turns terminal).
+    async fn job_ended(&self, id: &str) -> OpStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(op) = self.ops.get_operation(&self.user, id).await.unwrap()
+                && op.status.is_terminal()
+            {
+                return op.status;
+            }
+            assert!(Instant::now() < deadline, "the job of {id} never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 async fn world() -> World {
@@ -72,11 +93,14 @@ async fn world() -> World {
         .await
         .unwrap()
         .with_jobs(Registry::parse(BUILTIN).unwrap(), providers, config);
+    let ops = state.ops.clone();
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
     World {
         fakes,
         url,
         token: issuer.mint("alice", Duration::from_secs(3600)),
+        ops,
+        user: LocalIssuer::user_id("alice"),
         _dir: dir,
     }
 }
@@ -573,7 +597,9 @@ async fn a_canceled_request_stops_and_keeps_no_result() {
         assert!(Instant::now() < deadline, "no cancel reached Replicate");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the job has ended, nothing more will be written: what the device
+    // then pulls is the final state.
+    assert_eq!(w.job_ended(&id).await, OpStatus::Canceled);
     a.sync.sync_until_idle().await.unwrap();
     let mut asset = a.store.load(&doc).await.unwrap();
     let m = asset.doc.message(&id).unwrap();

@@ -1480,7 +1480,15 @@ async fn an_idle_long_poll_answers_as_soon_as_another_device_pushes() {
             (srv.sync(&token, &waiting).await, t.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Push only once the poll is parked: the push must wake it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while srv.store.parked_long_polls() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the long poll never parked"
+        );
+        tokio::task::yield_now().await;
+    }
     let id = DocId::random();
     let mut a = AssetDoc::create("Sunset", 1_000);
     srv.sync(

@@ -59,6 +59,25 @@ pub struct EmbeddedStore {
     /// Wakes long polls when a user's feed moves (this process is the only
     /// writer, so no polling is needed).
     feed_moved: Arc<tokio::sync::Notify>,
+    /// Long polls parked in [`DocStore::wait_for_change`] right now.
+    parked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a parked long poll while it lives (also when its request is
+/// dropped mid-wait).
+struct ParkedGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> ParkedGuard<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ParkedGuard(count)
+    }
+}
+
+impl Drop for ParkedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl From<sqlx::Error> for StorageError {
@@ -96,7 +115,14 @@ impl EmbeddedStore {
             pool,
             writer: Arc::new(Mutex::new(writer)),
             feed_moved: Arc::new(tokio::sync::Notify::new()),
+            parked: Arc::default(),
         })
+    }
+
+    /// How many long polls are parked, waiting for a user's feed to move
+    /// (registered for the wake-up: an append now answers them at once).
+    pub fn parked_long_polls(&self) -> usize {
+        self.parked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Closes the connections, checkpointing the WAL.
@@ -196,7 +222,10 @@ impl DocStore for EmbeddedStore {
             if self.user_head(user).await? > after {
                 return Ok(());
             }
-            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+            let parked = ParkedGuard::new(&self.parked);
+            let timed_out = tokio::time::timeout_at(deadline, moved).await.is_err();
+            drop(parked);
+            if timed_out {
                 return Ok(());
             }
         }
