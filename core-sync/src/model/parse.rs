@@ -204,9 +204,7 @@ impl<'a> Fields<'a> {
     fn count(&self, key: &str, max: i64) -> Parsed<i64> {
         let what = format!("a whole number from 0 to {max}");
         self.req(key, &what, |v| {
-            scalar(v)
-                .and_then(whole)
-                .filter(|n| (0..=max).contains(n))
+            scalar(v).and_then(whole).filter(|n| (0..=max).contains(n))
         })
     }
 
@@ -223,7 +221,10 @@ impl<'a> Fields<'a> {
                     })
                 })
                 .collect(),
-            Some(v) => Err(format!("{key} is {}, expected {A_LIST_OF_IDS}", describe(v))),
+            Some(v) => Err(format!(
+                "{key} is {}, expected {A_LIST_OF_IDS}",
+                describe(v)
+            )),
         }
     }
 
@@ -302,9 +303,7 @@ fn message_fields(f: &Fields<'_>) -> Parsed<MessageView> {
         output_version_ids: f.ids(OUTPUT_VERSION_IDS)?,
         status,
         progress: f.opt(PROGRESS, "a number from 0 to 1", |v| {
-            scalar(v)
-                .and_then(real)
-                .filter(|p| (0.0..=1.0).contains(p))
+            scalar(v).and_then(real).filter(|p| (0.0..=1.0).contains(p))
         })?,
         error,
         operation_id: f.string(OPERATION_ID)?,
@@ -315,11 +314,12 @@ fn message_fields(f: &Fields<'_>) -> Parsed<MessageView> {
 
 /// The version under `key` of `versions`.
 pub(super) fn version(key: &str, v: &HValue) -> Result<VersionView, Flaw> {
-    let f = map_of(v, "the version")?;
-    version_fields(key, &f).map_err(|reason| Flaw {
+    let named = |reason| Flaw {
         id: Some(key.to_owned()),
         reason,
-    })
+    };
+    let f = map_of(v, "the version").map_err(|flaw| named(flaw.reason))?;
+    version_fields(key, &f).map_err(named)
 }
 
 fn version_fields(key: &str, f: &Fields<'_>) -> Parsed<VersionView> {

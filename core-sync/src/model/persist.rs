@@ -4,9 +4,9 @@
 
 use automerge::{ActorId, AutoCommit, ChangeHash};
 
+use super::AssetDoc;
 use super::error::{ModelError, ModelResult};
 use super::schema::migrate;
-use super::AssetDoc;
 
 /// One entry of a document's change history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +171,6 @@ impl AssetDoc {
             })
             .collect()
     }
-
 }
 
 /// Parses `bytes` (snapshots and/or changes) strictly without applying them.
@@ -190,4 +189,3 @@ pub fn check_chunks(bytes: &[u8]) -> ModelResult<()> {
         Err(e) => Err(e.into()),
     }
 }
-

@@ -192,7 +192,11 @@ impl<'a> Reader<'a> {
     /// messages (jobs, sync) can use. [`Self::timeline`] shows the
     /// unreadable ones too; [`Self::unreadable`] lists them.
     pub fn messages(&self) -> ModelResult<Vec<MessageView>> {
-        Ok(self.timeline()?.into_iter().filter_map(Entry::read).collect())
+        Ok(self
+            .timeline()?
+            .into_iter()
+            .filter_map(Entry::read)
+            .collect())
     }
 
     /// The readable entries among timeline entries `range`.
