@@ -255,7 +255,9 @@ pub fn verify_export(dir: &Path, quiet: bool) -> Result<Verification, BackupErro
                 Ok(mut doc) => {
                     if hex_heads(&doc.get_heads()) == d.heads {
                         // Read as the app would: migrated, in memory.
-                        found.unreadable.extend(schema_check(&d.id, AssetDoc::load(&bytes)));
+                        found
+                            .unreadable
+                            .extend(schema_check(&d.id, AssetDoc::load(&bytes)));
                     } else {
                         bad.push(Mismatch {
                             what,

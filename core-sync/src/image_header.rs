@@ -113,7 +113,13 @@ mod tests {
 
     #[test]
     fn headers_give_type_and_size_and_bombs_are_refused() {
-        let ok = |mime, width, height| Ok(ImageHeader { mime, width, height });
+        let ok = |mime, width, height| {
+            Ok(ImageHeader {
+                mime,
+                width,
+                height,
+            })
+        };
         let cases: Vec<(&str, Vec<u8>, Result<ImageHeader, ImageHeaderError>)> = vec![
             ("png", png_header(640, 480), ok("image/png", 640, 480)),
             ("jpeg", jpeg_header(1024, 768), ok("image/jpeg", 1024, 768)),
@@ -150,18 +156,37 @@ mod tests {
                     height: 10,
                 }),
             ),
-            ("gif", b"GIF89a\x01\x00\x01\x00".to_vec(), Err(ImageHeaderError::UnknownType)),
-            ("text", b"demo image".to_vec(), Err(ImageHeaderError::UnknownType)),
+            (
+                "gif",
+                b"GIF89a\x01\x00\x01\x00".to_vec(),
+                Err(ImageHeaderError::UnknownType),
+            ),
+            (
+                "text",
+                b"demo image".to_vec(),
+                Err(ImageHeaderError::UnknownType),
+            ),
         ];
         for (name, bytes, want) in cases {
             assert_eq!(inspect(&bytes), want, "{name}");
         }
         let truncated = &png_header(640, 480)[..12];
         assert!(
-            matches!(inspect(truncated), Err(ImageHeaderError::NoSize { mime: "image/png", .. })),
+            matches!(
+                inspect(truncated),
+                Err(ImageHeaderError::NoSize {
+                    mime: "image/png",
+                    ..
+                })
+            ),
             "truncated"
         );
-        let msg = inspect(&png_header(100_000, 100_000)).unwrap_err().to_string();
-        assert!(msg.contains("more than the limit of 100 megapixels"), "{msg}");
+        let msg = inspect(&png_header(100_000, 100_000))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("more than the limit of 100 megapixels"),
+            "{msg}"
+        );
     }
 }

@@ -108,7 +108,10 @@ fn report(found: &Verification) -> ExitCode {
     for m in &found.mismatches {
         println!("MISMATCH {}: {}", m.what, m.problem);
     }
-    eprintln!("verify: {} mismatch(es){unreadable}", found.mismatches.len());
+    eprintln!(
+        "verify: {} mismatch(es){unreadable}",
+        found.mismatches.len()
+    );
     ExitCode::from(2)
 }
 

@@ -16,6 +16,8 @@
 //!        costEvents: List [ Map { id, ts, provider, model, units, unit,
 //!                                 costNanoUsd, messageId? } ] }
 //! ```
+//! `Str` reads a scalar string or a text object and `Int` any Automerge
+//! number (times also a timestamp); Atelier writes scalars.
 //! The published form of this layout, with the rules other writers keep,
 //! is `core-sync/SCHEMA.md` (and `core-sync/schema/asset.d.ts`).
 //!
@@ -206,4 +208,61 @@ fn string_list(doc: &AutoCommit, obj: &ObjId, key: &str) -> ModelResult<Vec<Stri
         out.extend(s);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MessageKind, MessageStatus};
+
+    const RUST: &str = include_str!("schema.rs");
+    const TYPES: &str = include_str!("../../schema/asset.d.ts");
+    const DOC: &str = include_str!("../../SCHEMA.md");
+
+    /// Every `pub const NAME: &str = "key";` of this file.
+    fn keys() -> Vec<&'static str> {
+        RUST.lines()
+            .filter_map(|l| {
+                l.strip_prefix("pub const ")?
+                    .split_once(": &str = \"")?
+                    .1
+                    .strip_suffix("\";")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_published_schema_names_every_key_and_value() {
+        let keys = keys();
+        assert!(keys.len() > 30, "found only {keys:?}");
+        for key in keys {
+            assert!(
+                TYPES.contains(&format!("\n  {key}: ")) || TYPES.contains(&format!("\n  {key}?: ")),
+                "schema/asset.d.ts has no field {key:?}"
+            );
+            assert!(
+                DOC.contains(&format!("`{key}`")),
+                "SCHEMA.md does not name `{key}`"
+            );
+        }
+        assert!(TYPES.contains(&format!("export type SchemaVersion = {SCHEMA_VERSION};")));
+        assert!(DOC.starts_with(&format!("# The asset document, schema {SCHEMA_VERSION}\n")));
+        let union = |names: Vec<&str>| {
+            names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        let kinds = union(MessageKind::ALL.iter().map(|k| k.as_str()).collect());
+        assert!(
+            TYPES.contains(&format!("export type MessageKind = {kinds};")),
+            "{kinds}"
+        );
+        let statuses = union(MessageStatus::ALL.iter().map(|s| s.as_str()).collect());
+        assert!(
+            TYPES.contains(&format!("export type MessageStatus = {statuses};")),
+            "{statuses}"
+        );
+    }
 }
