@@ -291,17 +291,16 @@ impl AssetDoc {
         }
         let (obj, _) = self.find_message(id)?;
         let current = self.message(id)?.status;
-        if let Some(next) = update.status {
-            if let Some(cur) = current
-                && cur.is_terminal()
-                && cur != next
-            {
-                return Err(ModelError::Invalid(format!(
-                    "message {id} is already {}; it cannot become {}",
-                    cur.as_str(),
-                    next.as_str()
-                )));
-            }
+        if let Some(next) = update.status
+            && let Some(cur) = current
+            && cur.is_terminal()
+            && cur != next
+        {
+            return Err(ModelError::Invalid(format!(
+                "message {id} is already {}; it cannot become {}",
+                cur.as_str(),
+                next.as_str()
+            )));
         }
         for v in &update.add_output_version_ids {
             self.version_exists(v)?;

@@ -202,7 +202,11 @@ impl<'a> Fields<'a> {
 
     /// A whole number in `0..=max`.
     fn count(&self, key: &str, max: i64) -> Parsed<i64> {
-        let what = format!("a whole number from 0 to {max}");
+        let what = if max == i64::MAX {
+            "a whole number of at least 0".to_owned()
+        } else {
+            format!("a whole number from 0 to {max}")
+        };
         self.req(key, &what, |v| {
             scalar(v).and_then(whole).filter(|n| (0..=max).contains(n))
         })
