@@ -19,6 +19,10 @@ step "system packages (desktop app build, window, Xvfb tests)"
 source desktop-slint/deps.sh
 ensure_debs $ATELIER_BUILD_DEBS $ATELIER_WINDOW_DEBS $ATELIER_TEST_DEBS
 
+step "JS interop peer (tests/js: the pinned @automerge/automerge from its lock file)"
+command -v node >/dev/null && command -v npm >/dev/null || ensure_debs nodejs npm
+(cd tests/js && npm ci --cache "$HOME/.cache/atelier/npm" --prefer-offline --no-audit --no-fund)
+
 step "build (debug, all test targets and binaries)"
 # --bins: the end-to-end tests run atelier-cloud, atelier-sync and
 # atelier-local, which `--tests` alone does not build.

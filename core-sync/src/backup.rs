@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blob::{BlobError, sha256_hex};
 use crate::ids::DocId;
-use crate::model::AssetDoc;
+use crate::model::{AssetDoc, ModelError};
 use crate::store::{Store, StoreError};
 
 pub const MANIFEST: &str = "manifest.json";
@@ -75,6 +75,17 @@ pub struct BlobEntry {
 pub struct Mismatch {
     pub what: String,
     pub problem: String,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Damage: files or documents that differ from what was recorded, do
+    /// not load, or blobs whose bytes do not match their hash.
+    pub mismatches: Vec<Mismatch>,
+    /// Parts of intact documents that do not follow the schema (written so
+    /// by another client): kept as they are, shown with the reason.
+    pub unreadable: Vec<Mismatch>,
 }
 
 /// Progress lines on stderr, at most a few per second.
@@ -218,10 +229,12 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, BackupError> {
     Ok(m)
 }
 
-/// Checks every file of an export against its manifest.
-pub fn verify_export(dir: &Path, quiet: bool) -> Result<Vec<Mismatch>, BackupError> {
+/// Checks every file of an export against its manifest, and every document
+/// against the schema.
+pub fn verify_export(dir: &Path, quiet: bool) -> Result<Verification, BackupError> {
     let m = read_manifest(dir)?;
-    let mut bad = Vec::new();
+    let mut found = Verification::default();
+    let bad = &mut found.mismatches;
     let mut progress = Progress::new("verify export", m.docs.len() + m.blobs.len(), quiet);
     for d in &m.docs {
         let what = format!("document {}", d.id);
@@ -240,7 +253,12 @@ pub fn verify_export(dir: &Path, quiet: bool) -> Result<Vec<Mismatch>, BackupErr
                     problem: format!("does not load: {e}"),
                 }),
                 Ok(mut doc) => {
-                    if hex_heads(&doc.get_heads()) != d.heads {
+                    if hex_heads(&doc.get_heads()) == d.heads {
+                        // Read as the app would: migrated, in memory.
+                        found
+                            .unreadable
+                            .extend(schema_check(&d.id, AssetDoc::load(&bytes)));
+                    } else {
                         bad.push(Mismatch {
                             what,
                             problem: "heads differ from the manifest".into(),
@@ -265,14 +283,16 @@ pub fn verify_export(dir: &Path, quiet: bool) -> Result<Vec<Mismatch>, BackupErr
         }
         progress.tick();
     }
-    Ok(bad)
+    Ok(found)
 }
 
 /// Imports an export into `store`: new documents are inserted, existing ones
 /// merged; blobs are verified as they are stored. Refuses a damaged export
 /// before writing anything.
 pub async fn import(store: &Store, dir: &Path, quiet: bool) -> Result<Vec<DocId>, BackupError> {
-    let bad = verify_export(dir, true)?;
+    // Unreadable parts of documents are no reason to refuse: they are kept
+    // as they are, and the documents merge like any other.
+    let bad = verify_export(dir, true)?.mismatches;
     if let Some(first) = bad.first() {
         return Err(BackupError::Manifest {
             path: dir.join(MANIFEST),
@@ -326,9 +346,11 @@ pub async fn import(store: &Store, dir: &Path, quiet: bool) -> Result<Vec<DocId>
 }
 
 /// Re-reads everything in a store: every document loads strictly and has
-/// the heads its listing row recorded; every blob matches its hash.
-pub async fn verify_store(store: &Store, quiet: bool) -> Result<Vec<Mismatch>, BackupError> {
-    let mut bad = Vec::new();
+/// the heads its listing row recorded; every blob matches its hash. Parts
+/// of documents that do not follow the schema are listed apart.
+pub async fn verify_store(store: &Store, quiet: bool) -> Result<Verification, BackupError> {
+    let mut found = Verification::default();
+    let bad = &mut found.mismatches;
     let ids = store.ids().await?;
     let mut progress = Progress::new("verify documents", ids.len(), quiet);
     for id in ids {
@@ -349,6 +371,7 @@ pub async fn verify_store(store: &Store, quiet: bool) -> Result<Vec<Mismatch>, B
                         problem: "heads differ from the recorded heads".into(),
                     });
                 }
+                found.unreadable.extend(schema_check(&id, Ok(asset.doc)));
             }
         }
         progress.tick();
@@ -364,5 +387,23 @@ pub async fn verify_store(store: &Store, quiet: bool) -> Result<Vec<Mismatch>, B
         }
         progress.tick();
     }
-    Ok(bad)
+    Ok(found)
+}
+
+/// What in a document does not follow the schema, one line each.
+fn schema_check(id: &DocId, doc: Result<AssetDoc, ModelError>) -> Vec<Mismatch> {
+    let what = || format!("document {id}");
+    match doc.and_then(|doc| doc.unreadable()) {
+        Ok(parts) => parts
+            .into_iter()
+            .map(|u| Mismatch {
+                what: what(),
+                problem: u.to_string(),
+            })
+            .collect(),
+        Err(e) => vec![Mismatch {
+            what: what(),
+            problem: e.to_string(),
+        }],
+    }
 }

@@ -19,7 +19,8 @@ use cloud_lambda::registry::Tool;
 use core_sync::blob::{BlobError, sniff_mime};
 use core_sync::ids::DocId;
 use core_sync::model::{
-    AssetDoc, BlobRef, MessageKind, MessageView, ModelError, NewMessage, NewVersion, VersionView,
+    AssetDoc, BlobRef, Entry, MessageKind, MessageView, ModelError, NewMessage, NewVersion,
+    VersionView,
 };
 use core_sync::now_millis;
 use core_sync::store::{AssetListing, LocalAsset, Store, StoreError};
@@ -514,10 +515,10 @@ impl Controller {
         let started = std::time::Instant::now();
         let doc = &mut open.asset.doc;
         let summary = doc.summary()?;
-        let messages = doc.messages()?;
+        let timeline = doc.timeline()?;
         let versions = doc.versions()?;
         let costs = doc.cost_events()?;
-        tracing::debug!(read = ?started.elapsed(), messages = messages.len(), "document read");
+        tracing::debug!(read = ?started.elapsed(), messages = timeline.len(), "document read");
         let by_id: HashMap<String, VersionView> =
             versions.iter().map(|v| (v.id.clone(), v.clone())).collect();
         let cost_by_message = viewmodel::costs_by_message(&costs);
@@ -530,12 +531,16 @@ impl Controller {
             now,
             offset,
         };
-        let rows = messages
+        let rows = timeline
             .iter()
-            .map(|m| viewmodel::message_row(m, &cx))
+            .map(|e| match e {
+                Entry::Read(m) => viewmodel::message_row(m, &cx),
+                Entry::Unreadable(u) => viewmodel::unreadable_row(u),
+            })
             .collect();
-        let makers: HashMap<String, MessageView> = messages
+        let makers: HashMap<String, MessageView> = timeline
             .into_iter()
+            .filter_map(Entry::read)
             .filter(|m| m.kind == MessageKind::ToolRequest)
             .map(|m| (m.id.clone(), m))
             .collect();

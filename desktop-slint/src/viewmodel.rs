@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use core_sync::model::{
-    AssetSummary, CostEventView, MessageKind, MessageStatus, MessageView, Millis, VersionView,
+    AssetSummary, CostEventView, MessageKind, MessageStatus, MessageView, Millis, Unreadable,
+    VersionView,
 };
 use core_sync::store::AssetListing;
 use core_sync::sync::engine::{SyncState, SyncStatus};
@@ -203,6 +204,29 @@ pub fn message_row(m: &MessageView, cx: &TimelineContext<'_>) -> MessageRow {
         time: format::clock(m.created_at, cx.now, cx.offset),
         image_key,
         image_aspect,
+    }
+}
+
+/// A timeline entry the model cannot read (another client wrote it against
+/// the schema): a system-style row saying why, where the entry stands.
+pub fn unreadable_row(u: &Unreadable) -> MessageRow {
+    MessageRow {
+        id: u
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("unreadable-{}", u.place)),
+        kind: "system",
+        text: format!("This entry cannot be read: {}", u.reason),
+        meta: String::new(),
+        status: "",
+        status_label: String::new(),
+        progress: -1.0,
+        error: String::new(),
+        can_retry: false,
+        cost: String::new(),
+        time: "kept as it is".into(),
+        image_key: String::new(),
+        image_aspect: 0.0,
     }
 }
 
@@ -433,6 +457,26 @@ mod tests {
             thumbnail: None,
             created_at: NOW - 60_000,
         }
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_a_system_row_with_its_reason() {
+        use core_sync::model::Place;
+        let u = Unreadable {
+            place: Place::Message { index: 4 },
+            id: None,
+            reason: "kind is missing".into(),
+        };
+        let row = unreadable_row(&u);
+        assert_eq!(row.kind, "system");
+        assert_eq!(row.text, "This entry cannot be read: kind is missing");
+        assert_eq!(row.id, "unreadable-timeline entry 5");
+        assert!(!row.can_retry);
+        let named = unreadable_row(&Unreadable {
+            id: Some("m1".into()),
+            ..u
+        });
+        assert_eq!(named.id, "m1");
     }
 
     fn context<'a>(

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use core_sync::model::{BlobRef, MessageStatus, NewMessage, NewVersion};
+use core_sync::image_header;
+use core_sync::model::{BlobRef, Entry, MessageStatus, NewMessage, NewVersion, Place};
 use core_sync::store::{Durability, Store, StoreOptions};
 use core_sync::{DocId, LocalAsset, now_millis};
 
@@ -43,11 +44,13 @@ enum Command {
         tool: String,
         prompt: String,
     },
-    /// Add an image file as a new version of an asset.
+    /// Add an image file (PNG, JPEG, WebP) as a new version of an asset,
+    /// with the size its header states; more than 100 megapixels is refused.
     AddImage { id: DocId, file: PathBuf },
     /// Make an earlier version the active one (a new change; history is kept).
     Rollback { id: DocId, version: String },
-    /// Print an asset's timeline, versions and costs.
+    /// Print an asset's timeline, versions and costs, and anything in it
+    /// that does not follow the schema (shown, never skipped).
     Show { id: DocId },
     /// Fold every asset's chunks into one snapshot each.
     Compact,
@@ -126,26 +129,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::AddImage { id, file } => {
             let mut asset = store.load(&id).await?;
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let mime =
-                core_sync::blob::sniff_mime(&bytes).ok_or("not a PNG, JPEG or WebP image")?;
-            let len = bytes.len() as u64;
-            let sha = store.put_blob(bytes, mime, now_millis()).await?;
-            let parent = asset.summary()?.active_version_id;
-            let vid = asset.doc.add_version(
-                NewVersion {
-                    blob: BlobRef {
-                        sha256: sha,
-                        mime: mime.into(),
-                        width: 0,
-                        height: 0,
-                        bytes: len,
-                    },
-                    thumbnail: None,
-                    parent_version_id: parent,
-                    created_by_message_id: None,
-                },
-                now_millis(),
-            )?;
+            let vid = add_image(&store, &mut asset, bytes, None, now_millis())
+                .await
+                .map_err(|e| format!("{}: {e}", file.display()))?;
             store.save(&mut asset).await?;
             println!("{vid}");
         }
@@ -177,27 +163,17 @@ async fn demo(store: &Store) -> Result<()> {
         now,
     )?;
     store.save(&mut asset).await?;
-    // A tiny stand-in image so the demo has versions to roll between.
+    // Two small real images, so the demo has versions to roll between.
     let mut versions = Vec::new();
-    for (i, label) in ["original", "background removed"].iter().enumerate() {
-        let bytes = format!("demo image {i}: {label}").into_bytes();
-        let len = bytes.len() as u64;
-        let sha = store.put_blob(bytes, "image/png", now).await?;
-        let v = asset.doc.add_version(
-            NewVersion {
-                blob: BlobRef {
-                    sha256: sha,
-                    mime: "image/png".into(),
-                    width: 1024,
-                    height: 1024,
-                    bytes: len,
-                },
-                thumbnail: None,
-                parent_version_id: versions.last().cloned(),
-                created_by_message_id: Some(prompt.clone()),
-            },
+    for (i, bytes) in [DEMO_ORIGINAL, DEMO_BACKGROUND_REMOVED].iter().enumerate() {
+        let v = add_image(
+            store,
+            &mut asset,
+            bytes.to_vec(),
+            Some(prompt.clone()),
             now + 1 + i as i64,
-        )?;
+        )
+        .await?;
         versions.push(v);
         store.save(&mut asset).await?;
     }
@@ -227,6 +203,41 @@ async fn demo(store: &Store) -> Result<()> {
     Ok(())
 }
 
+const DEMO_ORIGINAL: &[u8] = include_bytes!("../../demo/original.png");
+const DEMO_BACKGROUND_REMOVED: &[u8] = include_bytes!("../../demo/background-removed.png");
+
+/// Stores `bytes` as a blob and adds them as the asset's new active version,
+/// with the type and size their header states (read without decoding; an
+/// image claiming more than `image_header::MAX_PIXELS` is refused and
+/// nothing is stored). Returns the version id.
+async fn add_image(
+    store: &Store,
+    asset: &mut LocalAsset,
+    bytes: Vec<u8>,
+    created_by_message_id: Option<String>,
+    now: i64,
+) -> Result<String> {
+    let header = image_header::inspect(&bytes)?;
+    let len = bytes.len() as u64;
+    let sha = store.put_blob(bytes, header.mime, now).await?;
+    let parent = asset.summary()?.active_version_id;
+    Ok(asset.doc.add_version(
+        NewVersion {
+            blob: BlobRef {
+                sha256: sha,
+                mime: header.mime.into(),
+                width: header.width,
+                height: header.height,
+                bytes: len,
+            },
+            thumbnail: None,
+            parent_version_id: parent,
+            created_by_message_id,
+        },
+        now,
+    )?)
+}
+
 fn print_asset(asset: &mut LocalAsset) -> Result<()> {
     let s = asset.summary()?;
     println!("{} — {}", asset.id, s.title);
@@ -236,7 +247,14 @@ fn print_asset(asset: &mut LocalAsset) -> Result<()> {
         format_time(s.updated_at)
     );
     println!();
-    for m in asset.doc.messages()? {
+    for entry in asset.doc.timeline()? {
+        let m = match entry {
+            Entry::Read(m) => m,
+            Entry::Unreadable(u) => {
+                println!("  {:16}  {:<11} {u}", "?", "unreadable");
+                continue;
+            }
+        };
         let status = match m.status {
             Some(MessageStatus::Failed) => format!(
                 " [failed: {}]",
@@ -280,6 +298,21 @@ fn print_asset(asset: &mut LocalAsset) -> Result<()> {
         total as f64 / 1e9,
         costs.len()
     );
+    // Everything else that does not read (the timeline's entries are shown
+    // in place above), kept in the document as it is.
+    let others: Vec<_> = asset
+        .doc
+        .unreadable()?
+        .into_iter()
+        .filter(|u| !matches!(u.place, Place::Message { .. }))
+        .collect();
+    if !others.is_empty() {
+        println!();
+        println!("unreadable (kept as they are):");
+        for u in others {
+            println!("  {u}");
+        }
+    }
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use core_sync::backup::{self, Mismatch};
+use core_sync::backup::{self, Verification};
 use core_sync::store::{Store, StoreOptions};
 use core_sync::sync::client::SyncClient;
 use core_sync::sync::engine::EngineConfig;
@@ -47,7 +47,8 @@ enum Command {
     /// Restore an export into the replica (push it with `once` afterwards).
     Import { input: PathBuf },
     /// Re-read the replica (or, with --export, an export directory) and check
-    /// every hash and head; exits non-zero on any mismatch.
+    /// every hash and head; exits non-zero on any mismatch. Also lists, as
+    /// UNREADABLE lines, parts of documents that do not follow the schema.
     Verify {
         #[arg(long)]
         export: Option<PathBuf>,
@@ -90,15 +91,27 @@ async fn client(cli: &Cli, store: Store) -> Result<SyncClient> {
     Ok(SyncClient::new(store, server, token, EngineConfig::default()).await?)
 }
 
-fn report(bad: &[Mismatch]) -> ExitCode {
-    if bad.is_empty() {
-        eprintln!("verify: everything matches");
+/// Prints what `verify` found. Damage fails (exit 2); parts of documents
+/// that do not follow the schema are listed but kept, so they do not.
+fn report(found: &Verification) -> ExitCode {
+    for m in &found.unreadable {
+        println!("UNREADABLE {}: {}", m.what, m.problem);
+    }
+    let unreadable = match found.unreadable.len() {
+        0 => String::new(),
+        n => format!("; {n} unreadable part(s) of documents, kept as they are"),
+    };
+    if found.mismatches.is_empty() {
+        eprintln!("verify: everything matches{unreadable}");
         return ExitCode::SUCCESS;
     }
-    for m in bad {
+    for m in &found.mismatches {
         println!("MISMATCH {}: {}", m.what, m.problem);
     }
-    eprintln!("verify: {} mismatch(es)", bad.len());
+    eprintln!(
+        "verify: {} mismatch(es){unreadable}",
+        found.mismatches.len()
+    );
     ExitCode::from(2)
 }
 
@@ -146,12 +159,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
         Command::Verify { export } => {
-            let bad = match export {
+            let found = match export {
                 Some(dir) => backup::verify_export(dir, cli.quiet)?,
                 None => backup::verify_store(&store, cli.quiet).await?,
             };
             store.close().await;
-            return Ok(report(&bad));
+            return Ok(report(&found));
         }
     }
     store.close().await;

@@ -25,6 +25,11 @@ pub enum ModelError {
     #[error("no version with id {0}")]
     UnknownVersion(String),
 
+    /// The entry (or field) a read or write needs does not follow the
+    /// schema. Writes refuse rather than overwrite what they cannot read.
+    #[error("{0}; it cannot be read, so Atelier leaves it as it is")]
+    Unreadable(Box<super::types::Unreadable>),
+
     /// A caller asked for something the model refuses (bad progress value,
     /// moving a finished message, …). The document is unchanged.
     #[error("invalid change: {0}")]

@@ -11,6 +11,8 @@
 //! happen) and kept across appends.
 
 mod error;
+mod parse;
+mod persist;
 mod read;
 pub mod schema;
 mod types;
@@ -23,6 +25,7 @@ use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
 
 pub use error::{ModelError, ModelResult};
+pub use persist::{ChangeInfo, check_chunks};
 pub use read::Reader;
 pub use schema::SCHEMA_VERSION;
 pub use types::*;
@@ -42,22 +45,14 @@ pub struct AssetDoc {
     summary: Option<AssetSummary>,
 }
 
-/// Message id -> message object, filled backwards from the end of the list.
+/// Message id -> message object and its position, filled backwards from the
+/// end of the list.
 #[derive(Default)]
 struct MessageIndex {
-    ids: HashMap<String, ObjId>,
+    ids: HashMap<String, (ObjId, usize)>,
     /// Positions `lo..len` of the list are indexed.
     lo: usize,
     len: usize,
-}
-
-/// One entry of a document's change history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeInfo {
-    pub hash: ChangeHash,
-    pub actor: ActorId,
-    pub seq: u64,
-    pub deps: Vec<ChangeHash>,
 }
 
 impl AssetDoc {
@@ -78,56 +73,6 @@ impl AssetDoc {
             .expect("initialising an empty document cannot fail");
         doc.commit();
         Self::wrap(doc)
-    }
-
-    /// Loads a document from any concatenation of `save()` and incremental
-    /// chunks, gives it a fresh actor id, and migrates it to the current
-    /// schema (as a new, unsaved change).
-    pub fn load(bytes: &[u8]) -> ModelResult<Self> {
-        Self::load_chunks([bytes])
-    }
-
-    /// Loads from several chunks: the first is loaded whole, the rest applied
-    /// incrementally. Empty input is an error, not an empty document.
-    pub fn load_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> ModelResult<Self> {
-        // One strict load of the concatenation: `load_incremental` would
-        // silently skip a truncated or corrupt tail, `load` refuses it.
-        let mut chunks = chunks.into_iter();
-        let first = chunks
-            .next()
-            .ok_or_else(|| ModelError::Malformed("no data".into()))?;
-        let mut doc = match chunks.next() {
-            None => AutoCommit::load(first)?,
-            Some(second) => {
-                let mut all = Vec::with_capacity(first.len() + second.len());
-                all.extend_from_slice(first);
-                all.extend_from_slice(second);
-                chunks.for_each(|c| all.extend_from_slice(c));
-                AutoCommit::load(&all)?
-            }
-        };
-        if !doc.get_missing_deps(&[]).is_empty() {
-            return Err(ModelError::Malformed(
-                "changes are missing their dependencies".into(),
-            ));
-        }
-        // A fresh actor for every load: an actor id must never produce two
-        // different changes with the same sequence number, which reusing one
-        // after a crash could do.
-        doc.set_actor(ActorId::random());
-        if doc.get_heads().is_empty() {
-            return Err(ModelError::Malformed("document has no changes".into()));
-        }
-        let saved_heads = doc.get_heads();
-        migrate(&mut doc)?;
-        let mut this = Self::wrap(doc);
-        this.saved_heads = saved_heads;
-        Ok(this)
-    }
-
-    /// Loads with no migration, for inspecting old documents as they are.
-    pub fn load_raw(bytes: &[u8]) -> ModelResult<AutoCommit> {
-        Ok(AutoCommit::load(bytes)?)
     }
 
     fn wrap(doc: AutoCommit) -> Self {
@@ -151,114 +96,10 @@ impl AssetDoc {
         &self.doc
     }
 
-    /// A compact encoding of the whole document. Changes still waiting for
-    /// their dependencies are left out: a snapshot holding them would not
-    /// load (their dependencies come later, by resync, with the changes).
-    pub fn save(&mut self) -> Vec<u8> {
-        self.doc.save_with_options(automerge::SaveOptions {
-            deflate: true,
-            retain_orphans: false,
-        })
-    }
-
-    /// Changes not yet durable in the local store, encoded for storage;
-    /// empty when there are none. Call [`Self::mark_saved`] once stored.
-    pub fn unsaved_changes(&mut self) -> (Vec<u8>, Vec<ChangeHash>) {
-        let heads = self.doc.get_heads();
-        if heads == self.saved_heads {
-            return (Vec::new(), heads);
-        }
-        // Saved heads are always heads this document produced or loaded, so
-        // they are known to it and `save_after` cannot fall back to "all".
-        (self.doc.save_after(&self.saved_heads), heads)
-    }
-
-    /// Records that everything up to `heads` is durable.
-    pub fn mark_saved(&mut self, heads: Vec<ChangeHash>) {
-        self.saved_heads = heads;
-    }
-
-    /// Whether there are changes the store has not made durable yet.
-    pub fn has_unsaved_changes(&mut self) -> bool {
-        self.doc.get_heads() != self.saved_heads
-    }
-
-    /// Applies chunks or changes from elsewhere (another device, the server).
-    /// The bytes are parsed strictly first: corrupt or truncated input is an
-    /// error and changes nothing (Automerge's own `load_incremental` would
-    /// apply the readable prefix and drop the rest without a word).
-    pub fn apply_incremental(&mut self, bytes: &[u8]) -> ModelResult<()> {
-        check_chunks(bytes)?;
-        let before = self.doc.get_heads();
-        self.doc.load_incremental(bytes)?;
-        if self.doc.get_heads() != before {
-            self.invalidate();
-        }
-        Ok(())
-    }
-
-    /// Encoded changes a peer that has `heads` lacks. Heads this document
-    /// does not know (a peer ahead of us, or a server restored from an older
-    /// backup) make that impossible to compute exactly, so then every change
-    /// is returned: Automerge's own `get_changes` would silently do the same,
-    /// and saying so here keeps the fallback deliberate.
-    pub fn changes_since(&mut self, heads: &[ChangeHash]) -> Vec<u8> {
-        let known = self.knows(heads);
-        let from: &[ChangeHash] = if known { heads } else { &[] };
-        self.doc
-            .get_changes(from)
-            .iter()
-            .flat_map(|c| c.raw_bytes().to_vec())
-            .collect()
-    }
-
-    /// Whether every change named by `heads` is in this document.
-    pub fn knows(&mut self, heads: &[ChangeHash]) -> bool {
-        heads
-            .iter()
-            .all(|h| self.doc.get_change_by_hash(h).is_some())
-    }
-
-    /// Changes this document is waiting for (referenced but absent).
-    pub fn missing_deps(&mut self) -> Vec<ChangeHash> {
-        self.doc.get_missing_deps(&[])
-    }
-
-    /// Merges another copy of this asset into this one.
-    pub fn merge(&mut self, other: &mut AssetDoc) -> ModelResult<()> {
-        self.doc.merge(&mut other.doc)?;
-        self.invalidate();
-        Ok(())
-    }
-
-    /// An independent copy with its own actor, as a second device would have.
-    pub fn fork(&mut self) -> AssetDoc {
-        let mut doc = self.doc.fork().with_actor(ActorId::random());
-        let heads = doc.get_heads();
-        let mut this = Self::wrap(doc);
-        this.saved_heads = heads;
-        this
-    }
-
     fn invalidate(&mut self) {
         self.messages_obj = None;
         self.index = MessageIndex::default();
         self.summary = None;
-    }
-
-    /// Every change, in causal order: the document's history. Read any past
-    /// state with the `*_at` views and a change's hash as heads.
-    pub fn history(&mut self) -> Vec<ChangeInfo> {
-        self.doc
-            .get_changes_meta(&[])
-            .into_iter()
-            .map(|m| ChangeInfo {
-                hash: m.hash,
-                actor: m.actor.into_owned(),
-                seq: m.seq,
-                deps: m.deps,
-            })
-            .collect()
     }
 
     fn messages_obj(&mut self) -> ModelResult<ObjId> {
@@ -297,9 +138,29 @@ impl AssetDoc {
 
     // --------------------------------------------------------------- writes
 
+    /// Renames the asset. A title another client wrote as collaborative
+    /// text is edited in place (so a concurrent edit of its characters
+    /// merges); a title that is neither text nor a string is refused, not
+    /// overwritten.
     pub fn set_title(&mut self, title: &str, now: Millis) -> ModelResult<()> {
+        let text = match self.doc.get(ROOT, TITLE)? {
+            None => None,
+            Some((Value::Object(ObjType::Text), text)) => Some(text),
+            Some((Value::Scalar(s), _)) if s.is_str() => None,
+            Some(_) => {
+                let found = self.reader().describe(&ROOT, TITLE)?;
+                return Err(ModelError::Unreadable(Box::new(Unreadable {
+                    place: Place::Asset,
+                    id: None,
+                    reason: format!("{TITLE} is {found}, expected a string"),
+                })));
+            }
+        };
         self.change(|this| {
-            this.doc.put(ROOT, TITLE, title)?;
+            match text {
+                Some(text) => this.doc.update_text(&text, title)?,
+                None => this.doc.put(ROOT, TITLE, title)?,
+            }
             this.touch(now)?;
             if let Some(s) = &mut this.summary {
                 s.title = title.to_owned();
@@ -360,7 +221,7 @@ impl AssetDoc {
         let obj = self.doc.batch_create_object(&list, len, &value, true)?;
         self.touch(now)?;
         if self.index.len == len {
-            self.index.ids.insert(id.clone(), obj);
+            self.index.ids.insert(id.clone(), (obj, len));
             self.index.len = len + 1;
         }
         if let Some(s) = &mut self.summary {
@@ -369,9 +230,10 @@ impl AssetDoc {
         Ok(id)
     }
 
-    /// Finds a message object by id, extending the index backwards from the
-    /// end of the timeline only as far as needed.
-    fn find_message(&mut self, id: &str) -> ModelResult<ObjId> {
+    /// Finds a message object (and its position) by id, extending the index
+    /// backwards from the end of the timeline only as far as needed. Ids
+    /// written as text by another client are found too.
+    fn find_message(&mut self, id: &str) -> ModelResult<(ObjId, usize)> {
         let list = self.messages_obj()?;
         let len = self.doc.length(&list);
         if self.index.len != len {
@@ -381,26 +243,35 @@ impl AssetDoc {
                 len,
             };
         }
-        if let Some(obj) = self.index.ids.get(id) {
-            return Ok(obj.clone());
+        if let Some(found) = self.index.ids.get(id) {
+            return Ok(found.clone());
         }
         while self.index.lo > 0 {
             self.index.lo -= 1;
-            let Some((Value::Object(ObjType::Map), obj)) = self.doc.get(&list, self.index.lo)?
-            else {
+            let at = self.index.lo;
+            let Some((Value::Object(ObjType::Map), obj)) = self.doc.get(&list, at)? else {
                 continue;
             };
-            let Some((Value::Scalar(s), _)) = self.doc.get(&obj, ID)? else {
+            let Some(found) = Reader::new(&self.doc, None).string(&obj, ID)? else {
                 continue;
             };
-            let Some(found) = s.as_str() else { continue };
             let hit = found == id;
-            self.index.ids.insert(found.to_owned(), obj.clone());
+            self.index.ids.insert(found, (obj.clone(), at));
             if hit {
-                return Ok(obj);
+                return Ok((obj, at));
             }
         }
         Err(ModelError::UnknownMessage(id.to_owned()))
+    }
+
+    /// The message `id` as it reads; an unreadable one is an error naming
+    /// why, so no write builds on what it cannot read.
+    pub fn message(&mut self, id: &str) -> ModelResult<MessageView> {
+        let (obj, index) = self.find_message(id)?;
+        match self.reader().message_obj(&obj, index)? {
+            Entry::Read(m) => Ok(m),
+            Entry::Unreadable(u) => Err(ModelError::Unreadable(Box::new(u))),
+        }
     }
 
     /// Updates a message's lifecycle fields. A finished message (succeeded,
@@ -418,22 +289,18 @@ impl AssetDoc {
                 "progress {p} is outside 0..=1"
             )));
         }
-        let obj = self.find_message(id)?;
-        if let Some(next) = update.status {
-            let current = match self.doc.get(&obj, STATUS)? {
-                Some((Value::Scalar(s), _)) => s.as_str().and_then(MessageStatus::parse),
-                _ => None,
-            };
-            if let Some(cur) = current
-                && cur.is_terminal()
-                && cur != next
-            {
-                return Err(ModelError::Invalid(format!(
-                    "message {id} is already {}; it cannot become {}",
-                    cur.as_str(),
-                    next.as_str()
-                )));
-            }
+        let (obj, _) = self.find_message(id)?;
+        let current = self.message(id)?.status;
+        if let Some(next) = update.status
+            && let Some(cur) = current
+            && cur.is_terminal()
+            && cur != next
+        {
+            return Err(ModelError::Invalid(format!(
+                "message {id} is already {}; it cannot become {}",
+                cur.as_str(),
+                next.as_str()
+            )));
         }
         for v in &update.add_output_version_ids {
             self.version_exists(v)?;
@@ -473,8 +340,10 @@ impl AssetDoc {
         })
     }
 
+    /// Whether version `id` is there, readable or not: referring to a
+    /// version (as a parent, an output) changes nothing in it.
     fn version_exists(&self, id: &str) -> ModelResult<()> {
-        match Reader::new(&self.doc, None).version(id)? {
+        match self.reader().version_entry(id)? {
             Some(_) => Ok(()),
             None => Err(ModelError::UnknownVersion(id.to_owned())),
         }
@@ -623,11 +492,14 @@ impl AssetDoc {
         self.reader().messages_range(range)
     }
 
-    pub fn message(&mut self, id: &str) -> ModelResult<MessageView> {
-        let obj = self.find_message(id)?;
-        self.reader()
-            .message_obj(&obj)?
-            .ok_or_else(|| ModelError::UnknownMessage(id.to_owned()))
+    /// Every timeline entry, unreadable ones in place (what a timeline shows).
+    pub fn timeline(&self) -> ModelResult<Vec<Entry<MessageView>>> {
+        self.reader().timeline()
+    }
+
+    /// Everything in the document that does not follow the schema.
+    pub fn unreadable(&self) -> ModelResult<Vec<Unreadable>> {
+        self.reader().unreadable()
     }
 
     pub fn versions(&self) -> ModelResult<Vec<VersionView>> {
@@ -636,23 +508,6 @@ impl AssetDoc {
 
     pub fn cost_events(&self) -> ModelResult<Vec<CostEventView>> {
         self.reader().cost_events()
-    }
-}
-
-/// Parses `bytes` (snapshots and/or changes) strictly without applying them.
-/// Changes whose dependencies are elsewhere are fine; bad bytes are not.
-pub fn check_chunks(bytes: &[u8]) -> ModelResult<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    // Automerge logs an error for changes whose dependencies are not in the
-    // scratch document; here that is expected, so keep it out of the logs.
-    let loaded = tracing::dispatcher::with_default(&tracing::Dispatch::none(), || {
-        automerge::Automerge::load(bytes)
-    });
-    match loaded {
-        Ok(_) | Err(automerge::AutomergeError::MissingDeps) => Ok(()),
-        Err(e) => Err(e.into()),
     }
 }
 

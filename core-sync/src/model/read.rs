@@ -3,17 +3,21 @@
 //! each Automerge read when heads are given, so every view is available for
 //! history at no extra code.
 //!
-//! Views are lenient: a timeline entry without an id or kind (something a
-//! future or buggy writer could produce) is skipped rather than failing the
-//! whole timeline. Structural damage (bytes that do not decode) never gets
-//! here: it fails at load.
+//! Reads accept what any Automerge client writes (`parse` has the rules:
+//! text or scalar strings, every numeric type). An entry that still does not
+//! follow the schema is never skipped silently: [`Reader::timeline`] keeps
+//! it in place as [`Entry::Unreadable`] with the reason, and
+//! [`Reader::unreadable`] lists every such part of the document. Structural
+//! damage (bytes that do not decode) never gets here: it fails at load.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
-use automerge::hydrate::{self, Map as HMap};
+use automerge::hydrate;
 use automerge::{AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 
-use super::error::ModelResult;
+use super::error::{ModelError, ModelResult};
+use super::parse;
 use super::schema::*;
 use super::types::*;
 
@@ -76,12 +80,35 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A scalar or text under `key` as a hydrated value. Other objects are
+    /// stood in for by an empty one of their kind: enough to say what they
+    /// are, without reading a whole container.
+    fn leaf(&self, obj: &ObjId, key: &str) -> ModelResult<Option<hydrate::Value>> {
+        Ok(match self.get(obj, key)? {
+            None => None,
+            Some((Value::Scalar(s), _)) => Some(hydrate::Value::Scalar(s.into_owned())),
+            Some((Value::Object(ObjType::Text), id)) => Some(self.hydrate(&id)?),
+            Some((Value::Object(ObjType::List), _)) => Some(hydrate::Value::list()),
+            Some((Value::Object(_), _)) => Some(hydrate::Value::map()),
+        })
+    }
+
+    /// The string under `key`, written as a scalar string or as text.
+    pub(super) fn string(&self, obj: &ObjId, key: &str) -> ModelResult<Option<String>> {
+        Ok(self.leaf(obj, key)?.as_ref().and_then(parse::string))
+    }
+
+    /// What is under `key`, described for a reason ("the number 3").
+    pub(super) fn describe(&self, obj: &ObjId, key: &str) -> ModelResult<String> {
+        Ok(match self.leaf(obj, key)? {
+            Some(v) => parse::describe(&v),
+            None => "missing".into(),
+        })
+    }
+
     pub fn schema_version(&self) -> ModelResult<u64> {
         Ok(match self.scalar(&ROOT, SCHEMA)? {
-            Some(s) => s
-                .as_u64()
-                .or_else(|| s.as_i64().map(|n| n.max(0) as u64))
-                .unwrap_or(0),
+            Some(s) => parse::whole(&s).map(|n| n.max(0) as u64).unwrap_or(0),
             None => 0,
         })
     }
@@ -93,27 +120,42 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The asset's own fields as far as they read, and why the others do not.
+    fn asset_fields(&self) -> ModelResult<(parse::AssetFields, Vec<String>)> {
+        let mut leaves = HashMap::new();
+        for key in [TITLE, CREATED_AT, UPDATED_AT, ACTIVE_VERSION_ID] {
+            if let Some(v) = self.leaf(&ROOT, key)? {
+                leaves.insert(key, v);
+            }
+        }
+        Ok(parse::asset(leaves))
+    }
+
+    /// The listing view. Fields that do not read take their defaults here
+    /// (an empty title, time 0); [`Self::unreadable`] names them.
     pub fn summary(&self) -> ModelResult<AssetSummary> {
-        let text = |s: Option<ScalarValue>| s.and_then(|s| s.as_str().map(str::to_owned));
-        let int = |s: Option<ScalarValue>| s.and_then(|s| s.as_i64()).unwrap_or(0);
-        let active_version_id = text(self.scalar(&ROOT, ACTIVE_VERSION_ID)?);
-        let cover = match &active_version_id {
-            Some(v) => self.version(v)?.map(|v| v.thumbnail.unwrap_or(v.blob)),
+        let (fields, _) = self.asset_fields()?;
+        let cover = match &fields.active_version_id {
+            Some(v) => match self.version_entry(v)? {
+                Some(Entry::Read(v)) => Some(v.thumbnail.unwrap_or(v.blob)),
+                _ => None,
+            },
             None => None,
         };
         Ok(AssetSummary {
-            title: text(self.scalar(&ROOT, TITLE)?).unwrap_or_default(),
-            created_at: int(self.scalar(&ROOT, CREATED_AT)?),
-            updated_at: int(self.scalar(&ROOT, UPDATED_AT)?),
-            active_version_id,
+            title: fields.title,
+            created_at: fields.created_at,
+            updated_at: fields.updated_at,
+            active_version_id: fields.active_version_id,
             cover,
             message_count: self.message_count()?,
             schema_version: self.schema_version()?,
         })
     }
 
-    /// Every timeline entry, in timeline order.
-    pub fn messages(&self) -> ModelResult<Vec<MessageView>> {
+    /// Every timeline entry in timeline order, unreadable ones included
+    /// where they stand.
+    pub fn timeline(&self) -> ModelResult<Vec<Entry<MessageView>>> {
         let Some(list) = self.object(&ROOT, MESSAGES, ObjType::List)? else {
             return Ok(Vec::new());
         };
@@ -122,54 +164,100 @@ impl<'a> Reader<'a> {
         };
         Ok(items
             .iter()
-            .filter_map(|item| message_view(&item.value))
+            .enumerate()
+            .map(|(index, item)| message_entry(index, &item.value))
             .collect())
     }
 
     /// Timeline entries `range` (clamped to the timeline); cost is
     /// proportional to the range, not the timeline, for virtualized lists.
-    pub fn messages_range(&self, range: Range<usize>) -> ModelResult<Vec<MessageView>> {
+    pub fn timeline_range(&self, range: Range<usize>) -> ModelResult<Vec<Entry<MessageView>>> {
         let Some(list) = self.object(&ROOT, MESSAGES, ObjType::List)? else {
             return Ok(Vec::new());
         };
         let end = range.end.min(self.length(&list));
         let mut out = Vec::with_capacity(end.saturating_sub(range.start));
-        for i in range.start..end {
-            if let Some((Value::Object(ObjType::Map), obj)) = self.get_index(&list, i)?
-                && let Some(m) = message_view(&self.hydrate(&obj)?)
-            {
-                out.push(m);
-            }
+        for index in range.start..end {
+            let value = match self.get_index(&list, index)? {
+                Some((Value::Object(_), obj)) => self.hydrate(&obj)?,
+                Some((Value::Scalar(s), _)) => hydrate::Value::Scalar(s.into_owned()),
+                None => continue,
+            };
+            out.push(message_entry(index, &value));
         }
         Ok(out)
     }
 
-    /// One message by its object id (see `AssetDoc`'s message index).
-    pub fn message_obj(&self, obj: &ObjId) -> ModelResult<Option<MessageView>> {
-        Ok(message_view(&self.hydrate(obj)?))
+    /// The readable timeline entries, in order: what a caller that acts on
+    /// messages (jobs, sync) can use. [`Self::timeline`] shows the
+    /// unreadable ones too; [`Self::unreadable`] lists them.
+    pub fn messages(&self) -> ModelResult<Vec<MessageView>> {
+        Ok(self
+            .timeline()?
+            .into_iter()
+            .filter_map(Entry::read)
+            .collect())
     }
 
+    /// The readable entries among timeline entries `range`.
+    pub fn messages_range(&self, range: Range<usize>) -> ModelResult<Vec<MessageView>> {
+        Ok(self
+            .timeline_range(range)?
+            .into_iter()
+            .filter_map(Entry::read)
+            .collect())
+    }
+
+    /// The message object `obj`, at timeline position `index`.
+    pub fn message_obj(&self, obj: &ObjId, index: usize) -> ModelResult<Entry<MessageView>> {
+        Ok(message_entry(index, &self.hydrate(obj)?))
+    }
+
+    /// The version `id`, or `None` when there is none; an unreadable one is
+    /// [`ModelError::Unreadable`].
     pub fn version(&self, id: &str) -> ModelResult<Option<VersionView>> {
-        let Some(versions) = self.object(&ROOT, VERSIONS, ObjType::Map)? else {
-            return Ok(None);
-        };
-        match self.object(&versions, id, ObjType::Map)? {
-            Some(obj) => Ok(version_view(id, &self.hydrate(&obj)?)),
+        match self.version_entry(id)? {
             None => Ok(None),
+            Some(Entry::Read(v)) => Ok(Some(v)),
+            Some(Entry::Unreadable(u)) => Err(ModelError::Unreadable(Box::new(u))),
         }
     }
 
-    /// Every version, oldest first.
-    pub fn versions(&self) -> ModelResult<Vec<VersionView>> {
+    /// The version under key `id`, readable or not.
+    pub fn version_entry(&self, id: &str) -> ModelResult<Option<Entry<VersionView>>> {
+        let Some(versions) = self.object(&ROOT, VERSIONS, ObjType::Map)? else {
+            return Ok(None);
+        };
+        let value = match self.get(&versions, id)? {
+            None => return Ok(None),
+            Some((Value::Object(_), obj)) => self.hydrate(&obj)?,
+            Some((Value::Scalar(s), _)) => hydrate::Value::Scalar(s.into_owned()),
+        };
+        Ok(Some(version_entry(id, &value)))
+    }
+
+    /// Every version under its key, readable or not, in key order.
+    pub fn version_entries(&self) -> ModelResult<Vec<Entry<VersionView>>> {
         let Some(versions) = self.object(&ROOT, VERSIONS, ObjType::Map)? else {
             return Ok(Vec::new());
         };
         let hydrate::Value::Map(map) = self.hydrate(&versions)? else {
             return Ok(Vec::new());
         };
-        let mut out: Vec<VersionView> = map
+        let mut out: Vec<_> = map
             .iter()
-            .filter_map(|(id, v)| version_view(id, &v.value))
+            .map(|(key, v)| version_entry(key, &v.value))
+            .collect();
+        out.sort_by(|a, b| entry_key(a).cmp(entry_key(b)));
+        Ok(out)
+    }
+
+    /// The readable versions, oldest first.
+    pub fn versions(&self) -> ModelResult<Vec<VersionView>> {
+        let mut out: Vec<VersionView> = self
+            .version_entries()?
+            .into_iter()
+            .filter_map(Entry::read)
             .collect();
         out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
@@ -185,124 +273,91 @@ impl<'a> Reader<'a> {
             .collect())
     }
 
-    /// Every cost event, by time.
-    pub fn cost_events(&self) -> ModelResult<Vec<CostEventView>> {
+    /// Every cost event, readable or not, list by list in list order.
+    pub fn cost_event_entries(&self) -> ModelResult<Vec<Entry<CostEventView>>> {
         let mut out = Vec::new();
         for list in self.cost_event_lists()? {
             if let hydrate::Value::List(items) = self.hydrate(&list)? {
-                out.extend(items.iter().filter_map(|i| cost_view(&i.value)));
+                out.extend(items.iter().enumerate().map(|(index, i)| {
+                    match parse::cost_event(&i.value) {
+                        Ok(c) => Entry::Read(c),
+                        Err(flaw) => Entry::Unreadable(flaw.at(Place::CostEvent { index })),
+                    }
+                }));
             }
         }
+        Ok(out)
+    }
+
+    /// The readable cost events, by time.
+    pub fn cost_events(&self) -> ModelResult<Vec<CostEventView>> {
+        let mut out: Vec<CostEventView> = self
+            .cost_event_entries()?
+            .into_iter()
+            .filter_map(Entry::read)
+            .collect();
         out.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
         out.dedup_by(|a, b| a.id == b.id);
         Ok(out)
     }
-}
 
-// ------------------------------------------------------- hydrate -> views
-
-fn field<'v>(map: &'v HMap, key: &str) -> Option<&'v ScalarValue> {
-    match map.get(key) {
-        Some(hydrate::Value::Scalar(s)) => Some(s),
-        _ => None,
+    /// Everything in the document that does not follow the schema: the
+    /// asset's own fields and containers, then timeline entries, versions
+    /// and cost events. Each stays in the document as it is.
+    pub fn unreadable(&self) -> ModelResult<Vec<Unreadable>> {
+        let asset = |reason| Unreadable {
+            place: Place::Asset,
+            id: None,
+            reason,
+        };
+        let (_, reasons) = self.asset_fields()?;
+        let mut out: Vec<Unreadable> = reasons.into_iter().map(asset).collect();
+        for (key, ty, what) in [
+            (VERSIONS, ObjType::Map, "a map"),
+            (MESSAGES, ObjType::List, "a list"),
+            (COST_EVENTS, ObjType::List, "a list"),
+        ] {
+            if self.object(&ROOT, key, ty)?.is_none() {
+                let found = self.describe(&ROOT, key)?;
+                out.push(asset(if found == "missing" {
+                    format!("{key} is missing")
+                } else {
+                    format!("{key} is {found}, expected {what}")
+                }));
+            }
+        }
+        let timeline = self.timeline()?;
+        let versions = self.version_entries()?;
+        let costs = self.cost_event_entries()?;
+        out.extend(timeline.iter().filter_map(Entry::unreadable).cloned());
+        out.extend(versions.iter().filter_map(Entry::unreadable).cloned());
+        out.extend(costs.iter().filter_map(Entry::unreadable).cloned());
+        Ok(out)
     }
 }
 
-fn text(map: &HMap, key: &str) -> Option<String> {
-    field(map, key).and_then(|s| s.as_str()).map(str::to_owned)
-}
-
-fn int(map: &HMap, key: &str) -> Option<i64> {
-    field(map, key).and_then(|s| s.as_i64())
-}
-
-fn float(map: &HMap, key: &str) -> Option<f64> {
-    field(map, key).and_then(|s| s.as_f64())
-}
-
-fn strings(map: &HMap, key: &str) -> Vec<String> {
-    match map.get(key) {
-        Some(hydrate::Value::List(l)) => l
-            .iter()
-            .filter_map(|v| match &v.value {
-                hydrate::Value::Scalar(s) => s.as_str().map(str::to_owned),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
+fn message_entry(index: usize, value: &hydrate::Value) -> Entry<MessageView> {
+    match parse::message(value) {
+        Ok(m) => Entry::Read(m),
+        Err(flaw) => Entry::Unreadable(flaw.at(Place::Message { index })),
     }
 }
 
-fn sub_map<'v>(map: &'v HMap, key: &str) -> Option<&'v HMap> {
-    match map.get(key) {
-        Some(hydrate::Value::Map(m)) => Some(m),
-        _ => None,
+fn version_entry(key: &str, value: &hydrate::Value) -> Entry<VersionView> {
+    match parse::version(key, value) {
+        Ok(v) => Entry::Read(v),
+        Err(flaw) => Entry::Unreadable(flaw.at(Place::Version {
+            key: key.to_owned(),
+        })),
     }
 }
 
-fn blob_ref(map: &HMap) -> Option<BlobRef> {
-    Some(BlobRef {
-        sha256: text(map, SHA256)?,
-        mime: text(map, MIME).unwrap_or_default(),
-        width: int(map, WIDTH).unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
-        height: int(map, HEIGHT).unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
-        bytes: int(map, BYTES).unwrap_or(0).max(0) as u64,
-    })
-}
-
-fn message_view(value: &hydrate::Value) -> Option<MessageView> {
-    let hydrate::Value::Map(m) = value else {
-        return None;
-    };
-    let created_at = int(m, CREATED_AT).unwrap_or(0);
-    Some(MessageView {
-        id: text(m, ID)?,
-        kind: MessageKind::parse(&text(m, KIND)?)?,
-        text: text(m, TEXT),
-        tool: text(m, TOOL),
-        provider: text(m, PROVIDER),
-        model: text(m, MODEL),
-        params: text(m, PARAMS).and_then(|p| serde_json::from_str(&p).ok()),
-        input_version_ids: strings(m, INPUT_VERSION_IDS),
-        output_version_ids: strings(m, OUTPUT_VERSION_IDS),
-        status: text(m, STATUS).and_then(|s| MessageStatus::parse(&s)),
-        progress: float(m, PROGRESS),
-        error: sub_map(m, ERROR).map(|e| ErrorInfo {
-            code: text(e, CODE).unwrap_or_default(),
-            message: text(e, MESSAGE).unwrap_or_default(),
-        }),
-        operation_id: text(m, OPERATION_ID),
-        created_at,
-        updated_at: int(m, UPDATED_AT).unwrap_or(created_at),
-    })
-}
-
-fn version_view(id: &str, value: &hydrate::Value) -> Option<VersionView> {
-    let hydrate::Value::Map(m) = value else {
-        return None;
-    };
-    Some(VersionView {
-        id: id.to_owned(),
-        parent_version_id: text(m, PARENT_VERSION_ID),
-        created_by_message_id: text(m, CREATED_BY_MESSAGE_ID),
-        blob: blob_ref(sub_map(m, BLOB)?)?,
-        thumbnail: sub_map(m, THUMBNAIL).and_then(blob_ref),
-        created_at: int(m, CREATED_AT).unwrap_or(0),
-    })
-}
-
-fn cost_view(value: &hydrate::Value) -> Option<CostEventView> {
-    let hydrate::Value::Map(m) = value else {
-        return None;
-    };
-    Some(CostEventView {
-        id: text(m, ID)?,
-        ts: int(m, TS).unwrap_or(0),
-        provider: text(m, PROVIDER).unwrap_or_default(),
-        model: text(m, MODEL).unwrap_or_default(),
-        units: float(m, UNITS).unwrap_or(0.0),
-        unit: text(m, UNIT).unwrap_or_default(),
-        cost_nano_usd: int(m, COST_NANO_USD).unwrap_or(0),
-        message_id: text(m, MESSAGE_ID),
-    })
+fn entry_key(e: &Entry<VersionView>) -> &str {
+    match e {
+        Entry::Read(v) => &v.id,
+        Entry::Unreadable(u) => match &u.place {
+            Place::Version { key } => key,
+            _ => "",
+        },
+    }
 }

@@ -16,11 +16,16 @@
 //!        costEvents: List [ Map { id, ts, provider, model, units, unit,
 //!                                 costNanoUsd, messageId? } ] }
 //! ```
+//! `Str` reads a scalar string or a text object and `Int` any Automerge
+//! number (times also a timestamp); Atelier writes scalars.
+//! The published form of this layout, with the rules other writers keep,
+//! is `core-sync/SCHEMA.md` (and `core-sync/schema/asset.d.ts`).
+//!
 //! Schema 0 is the shape of the original web plan (no `schema` key,
 //! `latestVersionId`, messages typed by `type`, no cost events).
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, Value};
 
 use super::error::{ModelError, ModelResult};
 
@@ -72,11 +77,10 @@ pub const MESSAGE_ID: &str = "messageId";
 pub fn declared_version(doc: &AutoCommit) -> ModelResult<u64> {
     match doc.get(ROOT, SCHEMA)? {
         None => Ok(0),
-        Some((Value::Scalar(s), _)) => match s.as_ref() {
-            ScalarValue::Int(n) if *n >= 0 => Ok(*n as u64),
-            ScalarValue::Uint(n) => Ok(*n),
-            other => Err(ModelError::Malformed(format!(
-                "schema version is {other}, not a number"
+        Some((Value::Scalar(s), _)) => match super::parse::whole(&s) {
+            Some(n) if n >= 0 => Ok(n as u64),
+            _ => Err(ModelError::Malformed(format!(
+                "schema version is {s}, not a whole number"
             ))),
         },
         Some(_) => Err(ModelError::Malformed("schema version is an object".into())),
@@ -129,7 +133,7 @@ fn v0_to_v1(doc: &mut AutoCommit) -> ModelResult<()> {
     }
     if doc.get(ROOT, UPDATED_AT)?.is_none() {
         let created = match doc.get(ROOT, CREATED_AT)? {
-            Some((Value::Scalar(s), _)) => s.as_i64().unwrap_or(0),
+            Some((Value::Scalar(s), _)) => super::parse::millis(&s).unwrap_or(0),
             _ => 0,
         };
         doc.put(ROOT, UPDATED_AT, created)?;
@@ -139,22 +143,28 @@ fn v0_to_v1(doc: &mut AutoCommit) -> ModelResult<()> {
             let Some((Value::Object(ObjType::Map), msg)) = doc.get(&messages, i)? else {
                 continue;
             };
-            let old = match doc.get(&msg, "type")? {
-                Some((Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
-                _ => None,
-            };
-            let kind = match old.as_deref() {
-                Some("prompt") | Some("user") => "user",
-                Some("tool") => "toolRequest",
-                Some("result") => "result",
-                _ => "system",
-            };
-            doc.put(&msg, KIND, kind)?;
-            doc.delete(&msg, "type")?;
+            // Only what schema 0 wrote is moved: a writer that forgot the
+            // `schema` key but wrote schema-1 fields keeps them untouched.
+            let old = string(doc, &msg, "type")?;
+            if old.is_some() || doc.get(&msg, KIND)?.is_none() {
+                let kind = match old.as_deref() {
+                    Some("prompt") | Some("user") => "user",
+                    Some("tool") => "toolRequest",
+                    Some("result") => "result",
+                    _ => "system",
+                };
+                doc.put(&msg, KIND, kind)?;
+                if old.is_some() {
+                    doc.delete(&msg, "type")?;
+                }
+            }
             for (old, new) in [
                 ("inputRefs", INPUT_VERSION_IDS),
                 ("outputRefs", OUTPUT_VERSION_IDS),
             ] {
+                if doc.get(&msg, old)?.is_none() {
+                    continue;
+                }
                 let ids = string_list(doc, &msg, old)?;
                 let list = doc.put_object(&msg, new, ObjType::List)?;
                 for (j, id) in ids.into_iter().enumerate() {
@@ -164,7 +174,7 @@ fn v0_to_v1(doc: &mut AutoCommit) -> ModelResult<()> {
             }
             if doc.get(&msg, UPDATED_AT)?.is_none() {
                 let created = match doc.get(&msg, CREATED_AT)? {
-                    Some((Value::Scalar(s), _)) => s.as_i64().unwrap_or(0),
+                    Some((Value::Scalar(s), _)) => super::parse::millis(&s).unwrap_or(0),
                     _ => 0,
                 };
                 doc.put(&msg, UPDATED_AT, created)?;
@@ -175,17 +185,84 @@ fn v0_to_v1(doc: &mut AutoCommit) -> ModelResult<()> {
     Ok(())
 }
 
-fn string_list(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> ModelResult<Vec<String>> {
+/// A string written as a scalar or as text.
+fn string(doc: &AutoCommit, obj: &ObjId, key: &str) -> ModelResult<Option<String>> {
+    Ok(match doc.get(obj, key)? {
+        Some((Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
+        Some((Value::Object(ObjType::Text), text)) => Some(doc.text(&text)?),
+        _ => None,
+    })
+}
+
+fn string_list(doc: &AutoCommit, obj: &ObjId, key: &str) -> ModelResult<Vec<String>> {
     let Some((Value::Object(ObjType::List), list)) = doc.get(obj, key)? else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for i in 0..doc.length(&list) {
-        if let Some((Value::Scalar(s), _)) = doc.get(&list, i)?
-            && let Some(s) = s.as_str()
-        {
-            out.push(s.to_owned());
-        }
+        let s = match doc.get(&list, i)? {
+            Some((Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
+            Some((Value::Object(ObjType::Text), text)) => Some(doc.text(&text)?),
+            _ => None,
+        };
+        out.extend(s);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MessageKind, MessageStatus};
+
+    const RUST: &str = include_str!("schema.rs");
+    const TYPES: &str = include_str!("../../schema/asset.d.ts");
+    const DOC: &str = include_str!("../../SCHEMA.md");
+
+    /// Every `pub const NAME: &str = "key";` of this file.
+    fn keys() -> Vec<&'static str> {
+        RUST.lines()
+            .filter_map(|l| {
+                l.strip_prefix("pub const ")?
+                    .split_once(": &str = \"")?
+                    .1
+                    .strip_suffix("\";")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_published_schema_names_every_key_and_value() {
+        let keys = keys();
+        assert!(keys.len() > 30, "found only {keys:?}");
+        for key in keys {
+            assert!(
+                TYPES.contains(&format!("\n  {key}: ")) || TYPES.contains(&format!("\n  {key}?: ")),
+                "schema/asset.d.ts has no field {key:?}"
+            );
+            assert!(
+                DOC.contains(&format!("`{key}`")),
+                "SCHEMA.md does not name `{key}`"
+            );
+        }
+        assert!(TYPES.contains(&format!("export type SchemaVersion = {SCHEMA_VERSION};")));
+        assert!(DOC.starts_with(&format!("# The asset document, schema {SCHEMA_VERSION}\n")));
+        let union = |names: Vec<&str>| {
+            names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        let kinds = union(MessageKind::ALL.iter().map(|k| k.as_str()).collect());
+        assert!(
+            TYPES.contains(&format!("export type MessageKind = {kinds};")),
+            "{kinds}"
+        );
+        let statuses = union(MessageStatus::ALL.iter().map(|s| s.as_str()).collect());
+        assert!(
+            TYPES.contains(&format!("export type MessageStatus = {statuses};")),
+            "{statuses}"
+        );
+    }
 }

@@ -252,3 +252,84 @@ impl CostEventView {
         self.cost_nano_usd as f64 / 1e9
     }
 }
+
+// ------------------------------------------------------- what cannot be read
+
+/// Where in a document an unreadable part sits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "in")]
+pub enum Place {
+    /// A field of the asset itself (`title`, `createdAt`, a container).
+    Asset,
+    /// The timeline entry at this position of `messages`.
+    Message { index: usize },
+    /// The version under this key of `versions`.
+    Version { key: String },
+    /// The cost event at this position of its `costEvents` list.
+    CostEvent { index: usize },
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Asset => f.write_str("the asset"),
+            Place::Message { index } => write!(f, "timeline entry {}", index + 1),
+            Place::Version { key } => write!(f, "version {key:?}"),
+            Place::CostEvent { index } => write!(f, "cost event {}", index + 1),
+        }
+    }
+}
+
+/// A part of the document that does not follow the schema (a wrong type, a
+/// missing id, an unknown kind), as another writer left it. It is kept in
+/// the document untouched and shown with the reason; never skipped silently.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unreadable {
+    pub place: Place,
+    /// The entry's `id`, when at least that much reads as a string.
+    pub id: Option<String>,
+    /// What is wrong, naming the field: "kind is missing".
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.place)?;
+        if let Some(id) = &self.id {
+            write!(f, " (id {id:?})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// One timeline entry, version or cost event: read, or kept as unreadable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Entry<T> {
+    Read(T),
+    Unreadable(Unreadable),
+}
+
+impl<T> Entry<T> {
+    pub fn read(self) -> Option<T> {
+        match self {
+            Entry::Read(v) => Some(v),
+            Entry::Unreadable(_) => None,
+        }
+    }
+
+    pub fn as_read(&self) -> Option<&T> {
+        match self {
+            Entry::Read(v) => Some(v),
+            Entry::Unreadable(_) => None,
+        }
+    }
+
+    pub fn unreadable(&self) -> Option<&Unreadable> {
+        match self {
+            Entry::Read(_) => None,
+            Entry::Unreadable(u) => Some(u),
+        }
+    }
+}
