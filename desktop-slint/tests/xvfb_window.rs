@@ -182,8 +182,14 @@ impl App {
         self.wait_state("every image drawn", |l| field(l, "images_waiting") == 0);
     }
 
+    /// Presses `keys` in the app's window, as a user does: the window takes
+    /// the focus and the keys go to the focused window. (`key --window`
+    /// would send each event to our window id, and a key that closes the
+    /// window, Ctrl+Q, had its release sent to a window already gone: in a
+    /// fast release build, a BadWindow error.)
     fn key(&self, x: &Xvfb, keys: &str) {
-        x.xdotool(&["key", "--window", &self.window, keys]);
+        x.xdotool(&["windowfocus", "--sync", &self.window]);
+        x.xdotool(&["key", keys]);
     }
 
     fn click(&self, x: &Xvfb, at: (u32, u32)) {
