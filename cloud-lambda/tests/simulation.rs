@@ -22,8 +22,10 @@
 //!
 //! One variant (`concurrent_rounds_converge`) also syncs all devices at
 //! once, so their requests interleave at the server, and crashes some of
-//! them mid-round; its interleavings depend on thread timing, so it is not
-//! exactly replayable. `soak` runs two more seeds, or `SIM_SOAK` of them.
+//! them mid-round. The interleaving is the seed's too: one device runs at a
+//! time and hands over at every network decision and server storage
+//! operation, to a device the seed picks (`support/gate.rs`).
+//! `soak` runs two more seeds, or `SIM_SOAK` of them.
 //! `a_gap_in_pulled_changes_does_not_corrupt_the_local_store` is the
 //! scripted regression test of a client bug a server-rollback variant found.
 //! (A server that loses acknowledged commits is out of scope: the embedded
@@ -47,12 +49,13 @@
 //!
 //! `SIM_SEED` replaces the fixed seed of every test here (each keeps its
 //! device count). `SIM_STEPS=2000` runs longer; `SIM_TRACE=1` prints every
-//! step and every network decision. Outside the concurrent variant the run
-//! depends only on the seed: Automerge actor ids are random, so change
-//! hashes differ between runs, but document ids derive from the seed and the
-//! decisions, faults and message texts are the same (see
-//! `replaying_a_seed_gives_the_same_run`). To hunt for new failures:
-//! `SIM_SOAK=200 cargo test -p cloud-lambda --test simulation soak -- --ignored`.
+//! step and every network decision. A run depends on its seed alone, in
+//! both variants: ids and Automerge actor ids are drawn from it too
+//! (`core_sync::ids::seed_ids_on_this_thread`), so decisions, faults,
+//! interleavings and the documents themselves, down to their heads, are the
+//! same in every run (see `replaying_a_seed_gives_the_same_run`). To hunt
+//! for new failures (seeds 1..=N, or from `SIM_SEED` on):
+//! `SIM_SOAK=1000 cargo test -p cloud-lambda --release --test simulation soak -- --nocapture`.
 //!
 //! Injected network failures surface as `SyncError::Server` with a 5xx
 //! status (`SyncError::Network` needs a `reqwest::Error`, which cannot be
@@ -85,6 +88,10 @@ use core_sync::{AssetDoc, DocId};
 use rand08::rngs::StdRng;
 use rand08::{Rng, SeedableRng};
 use rsa::pkcs8::{EncodePrivateKey as _, LineEnding};
+
+#[path = "support/gate.rs"]
+mod gate;
+use gate::{DEVICE, Gate};
 
 const USER: &str = "sim-user";
 const ISSUER: &str = "atelier-sim";
@@ -129,9 +136,8 @@ struct SimConfig {
     steps: u64,
     /// Most documents a device pushes per request (small values page pushes).
     max_push_docs: usize,
-    /// Some steps sync every device at once (interleaved at the server).
-    /// Such runs are not exactly replayable: the interleaving depends on
-    /// thread timing.
+    /// Some steps sync every device at once (interleaved at the server, in
+    /// an order the seed decides: see `support/gate.rs`).
     concurrent: bool,
     /// Clean server restarts sometimes save a copy of the server's
     /// database, and later ones sometimes put it back: the server loses its
@@ -194,6 +200,8 @@ struct StoreFaults {
 struct FaultyDocStore {
     inner: EmbeddedStore,
     faults: Arc<Mutex<StoreFaults>>,
+    /// Every operation is a passage: concurrent devices take turns here.
+    gate: Arc<Gate>,
 }
 
 fn backend(msg: &str) -> StorageError {
@@ -256,6 +264,7 @@ impl FaultyDocStore {
 #[async_trait]
 impl DocStore for FaultyDocStore {
     async fn head(&self, user: &str, doc: &DocId) -> Result<Option<DocHead>, StorageError> {
+        self.gate.pass().await;
         self.before_read()?;
         self.inner.head(user, doc).await
     }
@@ -268,6 +277,7 @@ impl DocStore for FaultyDocStore {
         bytes: &[u8],
         heads: &[ChangeHash],
     ) -> Result<u64, StorageError> {
+        self.gate.pass().await;
         let fail = self.before_write()?;
         let useq = self
             .inner
@@ -283,6 +293,7 @@ impl DocStore for FaultyDocStore {
         doc: &DocId,
         after: u64,
     ) -> Result<Vec<Chunk>, StorageError> {
+        self.gate.pass().await;
         self.before_read()?;
         self.inner.read_since(user, doc, after).await
     }
@@ -293,6 +304,7 @@ impl DocStore for FaultyDocStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<FeedEntry>, StorageError> {
+        self.gate.pass().await;
         self.before_read()?;
         self.inner.feed_since(user, after, limit).await
     }
@@ -304,6 +316,7 @@ impl DocStore for FaultyDocStore {
         upto: u64,
         snapshot: &[u8],
     ) -> Result<(), StorageError> {
+        self.gate.pass().await;
         let fail = self.before_write()?;
         self.inner.compact(user, doc, upto, snapshot).await?;
         self.faults.lock().unwrap().compactions += 1;
@@ -311,6 +324,7 @@ impl DocStore for FaultyDocStore {
     }
 
     async fn user_head(&self, user: &str) -> Result<u64, StorageError> {
+        self.gate.pass().await;
         self.before_read()?;
         self.inner.user_head(user).await
     }
@@ -337,6 +351,7 @@ struct NetState {
 struct Net {
     state: Mutex<NetState>,
     store_faults: Arc<Mutex<StoreFaults>>,
+    gate: Arc<Gate>,
 }
 
 impl Net {
@@ -409,10 +424,23 @@ impl Transport for FaultyTransport {
         req: &SyncRequest,
         token: &str,
     ) -> Result<(SyncResponse, usize), SyncError> {
-        let (fault, server) = self.net.decide(self.dev);
-        if !matches!(fault, Fault::Offline | Fault::Drop | Fault::ServerError) {
-            self.net.remember(req, token);
-        }
+        // The network's decision and its memory of requests are shared by
+        // every device: one passage.
+        self.net.gate.pass().await;
+        let (fault, server, stale) = {
+            let (fault, server) = self.net.decide(self.dev);
+            let stale = match fault {
+                Fault::ReplayStale => self.net.stale(self.dev),
+                _ => None,
+            };
+            if !matches!(fault, Fault::Offline | Fault::Drop | Fault::ServerError) {
+                self.net.remember(req, token);
+            }
+            if let Fault::CrashServer(writes) = fault {
+                self.net.store_faults.lock().unwrap().crash_in = Some(writes);
+            }
+            (fault, server, stale)
+        };
         match fault {
             Fault::Deliver => server.sync(req, token).await,
             Fault::Offline => Err(unreachable_error("offline")),
@@ -433,14 +461,22 @@ impl Transport for FaultyTransport {
                 server.sync(req, token).await
             }
             Fault::ReplayStale => {
-                if let Some((old, old_token)) = self.net.stale(self.dev) {
+                if let Some((old, old_token)) = stale {
                     let _ = server.sync(&old, &old_token).await;
                 }
                 server.sync(req, token).await
             }
-            Fault::CrashServer(writes) => {
-                self.net.store_faults.lock().unwrap().crash_in = Some(writes);
+            Fault::CrashServer(_) => {
                 let _ = server.sync(req, token).await;
+                {
+                    // A request that made fewer writes than armed still ends
+                    // in the crash: the armed crash never outlives it.
+                    self.net.gate.pass().await;
+                    let mut f = self.net.store_faults.lock().unwrap();
+                    if f.crash_in.take().is_some() {
+                        f.dead = true;
+                    }
+                }
                 self.net.state.lock().unwrap().restart_requested = true;
                 Err(SyncError::Server {
                     status: 502,
@@ -474,10 +510,11 @@ struct Stats {
     offline_periods: u64,
 }
 
-/// What a run produced that must be the same in every run of its seed
-/// (Automerge actor ids, and so change hashes, differ between runs).
+/// What a run produced that must be the same in every run of its seed.
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
+    /// Document label -> its sorted heads: the same bytes in every run.
+    heads: BTreeMap<String, Vec<ChangeHash>>,
     faults: Vec<(u64, usize, Fault)>,
     stats: Stats,
     store_faults: u64,
@@ -548,6 +585,7 @@ impl Sim {
                 trace,
             }),
             store_faults,
+            gate: Gate::new(rng_for(cfg.seed, 2)),
         });
         let token = issuer().mint(USER, Duration::from_secs(24 * 3600));
         let mut sim = Sim {
@@ -616,6 +654,7 @@ impl Sim {
         let faulty = FaultyDocStore {
             inner: store.clone(),
             faults: self.net.store_faults.clone(),
+            gate: self.net.gate.clone(),
         };
         let blobs = Arc::new(
             cloud_lambda::storage::embedded::EmbeddedBlobs::open(&self.server_dir).unwrap(),
@@ -775,43 +814,48 @@ impl Sim {
     /// device restarts from what its store holds.
     async fn sync_concurrently(&mut self) {
         self.trace(|| "all devices sync concurrently".into());
+        // Which devices crash, and after how many passages through the gate.
+        let plan: Vec<(usize, Option<u32>)> = (0..self.devices.len())
+            .map(|d| (d, self.rng.gen_bool(0.15).then(|| self.rng.gen_range(0..8))))
+            .collect();
+        let gate = self.net.gate.clone();
+        let mut crash_signals = gate.begin(&plan);
         let mut tasks = tokio::task::JoinSet::new();
         for d in 0..self.devices.len() {
             let mut client = self.devices[d].client.take().expect("device running");
-            let crash_after = self
-                .rng
-                .gen_bool(0.15)
-                .then(|| Duration::from_micros(self.rng.gen_range(0..20_000)));
-            tasks.spawn(async move {
+            let mut crash = crash_signals.remove(&d).expect("a crash signal per device");
+            let gate = gate.clone();
+            tasks.spawn(DEVICE.scope(d, async move {
                 let mut errors = Vec::new();
                 let mut rounds = 0;
-                let mut report = SyncReport::default();
-                let mut crashed = false;
-                for _ in 0..4 {
-                    rounds += 1;
-                    let round = client.round(&mut report);
-                    let result = match crash_after {
-                        Some(after) => match tokio::time::timeout(after, round).await {
-                            Ok(result) => result,
-                            Err(_) => {
-                                crashed = true;
+                let work = async {
+                    // Nothing happens before the device has the baton.
+                    gate.pass().await;
+                    let mut report = SyncReport::default();
+                    for _ in 0..4 {
+                        rounds += 1;
+                        match client.round(&mut report).await {
+                            Ok(Next::Now) => continue,
+                            Ok(Next::After(_)) => break,
+                            Err(e) => {
+                                client.failed(&e);
+                                errors.push(e);
                                 break;
                             }
-                        },
-                        None => round.await,
-                    };
-                    match result {
-                        Ok(Next::Now) => continue,
-                        Ok(Next::After(_)) => break,
-                        Err(e) => {
-                            client.failed(&e);
-                            errors.push(e);
-                            break;
                         }
                     }
+                };
+                // A crash drops the round wherever the gate stopped it.
+                let crashed = tokio::select! {
+                    biased;
+                    _ = &mut crash => true,
+                    () = work => false,
+                };
+                if !crashed {
+                    gate.leave(d);
                 }
                 (d, client, rounds, errors, crashed)
-            });
+            }));
         }
         let mut crashed_devices = Vec::new();
         while let Some(joined) = tasks.join_next().await {
@@ -825,6 +869,7 @@ impl Sim {
                 crashed_devices.push(d);
             }
         }
+        gate.end();
         crashed_devices.sort();
         for d in crashed_devices {
             self.trace(|| format!("d{d}: crashed mid-round"));
@@ -1046,7 +1091,16 @@ impl Sim {
             st.step = self.cfg.steps + 1;
             st.offline.iter_mut().for_each(|o| *o = false);
         }
-        self.net.store_faults.lock().unwrap().enabled = false;
+        let dead = {
+            let mut f = self.net.store_faults.lock().unwrap();
+            f.enabled = false;
+            f.crash_in = None;
+            f.dead
+        };
+        // A crash left the server down: healing starts it again.
+        if dead {
+            self.restart_server(false).await;
+        }
         for pass in 0..2 {
             for d in 0..self.devices.len() {
                 let report = self.client(d).sync_until_idle().await.unwrap_or_else(|e| {
@@ -1203,6 +1257,10 @@ impl Sim {
             (f.injected, f.compactions)
         };
         Outcome {
+            heads: reference
+                .iter()
+                .map(|(l, s)| (l.clone(), s.heads.clone()))
+                .collect(),
             faults,
             stats: self.stats.clone(),
             store_faults,
@@ -1264,10 +1322,15 @@ impl Sim {
     }
 }
 
+/// One run. Ids and actor ids come from the seed (the run stays on this
+/// thread: `#[tokio::test]` runs on one), so a seed replays byte for byte.
 async fn simulate(cfg: SimConfig) -> Outcome {
+    core_sync::ids::seed_ids_on_this_thread(Some(cfg.seed));
     let mut sim = Sim::new(cfg).await;
     sim.run().await;
-    sim.heal_and_verify().await
+    let outcome = sim.heal_and_verify().await;
+    core_sync::ids::seed_ids_on_this_thread(None);
+    outcome
 }
 
 // ------------------------------------------------------------------ tests
@@ -1455,21 +1518,37 @@ async fn a_gap_in_pulled_changes_does_not_corrupt_the_local_store() {
     assert_eq!(texts, ["m1", "m2", "m3"]);
 }
 
+/// A seed replays exactly: the same faults, steps, interleavings and
+/// results, whether devices sync one at a time or all at once.
 #[tokio::test]
 async fn replaying_a_seed_gives_the_same_run() {
-    let cfg = SimConfig::new(777, 3, 200, 3);
-    let first = simulate(cfg).await;
-    let second = simulate(cfg).await;
-    assert_eq!(
-        first.faults, second.faults,
-        "seed {}: the fault schedule differs between two runs",
-        cfg.seed
-    );
-    assert_eq!(first.stats, second.stats);
-    assert_eq!(first.store_faults, second.store_faults);
-    assert_eq!(first.server_compactions, second.server_compactions);
-    assert_eq!(first.texts, second.texts);
-    assert_eq!(first.message_counts, second.message_counts);
+    for cfg in [
+        SimConfig::new(777, 3, 200, 3),
+        SimConfig {
+            concurrent: true,
+            ..SimConfig::new(108, 4, 200, 3)
+        },
+    ] {
+        let first = simulate(cfg).await;
+        let second = simulate(cfg).await;
+        let seed = cfg.seed;
+        assert_eq!(
+            first.faults, second.faults,
+            "seed {seed}: the fault schedule differs between two runs"
+        );
+        assert_eq!(first.stats, second.stats, "seed {seed}");
+        assert_eq!(first.store_faults, second.store_faults, "seed {seed}");
+        assert_eq!(
+            first.server_compactions, second.server_compactions,
+            "seed {seed}"
+        );
+        assert_eq!(first.texts, second.texts, "seed {seed}");
+        assert_eq!(first.message_counts, second.message_counts, "seed {seed}");
+        assert_eq!(
+            first.heads, second.heads,
+            "seed {seed}: the documents differ"
+        );
+    }
 }
 
 /// Many seeds in a row, to hunt for failures:

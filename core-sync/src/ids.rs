@@ -4,8 +4,11 @@
 //! Ids are lowercase hex (32 characters). Parsing validates the form, so an id
 //! that reaches SQL, a file name or an S3 key is always safe to embed.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
+
+use rand::{Rng as _, SeedableRng as _};
 
 /// The id of one asset document.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,7 +56,38 @@ impl FromStr for DocId {
 
 /// A fresh random id for a message, version or cost event.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    uuid::Builder::from_random_bytes(random_16())
+        .into_uuid()
+        .simple()
+        .to_string()
+}
+
+/// A fresh random Automerge actor id (every load of a document takes one:
+/// see the model's invariants).
+pub fn new_actor_id() -> automerge::ActorId {
+    automerge::ActorId::from(random_16())
+}
+
+thread_local! {
+    /// Set only by deterministic simulations: [`seed_ids_on_this_thread`].
+    static SEEDED: RefCell<Option<rand::rngs::StdRng>> = const { RefCell::new(None) };
+}
+
+/// Makes the ids and actor ids minted on this thread come from a generator
+/// seeded with `seed` (`None` returns to the system's randomness), so a
+/// simulation run on one thread replays byte for byte from its seed.
+///
+/// Only for simulations and tests: ids and actor ids must never repeat
+/// between devices or processes, which only fresh randomness guarantees.
+pub fn seed_ids_on_this_thread(seed: Option<u64>) {
+    SEEDED.with(|s| *s.borrow_mut() = seed.map(rand::rngs::StdRng::seed_from_u64));
+}
+
+fn random_16() -> [u8; 16] {
+    SEEDED.with(|s| match s.borrow_mut().as_mut() {
+        Some(rng) => rng.random(),
+        None => rand::random(),
+    })
 }
 
 /// Whether `s` has the form of an id minted by [`new_id`].

@@ -59,7 +59,7 @@ impl AssetDoc {
     /// A new, empty asset. The first change creates every container, so no
     /// two devices ever create the same container concurrently.
     pub fn create(title: &str, now: Millis) -> Self {
-        let mut doc = AutoCommit::new().with_actor(ActorId::random());
+        let mut doc = AutoCommit::new().with_actor(crate::ids::new_actor_id());
         let root: HashMap<&str, H> = HashMap::from([
             (SCHEMA, H::scalar(SCHEMA_VERSION as i64)),
             (TITLE, H::scalar(title)),

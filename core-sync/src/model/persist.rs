@@ -52,7 +52,7 @@ impl AssetDoc {
         // A fresh actor for every load: an actor id must never produce two
         // different changes with the same sequence number, which reusing one
         // after a crash could do.
-        doc.set_actor(ActorId::random());
+        doc.set_actor(crate::ids::new_actor_id());
         if doc.get_heads().is_empty() {
             return Err(ModelError::Malformed("document has no changes".into()));
         }
@@ -150,7 +150,7 @@ impl AssetDoc {
 
     /// An independent copy with its own actor, as a second device would have.
     pub fn fork(&mut self) -> AssetDoc {
-        let mut doc = self.doc.fork().with_actor(ActorId::random());
+        let mut doc = self.doc.fork().with_actor(crate::ids::new_actor_id());
         let heads = doc.get_heads();
         let mut this = Self::wrap(doc);
         this.saved_heads = heads;
