@@ -22,7 +22,7 @@ use std::ops::Range;
 
 use automerge::hydrate::Value as H;
 use automerge::transaction::Transactable;
-use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
+use automerge::{AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
 
 pub use error::{ModelError, ModelResult};
 pub use persist::{ChangeInfo, check_chunks};
