@@ -25,6 +25,7 @@ pub mod crash {
     pub const AGGRESSIVE_COMPACTION: CompactionPolicy = CompactionPolicy {
         min_incremental_bytes: 2048,
         ratio_percent: 50,
+        max_chunks: u64::MAX,
     };
 
     /// How many assets the child keeps in the store.

@@ -612,6 +612,7 @@ impl Sim {
                     CompactionPolicy {
                         min_incremental_bytes: 1024,
                         ratio_percent: 30,
+                        max_chunks: u64::MAX,
                     }
                 } else {
                     CompactionPolicy::default()
@@ -1460,6 +1461,7 @@ async fn a_gap_in_pulled_changes_does_not_corrupt_the_local_store() {
         compaction: CompactionPolicy {
             min_incremental_bytes: 0,
             ratio_percent: 0,
+            max_chunks: u64::MAX,
         },
         ..StoreOptions::default()
     };

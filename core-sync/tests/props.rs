@@ -630,6 +630,7 @@ fn policy() -> impl Strategy<Value = CompactionPolicy> {
         Just(CompactionPolicy {
             min_incremental_bytes: 0,
             ratio_percent: 0,
+            max_chunks: u64::MAX,
         }),
     ]
 }

@@ -10,6 +10,7 @@
 //! index that is filled lazily from the end of the timeline (where updates
 //! happen) and kept across appends.
 
+pub mod chunks;
 mod error;
 mod parse;
 mod persist;

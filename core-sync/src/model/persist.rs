@@ -129,11 +129,26 @@ impl AssetDoc {
             .collect()
     }
 
+    /// Applies changes parsed elsewhere (`chunks::changes`); ones already
+    /// here are skipped, ones whose dependencies are missing wait for them.
+    pub fn apply_changes(&mut self, changes: Vec<automerge::Change>) -> ModelResult<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.doc.apply_changes(changes)?;
+        self.invalidate();
+        Ok(())
+    }
+
+    /// Whether the change `hash` is in this document (a lookup, not a
+    /// rebuild of the change).
+    pub fn has_change(&mut self, hash: &ChangeHash) -> bool {
+        self.doc.get_change_meta_by_hash(hash).is_some()
+    }
+
     /// Whether every change named by `heads` is in this document.
     pub fn knows(&mut self, heads: &[ChangeHash]) -> bool {
-        heads
-            .iter()
-            .all(|h| self.doc.get_change_by_hash(h).is_some())
+        heads.iter().all(|h| self.has_change(h))
     }
 
     /// Changes this document is waiting for (referenced but absent).

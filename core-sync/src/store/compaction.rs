@@ -1,5 +1,6 @@
 //! When to compact a document's chunks: a pure decision, so it is tested
-//! without a database.
+//! without a database. One rule for the local store and the server's log
+//! (which adds a cap on the number of entries: see [`CompactionPolicy::SERVER`]).
 //!
 //! A document is compacted once its incremental chunks outweigh its snapshot
 //! (with a floor, so tiny documents do not compact on every edit). That keeps
@@ -17,6 +18,9 @@ pub struct CompactionPolicy {
     /// Compact when incremental bytes exceed the snapshot times this ratio
     /// (in percent).
     pub ratio_percent: u64,
+    /// Compact once this many chunks (snapshot included) pile up, whatever
+    /// their size.
+    pub max_chunks: u64,
 }
 
 impl Default for CompactionPolicy {
@@ -24,6 +28,7 @@ impl Default for CompactionPolicy {
         CompactionPolicy {
             min_incremental_bytes: 64 * 1024,
             ratio_percent: 100,
+            max_chunks: u64::MAX,
         }
     }
 }
@@ -33,13 +38,25 @@ impl CompactionPolicy {
     pub const NEVER: CompactionPolicy = CompactionPolicy {
         min_incremental_bytes: u64::MAX,
         ratio_percent: u64::MAX,
+        max_chunks: u64::MAX,
+    };
+
+    /// The server's log: compacted as soon as raw changes outweigh the
+    /// snapshot, with no floor, so a device syncing from scratch downloads
+    /// compact snapshots rather than change logs; and at 32 entries, so a
+    /// read of the whole document stays a few items.
+    pub const SERVER: CompactionPolicy = CompactionPolicy {
+        min_incremental_bytes: 0,
+        ratio_percent: 100,
+        max_chunks: 32,
     };
 
     pub fn should_compact(&self, snapshot_bytes: u64, incremental_bytes: u64, chunks: u64) -> bool {
         chunks >= 2
-            && incremental_bytes >= self.min_incremental_bytes
-            && incremental_bytes.saturating_mul(100)
-                > snapshot_bytes.saturating_mul(self.ratio_percent)
+            && (chunks >= self.max_chunks
+                || (incremental_bytes >= self.min_incremental_bytes
+                    && incremental_bytes.saturating_mul(100)
+                        > snapshot_bytes.saturating_mul(self.ratio_percent)))
     }
 }
 
@@ -63,5 +80,10 @@ mod tests {
             "one chunk is already compact"
         );
         assert!(!CompactionPolicy::NEVER.should_compact(0, u64::MAX - 1, 1 << 40));
+        let server = CompactionPolicy::SERVER;
+        assert!(server.should_compact(1000, 1001, 2), "no floor");
+        assert!(!server.should_compact(1000, 999, 31));
+        assert!(server.should_compact(1000, 999, 32), "too many entries");
+        assert!(!server.should_compact(0, 10, 1), "nothing to fold");
     }
 }
