@@ -162,7 +162,10 @@ async fn gemini_edits_the_input_image() {
         &cfg,
         GEMINI,
         prompt,
-        Some(("image/png", &input)),
+        Some(gemini::GeminiInput::Inline {
+            mime: "image/png",
+            bytes: &input,
+        }),
         None,
         None,
     )
@@ -187,7 +190,10 @@ async fn gemini_edits_the_input_image() {
         &cfg,
         GEMINI,
         "Wide",
-        Some(("image/png", &input)),
+        Some(gemini::GeminiInput::Inline {
+            mime: "image/png",
+            bytes: &input,
+        }),
         Some("16:9"),
         Some("1K"),
     )
@@ -359,10 +365,19 @@ async fn gemini_request_errors_are_permanent() {
         )
     );
 
-    let bmp =
-        gemini::generate_content(&cfg, GEMINI, "x", Some(("image/bmp", b"BM...")), None, None)
-            .await
-            .unwrap_err();
+    let bmp = gemini::generate_content(
+        &cfg,
+        GEMINI,
+        "x",
+        Some(gemini::GeminiInput::Inline {
+            mime: "image/bmp",
+            bytes: b"BM...",
+        }),
+        None,
+        None,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         permanent(bmp),
         (
@@ -375,7 +390,10 @@ async fn gemini_request_errors_are_permanent() {
         &cfg,
         GEMINI,
         "x",
-        Some(("image/png", b"not a png")),
+        Some(gemini::GeminiInput::Inline {
+            mime: "image/png",
+            bytes: b"not a png",
+        }),
         None,
         None,
     )
