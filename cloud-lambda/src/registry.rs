@@ -459,6 +459,76 @@ mod tests {
     }
 
     #[test]
+    fn active_gemini_prices_match_googles_token_counts_with_dated_sources() {
+        let r = Registry::parse(BUILTIN).unwrap();
+        // (model, imageSize, output tokens, nano-dollars of one output image,
+        //  input image tokens)
+        let table = [
+            ("gemini-3.1-flash-image", "512", 747, 44_820_000, 1120),
+            ("gemini-3.1-flash-image", "1K", 1120, 67_200_000, 1120),
+            ("gemini-3.1-flash-image", "2K", 1680, 100_800_000, 1120),
+            ("gemini-3.1-flash-image", "4K", 2520, 151_200_000, 1120),
+            ("gemini-3-pro-image", "1K", 1120, 134_400_000, 560),
+            ("gemini-3-pro-image", "2K", 1120, 134_400_000, 560),
+            ("gemini-3-pro-image", "4K", 2000, 240_000_000, 560),
+        ];
+        for (id, size, tokens, nano, input) in table {
+            let m = r.get(id).unwrap();
+            let t = m.image_tokens.as_ref().unwrap();
+            assert_eq!(t.output_for(Some(size)), Some(tokens), "{id} {size}");
+            assert_eq!(t.input_per_image, input, "{id}");
+            let cost = m
+                .price
+                .cost(Usage::Tokens {
+                    prompt: 0,
+                    image_output: tokens,
+                })
+                .unwrap();
+            assert_eq!(cost.nano_usd, nano, "{id} {size}");
+        }
+        for m in r
+            .models()
+            .filter(|m| m.provider == Provider::Google && m.status == Status::Active)
+        {
+            assert!(m.price.verified(), "{}", m.id);
+            let sources = m.price.sources();
+            assert!(
+                sources.iter().any(|s| s.provider_page),
+                "{}: at least one figure from Google's own page",
+                m.id
+            );
+            for s in sources {
+                assert!(s.url.starts_with("https://"), "{}", s.url);
+                assert_eq!(s.read_on.len(), 10, "YYYY-MM-DD: {}", s.read_on);
+                assert!(
+                    s.provider_page || s.note.is_some() || sources.iter().any(|o| o.note.is_some()),
+                    "{}: a quoted figure says so",
+                    m.id
+                );
+            }
+            let limits = m.inputs.as_ref().unwrap();
+            assert_eq!(limits.inline_max_bytes, 7_000_000, "{}", m.id);
+        }
+    }
+
+    #[test]
+    fn a_registry_without_sources_or_input_limits_is_refused() {
+        let unchecked = BUILTIN.replacen(r#""verified": true,
+        "sources""#, r#""verified": false,
+        "sources""#, 1);
+        assert_ne!(unchecked, BUILTIN);
+        assert!(matches!(
+            Registry::parse(&unchecked),
+            Err(RegistryError::Parse(m)) if m.contains("not checked")
+        ));
+        let no_limits = r#"{"models":[{"id":"x/y","label":"x","provider":"replicate","api":"predictions","tools":["upscale"],"status":"active","price":{"kind":"per_output","usd":1,"verified":false}}]}"#;
+        assert!(matches!(
+            Registry::parse(no_limits),
+            Err(RegistryError::Parse(m)) if m.contains("input limits")
+        ));
+    }
+
+    #[test]
     fn a_retired_model_without_replacement_is_a_bad_registry() {
         let bad = r#"{"models":[{"id":"x","label":"x","provider":"google","api":"predict","tools":["generate"],"status":"retired","price":{"kind":"per_image","usd":1,"verified":true}}]}"#;
         assert!(matches!(Registry::parse(bad), Err(RegistryError::Parse(_))));
