@@ -513,9 +513,13 @@ mod tests {
 
     #[test]
     fn a_registry_without_sources_or_input_limits_is_refused() {
-        let unchecked = BUILTIN.replacen(r#""verified": true,
-        "sources""#, r#""verified": false,
-        "sources""#, 1);
+        let unchecked = BUILTIN.replacen(
+            r#""verified": true,
+        "sources""#,
+            r#""verified": false,
+        "sources""#,
+            1,
+        );
         assert_ne!(unchecked, BUILTIN);
         assert!(matches!(
             Registry::parse(&unchecked),

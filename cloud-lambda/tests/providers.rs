@@ -953,7 +953,8 @@ async fn replicate_request_errors_are_classified() {
 
 #[test]
 fn the_fake_gemini_bills_the_tokens_the_registry_cites() {
-    let registry = cloud_lambda::registry::Registry::parse(cloud_lambda::registry::BUILTIN).unwrap();
+    let registry =
+        cloud_lambda::registry::Registry::parse(cloud_lambda::registry::BUILTIN).unwrap();
     for (model, per_input, outputs) in atelier_fixtures::fakes::gemini::IMAGE_TOKENS {
         let tokens = registry.get(model).unwrap().image_tokens.clone().unwrap();
         assert_eq!(tokens.input_per_image, *per_input, "{model}");

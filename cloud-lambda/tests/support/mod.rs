@@ -36,6 +36,11 @@ fn issuer() -> LocalIssuer {
     LocalIssuer::load_or_create(key_dir().path(), "atelier-local", "atelier-desktop").unwrap()
 }
 
+/// The user the world's token belongs to, as the server names it.
+pub fn user() -> String {
+    LocalIssuer::user_id("alice")
+}
+
 /// How a [`World`] runs.
 #[derive(Clone)]
 pub struct Options {
