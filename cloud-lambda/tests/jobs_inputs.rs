@@ -225,11 +225,11 @@ async fn a_3_mb_photo_and_a_generated_image_go_through_every_tool_to_a_second_de
             ("bria/remove-background".into(), 18_000_000),
             (
                 "gemini-3.1-flash-image".into(),
-                prompt(1, 1) + 1120 * 60_000
+                prompt(3, 0) + 1120 * 60_000
             ),
             (
                 "gemini-3.1-flash-image".into(),
-                prompt(3, 0) + 1120 * 60_000
+                prompt(1, 1) + 1120 * 60_000
             ),
             ("nightmareai/real-esrgan".into(), 337_500),
             ("nightmareai/real-esrgan".into(), 337_500),
