@@ -571,7 +571,7 @@ async fn with_public_storage_replicate_fetches_a_presigned_url_and_nothing_is_up
     let mut a = device(&w).await;
     let (doc, v1) = asset_with(&mut a, noisy_png(640, 480), 640, 480, true).await;
     let (small_doc, small) = asset_with_image(&mut a).await;
-    let ids = vec![
+    let ids = [
         request(
             &mut a,
             &doc,
