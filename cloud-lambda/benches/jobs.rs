@@ -8,9 +8,23 @@
 //! each tool the table gives the time from the request reaching the server
 //! (A's push returning) to the result being visible on B, the server's CPU
 //! time per job, and the bytes each device moved.
+//!
+//! A first table measures getting a 3 MB and a 20 MB input to the
+//! providers (`providers::inputs::prepare`: the way chosen, and the upload
+//! to the fakes' Files APIs where it needs one): wall time and the peak of
+//! heap memory allocated on the preparing thread beyond the input itself (a
+//! counting allocator; the preparing thread runs its own single-threaded
+//! runtime, the fakes another).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
+
+use cloud_lambda::providers::ProviderConfig;
+use cloud_lambda::providers::inputs::{self, InputImage};
+use cloud_lambda::registry::{BUILTIN, Registry};
 
 use atelier_fixtures::fakes::{self, FakeConfig};
 use core_sync::model::{BlobRef, MessageStatus, NewMessage, NewVersion};
@@ -18,6 +32,152 @@ use core_sync::store::{Store, StoreOptions};
 use core_sync::sync::client::SyncClient;
 use core_sync::sync::engine::EngineConfig;
 use core_sync::{DocId, now_millis};
+
+/// Counts heap bytes allocated and freed by threads that opt in.
+struct Counting;
+
+static CURRENT: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+thread_local! {
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counted() -> bool {
+    COUNTED.try_with(Cell::get).unwrap_or(false)
+}
+
+fn count(delta: isize) {
+    let now = CURRENT.fetch_add(delta, Ordering::Relaxed) + delta;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() && counted() {
+            count(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        if counted() {
+            count(-(layout.size() as isize));
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() && counted() {
+            count(new_size as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// A PNG of about `mb` megabytes: noise, which PNG cannot squeeze.
+fn photo(mb: usize) -> Vec<u8> {
+    let side = ((mb * 1_000_000 / 3) as f64).sqrt() as u32;
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let img = image::RgbImage::from_fn(side, side, |_, _| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let b = seed.to_le_bytes();
+        image::Rgb([b[0], b[1], b[2]])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+/// Prepares each input for each model `runs` times on a thread of its own;
+/// prints the table.
+fn bench_inputs(fakes_url: &str, runs: usize) {
+    let cfg = ProviderConfig {
+        gemini_base: fakes_url.into(),
+        gemini_key: Some(fakes::DEFAULT_API_KEY.into()),
+        replicate_base: fakes_url.into(),
+        replicate_token: Some(fakes::DEFAULT_REPLICATE_TOKEN.into()),
+        ..ProviderConfig::default()
+    };
+    let registry = Registry::parse(BUILTIN).unwrap();
+    println!("## Getting an input to the provider (`providers::inputs::prepare`)");
+    println!();
+    println!(
+        "Fakes on loopback; median of {runs} runs; peak heap is what the preparing thread allocates beyond the input it holds."
+    );
+    println!();
+    println!(
+        "An inline input costs nothing here: its bytes are base64-encoded into the request (4/3 of their size) when the call is made."
+    );
+    println!();
+    println!("| input | model | way | time | peak heap |");
+    println!("|---|---|---|---:|---:|");
+    for mb in [3, 20] {
+        let bytes = photo(mb);
+        let image = InputImage {
+            sha256: core_sync::blob::sha256_hex(&bytes),
+            mime: "image/png".into(),
+            bytes: bytes.into(),
+        };
+        for id in ["bria/remove-background", "gemini-3.1-flash-image"] {
+            let model = registry.get(id).unwrap().clone();
+            let (cfg, image) = (cfg.clone(), image.clone());
+            let size = image.bytes.len();
+            let (mut times, mut peaks, way) = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let (mut times, mut peaks, mut way) = (Vec::new(), Vec::new(), None);
+                for i in 0..runs {
+                    let mut record = None;
+                    let ctx = inputs::Context {
+                        cfg: &cfg,
+                        public: None,
+                        user: "bench",
+                        label: "bench",
+                        now_ms: now_millis(),
+                    };
+                    CURRENT.store(0, Ordering::Relaxed);
+                    PEAK.store(0, Ordering::Relaxed);
+                    COUNTED.with(|c| c.set(true));
+                    let t0 = Instant::now();
+                    rt.block_on(inputs::prepare(ctx, &model, &image, &mut record))
+                        .unwrap_or_else(|e| panic!("run {i}: {e}"));
+                    times.push(t0.elapsed());
+                    COUNTED.with(|c| c.set(false));
+                    peaks.push(PEAK.load(Ordering::Relaxed));
+                    let mut record = record.unwrap();
+                    way = Some(record.route);
+                    rt.block_on(inputs::release(&cfg, &mut record)).unwrap();
+                }
+                (times, peaks, way.unwrap())
+            })
+            .join()
+            .unwrap();
+            times.sort();
+            peaks.sort();
+            println!(
+                "| {:.1} MB | {} | {:?} | {:.1} ms | {:.1} MB |",
+                size as f64 / 1e6,
+                id,
+                way,
+                times[times.len() / 2].as_secs_f64() * 1e3,
+                peaks[peaks.len() / 2] as f64 / 1e6
+            );
+        }
+    }
+    println!();
+}
 
 struct Server {
     child: Child,
@@ -105,6 +265,7 @@ async fn main() {
     })
     .await
     .unwrap();
+    bench_inputs(fakes.base_url(), if quick { 2 } else { 7 });
     let tmp = tempfile::tempdir().unwrap();
     let server_dir = tmp.path().join("server");
     std::fs::create_dir_all(&server_dir).unwrap();

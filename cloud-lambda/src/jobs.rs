@@ -37,6 +37,7 @@ use core_sync::now_millis;
 use tokio::sync::Notify;
 
 use crate::images;
+use crate::providers::inputs::{self, InputImage, Prepared, PublicInputUrls};
 use crate::providers::{self, ProviderConfig, ProviderError};
 use crate::registry::{Api, Model, Registry, Tool, Usage};
 use crate::server_doc::{self, DocWriteError};
@@ -60,6 +61,10 @@ pub struct JobConfig {
     /// This server's public base URL, for Replicate's webhook; without one,
     /// predictions are only polled.
     pub public_url: Option<String>,
+    /// Short-lived public URLs of the server's own storage, for inputs a
+    /// provider can fetch (the AWS backend); `None` uploads them to the
+    /// provider instead (see `providers::inputs`).
+    pub public_inputs: Option<Arc<dyn PublicInputUrls>>,
 }
 
 impl Default for JobConfig {
@@ -71,6 +76,7 @@ impl Default for JobConfig {
             poll_interval: Duration::from_secs(2),
             prediction_timeout: Duration::from_secs(15 * 60),
             public_url: None,
+            public_inputs: None,
         }
     }
 }
@@ -176,6 +182,7 @@ impl Jobs {
                 provider_ref: None,
                 attempts: 0,
                 error: None,
+                input: None,
                 created_at: now,
                 updated_at: now,
             };
@@ -274,6 +281,8 @@ impl Jobs {
             .ok()
             .flatten()
             .unwrap_or(op);
+        // Whatever the outcome, an upload the job made is not needed any more.
+        self.release_input(&mut done).await;
         done.status = status;
         done.error = error;
         done.updated_at = now_millis();
@@ -356,7 +365,12 @@ impl Jobs {
                     )
                 })?;
             let bytes = self.input_blob(&op.user, &version.blob.sha256).await?;
-            Some((version_id, version.blob.mime.clone(), bytes))
+            let image = InputImage {
+                sha256: version.blob.sha256.clone(),
+                mime: version.blob.mime.clone(),
+                bytes: bytes.into(),
+            };
+            Some((version_id, image))
         } else {
             None
         };
@@ -368,15 +382,9 @@ impl Jobs {
         self.progress(&op, 0.1, true).await?;
 
         let output = self
-            .call(
-                &mut op,
-                &model,
-                tool,
-                &msg,
-                input.as_ref().map(|(_, m, b)| (m.as_str(), b.as_slice())),
-            )
+            .call(&mut op, &model, tool, &msg, input.as_ref().map(|(_, i)| i))
             .await?;
-        self.finish(&op, &model, tool, input.map(|(v, _, _)| v), output)
+        self.finish(&op, &model, tool, input.map(|(v, _)| v), output)
             .await
     }
 
@@ -435,7 +443,7 @@ impl Jobs {
         model: &Model,
         tool: Tool,
         msg: &MessageView,
-        input: Option<(&str, &[u8])>,
+        input: Option<&InputImage>,
     ) -> JobResult<Output> {
         let prompt = msg.text.clone().unwrap_or_default();
         let param = |k: &str| {
@@ -448,19 +456,7 @@ impl Jobs {
         let mut delay = self.config.retry_base;
         for attempt in 1..=self.config.max_attempts {
             let result = match model.api {
-                Api::GenerateContent => providers::gemini::generate_content(
-                    &self.providers,
-                    &model.id,
-                    &prompt,
-                    input,
-                    param("aspectRatio").as_deref(),
-                    param("imageSize").as_deref(),
-                )
-                .await
-                .map(|img| Output {
-                    images: vec![(img.mime, img.bytes)],
-                    usage: img.usage,
-                }),
+                Api::GenerateContent => self.gemini(op, model, &prompt, input, &param).await,
                 Api::Predict => providers::imagen::predict(
                     &self.providers,
                     &model.id,
@@ -511,26 +507,12 @@ impl Jobs {
         model: &Model,
         tool: Tool,
         msg: &MessageView,
-        input: Option<(&str, &[u8])>,
+        input: Option<&InputImage>,
     ) -> Result<Output, ProviderError> {
-        use base64::Engine as _;
-        let (mime, bytes) = input.ok_or_else(|| ProviderError::Permanent {
+        let image = input.ok_or_else(|| ProviderError::Permanent {
             code: "no_input",
             message: "This tool needs an image.".into(),
         })?;
-        let data_url = format!(
-            "data:{mime};base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        );
-        // The tool's parameters are the model's inputs; the image is ours.
-        let mut json = match &msg.params {
-            Some(serde_json::Value::Object(p)) => serde_json::Value::Object(p.clone()),
-            _ => serde_json::json!({}),
-        };
-        json["image"] = data_url.into();
-        if tool == Tool::Upscale && json.get("scale").is_none() {
-            json["scale"] = 4.into();
-        }
         let webhook = self
             .config
             .public_url
@@ -540,6 +522,16 @@ impl Jobs {
         let mut prediction = match &op.provider_ref {
             Some(id) => providers::replicate::get_prediction(&self.providers, id).await?,
             None => {
+                // The tool's parameters are the model's inputs; the image is ours.
+                let mut json = match &msg.params {
+                    Some(serde_json::Value::Object(p)) => serde_json::Value::Object(p.clone()),
+                    _ => serde_json::json!({}),
+                };
+                let prepared = self.prepare_input(op, model, image).await?;
+                json["image"] = prepared.replicate_value(image)?.into();
+                if tool == Tool::Upscale && json.get("scale").is_none() {
+                    json["scale"] = 4.into();
+                }
                 let p = providers::replicate::create_prediction(
                     &self.providers,
                     model,
@@ -605,6 +597,8 @@ impl Jobs {
             .lock()
             .expect("wakeups lock")
             .remove(&prediction.id);
+        // The prediction has ended: its uploaded input is not needed any more.
+        self.release_input(op).await;
         let urls = outcome?;
         let usage = providers::replicate::usage(model, &prediction);
         let mut images = Vec::new();
@@ -620,6 +614,83 @@ impl Jobs {
             });
         }
         Ok(Output { images, usage })
+    }
+
+    /// One `generateContent` call, the input inline or uploaded.
+    async fn gemini(
+        &self,
+        op: &mut Operation,
+        model: &Model,
+        prompt: &str,
+        input: Option<&InputImage>,
+        param: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Output, ProviderError> {
+        let prepared = match input {
+            Some(image) => Some((self.prepare_input(op, model, image).await?, image)),
+            None => None,
+        };
+        let part = match &prepared {
+            Some((p, image)) => Some(p.gemini(image)?),
+            None => None,
+        };
+        let img = providers::gemini::generate_content(
+            &self.providers,
+            &model.id,
+            prompt,
+            part,
+            param("aspectRatio").as_deref(),
+            param("imageSize").as_deref(),
+        )
+        .await?;
+        Ok(Output {
+            images: vec![(img.mime, img.bytes)],
+            usage: img.usage,
+        })
+    }
+
+    /// Readies the input image (see `providers::inputs`), storing the
+    /// operation's input record when it changes.
+    async fn prepare_input(
+        &self,
+        op: &mut Operation,
+        model: &Model,
+        image: &InputImage,
+    ) -> Result<Prepared, ProviderError> {
+        let (user, label) = (op.user.clone(), op.id.clone());
+        let ctx = inputs::Context {
+            cfg: &self.providers,
+            public: self.config.public_inputs.as_deref(),
+            user: &user,
+            label: &label,
+            now_ms: now_millis(),
+        };
+        let (prepared, changed) = inputs::prepare(ctx, model, image, &mut op.input).await?;
+        if changed {
+            op.updated_at = now_millis();
+            if let Err(e) = self.ops.update_operation(op).await {
+                tracing::warn!(error = %e, "cannot record the prepared input");
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Deletes the operation's upload at the provider, if one is live.
+    async fn release_input(&self, op: &mut Operation) {
+        let Some(record) = op.input.as_mut() else {
+            return;
+        };
+        match inputs::release(&self.providers, record).await {
+            Ok(true) => {
+                op.updated_at = now_millis();
+                if let Err(e) = self.ops.update_operation(op).await {
+                    tracing::warn!(error = %e, "cannot record the deleted upload");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot delete the uploaded input; it expires on its own")
+            }
+        }
     }
 
     /// Stores the outputs and writes version, cost and final status as one

@@ -30,6 +30,44 @@ pub struct Model {
     #[serde(default)]
     pub replacement: Option<String>,
     pub price: Price,
+    /// How large an input image may be, inline and uploaded (models whose
+    /// tools take an input image must say).
+    #[serde(default)]
+    pub inputs: Option<InputLimits>,
+    /// Gemini image models: the tokens Google bills per input image and per
+    /// output image at each `imageSize`.
+    #[serde(default)]
+    pub image_tokens: Option<ImageTokens>,
+}
+
+/// Input image size limits of a model, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InputLimits {
+    /// Largest image sent inside the request (Gemini `inline_data`, a
+    /// Replicate data URL); larger ones are uploaded.
+    pub inline_max_bytes: u64,
+    /// Largest image the provider's upload accepts.
+    pub upload_max_bytes: u64,
+    /// Where the limits come from.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Tokens Google bills for images on a Gemini image model.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ImageTokens {
+    /// Prompt tokens per input image.
+    pub input_per_image: u64,
+    /// Output tokens per generated image, by `imageSize` ("512", "1K",
+    /// "2K", "4K"); without one the model makes "1K".
+    pub output: BTreeMap<String, u64>,
+}
+
+impl ImageTokens {
+    /// Output tokens of one image at `image_size` (default "1K").
+    pub fn output_for(&self, image_size: Option<&str>) -> Option<u64> {
+        self.output.get(image_size.unwrap_or("1K")).copied()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -103,17 +141,68 @@ pub enum Price {
         input_usd_per_mtok: f64,
         output_image_usd_per_mtok: f64,
         verified: bool,
+        #[serde(default)]
+        sources: Vec<Source>,
     },
     /// Imagen: per generated image.
-    PerImage { usd: f64, verified: bool },
+    PerImage {
+        usd: f64,
+        verified: bool,
+        #[serde(default)]
+        sources: Vec<Source>,
+    },
     /// Replicate community models: `metrics.predict_time` x hardware rate.
     PerSecond {
         hardware: String,
         usd_per_second: f64,
         verified: bool,
+        #[serde(default)]
+        sources: Vec<Source>,
     },
     /// Replicate official models: per output.
-    PerOutput { usd: f64, verified: bool },
+    PerOutput {
+        usd: f64,
+        verified: bool,
+        #[serde(default)]
+        sources: Vec<Source>,
+    },
+}
+
+/// Where a figure of the registry was read, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Source {
+    /// The figures this source gives, in words.
+    pub figures: String,
+    pub url: String,
+    /// The day it was read (YYYY-MM-DD).
+    pub read_on: String,
+    /// `true` when the page is the provider's own; `false` for a page that
+    /// quotes it (said so, never silently).
+    pub provider_page: bool,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl Price {
+    /// Whether the price was checked against a source.
+    pub fn verified(&self) -> bool {
+        match self {
+            Price::Tokens { verified, .. }
+            | Price::PerImage { verified, .. }
+            | Price::PerSecond { verified, .. }
+            | Price::PerOutput { verified, .. } => *verified,
+        }
+    }
+
+    /// Where the price was read.
+    pub fn sources(&self) -> &[Source] {
+        match self {
+            Price::Tokens { sources, .. }
+            | Price::PerImage { sources, .. }
+            | Price::PerSecond { sources, .. }
+            | Price::PerOutput { sources, .. } => sources,
+        }
+    }
 }
 
 /// What a provider reported using, in its own terms.
@@ -224,6 +313,26 @@ impl Registry {
             if m.status == Status::Retired && m.replacement.is_none() {
                 return Err(RegistryError::Parse(format!(
                     "retired model {} names no replacement",
+                    m.id
+                )));
+            }
+            if m.status == Status::Active
+                && m.tools.iter().any(|t| t.needs_input())
+                && m.inputs.is_none()
+            {
+                return Err(RegistryError::Parse(format!(
+                    "{} takes an input image but gives no input limits",
+                    m.id
+                )));
+            }
+            // Google's prices are checked figure by figure, each with its
+            // dated source.
+            if m.status == Status::Active
+                && m.provider == Provider::Google
+                && (!m.price.verified() || m.price.sources().is_empty())
+            {
+                return Err(RegistryError::Parse(format!(
+                    "{}'s price is not checked against a dated source",
                     m.id
                 )));
             }
@@ -347,6 +456,80 @@ mod tests {
             "wrong units are refused"
         );
         assert_eq!(esrgan.cost(Usage::Seconds(f64::NAN)), None);
+    }
+
+    #[test]
+    fn active_gemini_prices_match_googles_token_counts_with_dated_sources() {
+        let r = Registry::parse(BUILTIN).unwrap();
+        // (model, imageSize, output tokens, nano-dollars of one output image,
+        //  input image tokens)
+        let table = [
+            ("gemini-3.1-flash-image", "512", 747, 44_820_000, 1120),
+            ("gemini-3.1-flash-image", "1K", 1120, 67_200_000, 1120),
+            ("gemini-3.1-flash-image", "2K", 1680, 100_800_000, 1120),
+            ("gemini-3.1-flash-image", "4K", 2520, 151_200_000, 1120),
+            ("gemini-3-pro-image", "1K", 1120, 134_400_000, 560),
+            ("gemini-3-pro-image", "2K", 1120, 134_400_000, 560),
+            ("gemini-3-pro-image", "4K", 2000, 240_000_000, 560),
+        ];
+        for (id, size, tokens, nano, input) in table {
+            let m = r.get(id).unwrap();
+            let t = m.image_tokens.as_ref().unwrap();
+            assert_eq!(t.output_for(Some(size)), Some(tokens), "{id} {size}");
+            assert_eq!(t.input_per_image, input, "{id}");
+            let cost = m
+                .price
+                .cost(Usage::Tokens {
+                    prompt: 0,
+                    image_output: tokens,
+                })
+                .unwrap();
+            assert_eq!(cost.nano_usd, nano, "{id} {size}");
+        }
+        for m in r
+            .models()
+            .filter(|m| m.provider == Provider::Google && m.status == Status::Active)
+        {
+            assert!(m.price.verified(), "{}", m.id);
+            let sources = m.price.sources();
+            assert!(
+                sources.iter().any(|s| s.provider_page),
+                "{}: at least one figure from Google's own page",
+                m.id
+            );
+            for s in sources {
+                assert!(s.url.starts_with("https://"), "{}", s.url);
+                assert_eq!(s.read_on.len(), 10, "YYYY-MM-DD: {}", s.read_on);
+                assert!(
+                    s.provider_page || s.note.is_some() || sources.iter().any(|o| o.note.is_some()),
+                    "{}: a quoted figure says so",
+                    m.id
+                );
+            }
+            let limits = m.inputs.as_ref().unwrap();
+            assert_eq!(limits.inline_max_bytes, 7_000_000, "{}", m.id);
+        }
+    }
+
+    #[test]
+    fn a_registry_without_sources_or_input_limits_is_refused() {
+        let unchecked = BUILTIN.replacen(
+            r#""verified": true,
+        "sources""#,
+            r#""verified": false,
+        "sources""#,
+            1,
+        );
+        assert_ne!(unchecked, BUILTIN);
+        assert!(matches!(
+            Registry::parse(&unchecked),
+            Err(RegistryError::Parse(m)) if m.contains("not checked")
+        ));
+        let no_limits = r#"{"models":[{"id":"x/y","label":"x","provider":"replicate","api":"predictions","tools":["upscale"],"status":"active","price":{"kind":"per_output","usd":1,"verified":false}}]}"#;
+        assert!(matches!(
+            Registry::parse(no_limits),
+            Err(RegistryError::Parse(m)) if m.contains("input limits")
+        ));
     }
 
     #[test]

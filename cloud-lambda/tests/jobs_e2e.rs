@@ -5,222 +5,18 @@
 //! Router with jobs on. Each test creates assets offline, queues tool
 //! requests, syncs, and watches the result merge on a second device.
 
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use atelier_fixtures::fakes::{self, FakeConfig, RunningFakes};
-use cloud_lambda::app::{AppState, router};
-use cloud_lambda::auth::LocalIssuer;
-use cloud_lambda::jobs::JobConfig;
-use cloud_lambda::providers::ProviderConfig;
-use cloud_lambda::registry::{BUILTIN, Registry};
-use cloud_lambda::storage::jobs::{JobStore, OpStatus};
-use core_sync::model::{
-    BlobRef, MessageStatus, MessageUpdate, MessageView, NewMessage, NewVersion,
-};
-use core_sync::store::{Store, StoreOptions};
+use atelier_fixtures::fakes;
+use cloud_lambda::storage::jobs::OpStatus;
+use core_sync::model::{MessageStatus, MessageUpdate};
+use core_sync::now_millis;
 use core_sync::sync::client::SyncClient;
 use core_sync::sync::engine::EngineConfig;
-use core_sync::{DocId, now_millis};
 use serde_json::json;
-use tempfile::TempDir;
 
-/// One signing key for the whole test binary (RSA keygen is slow).
-fn key_dir() -> &'static TempDir {
-    static DIR: OnceLock<TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        LocalIssuer::load_or_create(d.path(), "atelier-local", "atelier-desktop").unwrap();
-        d
-    })
-}
-
-struct World {
-    fakes: RunningFakes,
-    url: String,
-    token: String,
-    /// The server's operations, to see when a job has ended.
-    ops: Arc<dyn JobStore>,
-    user: String,
-    _dir: TempDir,
-}
-
-impl World {
-    /// Waits until the server has ended the job of request `id` (every
-    /// write of a job comes before its operation turns terminal).
-    async fn job_ended(&self, id: &str) -> OpStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(op) = self.ops.get_operation(&self.user, id).await.unwrap()
-                && op.status.is_terminal()
-            {
-                return op.status;
-            }
-            assert!(Instant::now() < deadline, "the job of {id} never ended");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-async fn world() -> World {
-    let fakes = fakes::spawn(FakeConfig {
-        step: Duration::from_millis(100),
-        ..FakeConfig::default()
-    })
-    .await
-    .unwrap();
-    let issuer =
-        LocalIssuer::load_or_create(key_dir().path(), "atelier-local", "atelier-desktop").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let providers = ProviderConfig {
-        gemini_base: fakes.base_url().into(),
-        gemini_key: Some(fakes::DEFAULT_API_KEY.into()),
-        replicate_base: fakes.base_url().into(),
-        replicate_token: Some(fakes::DEFAULT_REPLICATE_TOKEN.into()),
-        replicate_webhook_secret: Some(fakes::DEFAULT_WEBHOOK_SECRET.into()),
-        ..ProviderConfig::default()
-    };
-    let config = JobConfig {
-        retry_base: Duration::from_millis(50),
-        retry_max: Duration::from_secs(2),
-        poll_interval: Duration::from_millis(300),
-        public_url: Some(url.clone()),
-        ..JobConfig::default()
-    };
-    let state = AppState::embedded(dir.path(), issuer.verifier(), None)
-        .await
-        .unwrap()
-        .with_jobs(Registry::parse(BUILTIN).unwrap(), providers, config);
-    let ops = state.ops.clone();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    World {
-        fakes,
-        url,
-        token: issuer.mint("alice", Duration::from_secs(3600)),
-        ops,
-        user: LocalIssuer::user_id("alice"),
-        _dir: dir,
-    }
-}
-
-struct Device {
-    store: Store,
-    sync: SyncClient,
-    _dir: TempDir,
-}
-
-async fn device(w: &World) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default())
-        .await
-        .unwrap();
-    let sync = SyncClient::new(
-        store.clone(),
-        &w.url,
-        w.token.clone(),
-        EngineConfig::default(),
-    )
-    .await
-    .unwrap();
-    Device {
-        store,
-        sync,
-        _dir: dir,
-    }
-}
-
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbaImage::from_fn(w, h, |x, y| {
-        image::Rgba([(x * 4) as u8, (y * 4) as u8, 200, 255])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgba8(img)
-        .write_to(&mut out, image::ImageFormat::Png)
-        .unwrap();
-    out.into_inner()
-}
-
-/// An asset with one 64x48 image, created offline. Returns (doc, version).
-async fn asset_with_image(d: &mut Device) -> (DocId, String) {
-    let bytes = png(64, 48);
-    let len = bytes.len() as u64;
-    let sha = d
-        .store
-        .put_blob(bytes, "image/png", now_millis())
-        .await
-        .unwrap();
-    let mut a = d.store.create("Sneaker", now_millis()).await.unwrap();
-    let v = a
-        .doc
-        .add_version(
-            NewVersion {
-                blob: BlobRef {
-                    sha256: sha,
-                    mime: "image/png".into(),
-                    width: 64,
-                    height: 48,
-                    bytes: len,
-                },
-                thumbnail: None,
-                parent_version_id: None,
-                created_by_message_id: None,
-            },
-            now_millis(),
-        )
-        .unwrap();
-    d.store.save(&mut a).await.unwrap();
-    d.sync.local_change(a.id.clone());
-    (a.id, v)
-}
-
-async fn request(d: &mut Device, doc: &DocId, msg: NewMessage) -> String {
-    let mut a = d.store.load(doc).await.unwrap();
-    let id = a.doc.append_message(msg, now_millis()).unwrap();
-    d.store.save(&mut a).await.unwrap();
-    d.sync.local_change(doc.clone());
-    id
-}
-
-fn tool(
-    tool: &str,
-    provider: &str,
-    model: &str,
-    prompt: &str,
-    input: Option<&str>,
-    params: serde_json::Value,
-) -> NewMessage {
-    NewMessage {
-        input_version_ids: input.into_iter().map(str::to_owned).collect(),
-        params: Some(params),
-        ..NewMessage::tool_request(tool, provider, model, prompt)
-    }
-}
-
-/// Syncs `d` until every message in `ids` is finished (or the deadline).
-async fn wait_finished(d: &mut Device, doc: &DocId, ids: &[String]) -> Vec<MessageView> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        d.sync.sync_until_idle().await.unwrap();
-        if d.store.contains(doc).await.unwrap() {
-            let mut a = d.store.load(doc).await.unwrap();
-            let msgs: Vec<MessageView> = ids.iter().map(|id| a.doc.message(id).unwrap()).collect();
-            if msgs
-                .iter()
-                .all(|m| m.status.is_some_and(|s| s.is_terminal()))
-            {
-                return msgs;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "jobs did not finish: {:?}",
-                msgs.iter().map(|m| m.status).collect::<Vec<_>>()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
+mod support;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tool_runs_once_and_its_result_reaches_a_second_device() {
@@ -344,10 +140,13 @@ async fn every_tool_runs_once_and_its_result_reaches_a_second_device() {
         costs,
         vec![
             ("bria/remove-background".into(), 18_000_000),
-            ("gemini-3-pro-image".into(), 5 * 2_000 + 1290 * 120_000),
+            // Google's prices and token counts (models.json cites them):
+            // 3 Pro Image $2 / $120 per 1M, a 1K image 1120 tokens; 3.1 Flash
+            // Image $0.50 / $60 per 1M, 1120 tokens per input and 1K image.
+            ("gemini-3-pro-image".into(), 5 * 2_000 + 1120 * 120_000),
             (
                 "gemini-3.1-flash-image".into(),
-                (5 + 258) * 300 + 1290 * 30_000
+                (5 + 1120) * 500 + 1120 * 60_000
             ),
             ("nightmareai/real-esrgan".into(), 337_500),
         ]

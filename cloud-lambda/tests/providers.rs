@@ -129,12 +129,14 @@ async fn gemini_text_to_image_returns_a_png_and_prices_its_usage() {
         img.usage,
         Usage::Tokens {
             prompt: prompt_tokens,
-            image_output: 1290
+            image_output: 1120
         }
     );
+    // Google's price for 3.1 Flash Image: $0.50 per 1M input tokens, $60 per
+    // 1M image tokens; a 1K image is 1120 tokens ($0.0672).
     assert_eq!(
         nano_usd(GEMINI, img.usage),
-        prompt_tokens as i64 * 300 + 1290 * 30_000
+        prompt_tokens as i64 * 500 + 1120 * 60_000
     );
 
     let reqs = f.requests();
@@ -162,7 +164,10 @@ async fn gemini_edits_the_input_image() {
         &cfg,
         GEMINI,
         prompt,
-        Some(("image/png", &input)),
+        Some(gemini::GeminiInput::Inline {
+            mime: "image/png",
+            bytes: &input,
+        }),
         None,
         None,
     )
@@ -178,8 +183,8 @@ async fn gemini_edits_the_input_image() {
     assert_eq!(
         img.usage,
         Usage::Tokens {
-            prompt: tokens_for(prompt) + 258,
-            image_output: 1290
+            prompt: tokens_for(prompt) + 1120,
+            image_output: 1120
         }
     );
 
@@ -187,7 +192,10 @@ async fn gemini_edits_the_input_image() {
         &cfg,
         GEMINI,
         "Wide",
-        Some(("image/png", &input)),
+        Some(gemini::GeminiInput::Inline {
+            mime: "image/png",
+            bytes: &input,
+        }),
         Some("16:9"),
         Some("1K"),
     )
@@ -219,7 +227,7 @@ async fn gemini_thoughts_are_skipped() {
         img.usage,
         Usage::Tokens {
             prompt: tokens_for(&prompt),
-            image_output: 1290
+            image_output: 1120
         }
     );
 }
@@ -359,10 +367,19 @@ async fn gemini_request_errors_are_permanent() {
         )
     );
 
-    let bmp =
-        gemini::generate_content(&cfg, GEMINI, "x", Some(("image/bmp", b"BM...")), None, None)
-            .await
-            .unwrap_err();
+    let bmp = gemini::generate_content(
+        &cfg,
+        GEMINI,
+        "x",
+        Some(gemini::GeminiInput::Inline {
+            mime: "image/bmp",
+            bytes: b"BM...",
+        }),
+        None,
+        None,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         permanent(bmp),
         (
@@ -375,7 +392,10 @@ async fn gemini_request_errors_are_permanent() {
         &cfg,
         GEMINI,
         "x",
-        Some(("image/png", b"not a png")),
+        Some(gemini::GeminiInput::Inline {
+            mime: "image/png",
+            bytes: b"not a png",
+        }),
         None,
         None,
     )
@@ -929,4 +949,19 @@ async fn replicate_request_errors_are_classified() {
             .unwrap_err()
             .is_transient()
     );
+}
+
+#[test]
+fn the_fake_gemini_bills_the_tokens_the_registry_cites() {
+    let registry =
+        cloud_lambda::registry::Registry::parse(cloud_lambda::registry::BUILTIN).unwrap();
+    for (model, per_input, outputs) in atelier_fixtures::fakes::gemini::IMAGE_TOKENS {
+        let tokens = registry.get(model).unwrap().image_tokens.clone().unwrap();
+        assert_eq!(tokens.input_per_image, *per_input, "{model}");
+        let fake: std::collections::BTreeMap<String, u64> = outputs
+            .iter()
+            .map(|(size, n)| (size.to_string(), *n))
+            .collect();
+        assert_eq!(tokens.output, fake, "{model}");
+    }
 }

@@ -16,9 +16,11 @@ async fn embedded() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let docs = EmbeddedStore::open(dir.path()).await.unwrap();
     let blobs = EmbeddedBlobs::open(dir.path()).unwrap();
+    let docs = Arc::new(docs);
     Backend {
-        docs: Arc::new(docs),
+        docs: docs.clone(),
         blobs: Arc::new(blobs),
+        ops: docs,
         guard: Box::new(dir),
     }
 }

@@ -2,7 +2,7 @@
 //! software renderer), on its default embedded server with the fake
 //! providers, driven with xdotool through a whole flow: create an asset
 //! from a prompt, edit it, roll back, send another edit and `kill -9` the app
-//! (the request survives the restart), quit. What the app stored is checked
+//! (the request survives the restart), remove the background, quit. What the app stored is checked
 //! through the store; screenshots of each step are saved to
 //! `target/tmp/xvfb-window/` (look at them).
 
@@ -307,6 +307,39 @@ fn a_real_window_through_a_whole_flow() {
     });
     app.wait_images();
     x.screenshot("07-after-kill-9");
+
+    // The composer's tool box, by keyboard: click to focus it (its list
+    // opens), Escape closes the list, Down twice picks "Remove background";
+    // then Send. The generated 296 KB image goes to Replicate's Files API.
+    app.click(&x, (397, 741));
+    x.screenshot("08-tool-box");
+    app.key(&x, "Escape");
+    app.key(&x, "Down");
+    app.key(&x, "Down");
+    x.screenshot("09-remove-background");
+    app.click(&x, (1008, 781));
+    rt.block_on(wait_store(
+        &store,
+        "the background removed",
+        Finished { versions: 4 },
+    ));
+    app.wait_state("the background removed, drawn", |l| {
+        field(l, "versions") == 4 && field(l, "last_status") == "succeeded"
+    });
+    app.wait_images();
+    x.screenshot("10-background-removed");
+    let asset = rt.block_on(store.load(&id)).unwrap();
+    let last = asset
+        .doc
+        .messages()
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|m| m.tool.is_some());
+    assert_eq!(
+        last.and_then(|m| m.tool).as_deref(),
+        Some("remove-background")
+    );
 
     // Ctrl+Q quits cleanly.
     app.key(&x, "ctrl+q");

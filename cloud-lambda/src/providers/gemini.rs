@@ -33,9 +33,29 @@ pub const ASPECT_RATIOS: [&str; 10] = [
 ];
 /// `imageSize` values (3.x models).
 pub const IMAGE_SIZES: [&str; 3] = ["1K", "2K", "4K"];
-/// Google's limit on a whole inline request; we refuse larger inputs
-/// before sending.
+/// Google's limit on a whole inline request; larger inputs go through
+/// the Files API ([`super::gemini_files`]) and are refused inline before
+/// sending.
 pub const MAX_INLINE_BYTES: usize = 20 * 1024 * 1024;
+
+/// An input image: inside the request, or a file uploaded with
+/// [`super::gemini_files`].
+#[derive(Clone, Copy, PartialEq)]
+pub enum GeminiInput<'a> {
+    Inline { mime: &'a str, bytes: &'a [u8] },
+    File { mime: &'a str, uri: &'a str },
+}
+
+impl fmt::Debug for GeminiInput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GeminiInput::Inline { mime, bytes } => {
+                write!(f, "Inline({mime}, {} bytes)", bytes.len())
+            }
+            GeminiInput::File { mime, uri } => write!(f, "File({mime}, {uri})"),
+        }
+    }
+}
 
 /// The image Gemini made.
 #[derive(Clone, PartialEq)]
@@ -61,14 +81,14 @@ impl fmt::Debug for GeminiImage {
     }
 }
 
-/// Generates (no `input`) or edits (`input` = mime type and bytes) an
-/// image with `model_id`. `aspect_ratio` is one of [`ASPECT_RATIOS`];
+/// Generates (no `input`) or edits (`input`, inline or an uploaded file)
+/// an image with `model_id`. `aspect_ratio` is one of [`ASPECT_RATIOS`];
 /// `image_size` one of [`IMAGE_SIZES`] (3.x models only).
 pub async fn generate_content(
     cfg: &ProviderConfig,
     model_id: &str,
     prompt: &str,
-    input: Option<(&str, &[u8])>,
+    input: Option<GeminiInput<'_>>,
     aspect_ratio: Option<&str>,
     image_size: Option<&str>,
 ) -> Result<GeminiImage, ProviderError> {
@@ -100,7 +120,7 @@ pub async fn generate_content(
 /// The request body, exactly as `providers.md` shows it.
 fn request_body(
     prompt: &str,
-    input: Option<(&str, &[u8])>,
+    input: Option<GeminiInput<'_>>,
     aspect_ratio: Option<&str>,
     image_size: Option<&str>,
 ) -> Result<Value, ProviderError> {
@@ -111,7 +131,10 @@ fn request_body(
         ));
     }
     let mut parts = vec![json!({ "text": prompt })];
-    if let Some((mime, bytes)) = input {
+    if let Some(GeminiInput::File { mime, uri }) = input {
+        parts.push(json!({ "file_data": { "mime_type": mime, "file_uri": uri } }));
+    }
+    if let Some(GeminiInput::Inline { mime, bytes }) = input {
         if bytes.is_empty() {
             return Err(ProviderError::permanent(
                 codes::INVALID_INPUT,
@@ -123,7 +146,7 @@ fn request_body(
             return Err(ProviderError::permanent(
                 codes::INVALID_INPUT,
                 format!(
-                    "The input image is too large to send to Gemini ({:.1} MB; the limit is about 15 MB).",
+                    "The input image is too large to send to Gemini inline ({:.1} MB; the limit is about 15 MB).",
                     bytes.len() as f64 / 1_048_576.0
                 ),
             ));
@@ -584,7 +607,10 @@ mod tests {
     fn the_request_body_is_the_documented_shape() {
         let body = request_body(
             "Put this product on a white background",
-            Some(("image/png", b"png")),
+            Some(GeminiInput::Inline {
+                mime: "image/png",
+                bytes: b"png",
+            }),
             Some("16:9"),
             None,
         )
@@ -607,6 +633,20 @@ mod tests {
         );
         let bare = request_body("A cat", None, None, None).unwrap();
         assert!(bare["generationConfig"].get("imageConfig").is_none());
+        let uploaded = request_body(
+            "Brighter",
+            Some(GeminiInput::File {
+                mime: "image/png",
+                uri: "https://generativelanguage.googleapis.com/v1beta/files/abc-123",
+            }),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            uploaded["contents"][0]["parts"][1],
+            json!({"file_data":{"mime_type":"image/png","file_uri":"https://generativelanguage.googleapis.com/v1beta/files/abc-123"}})
+        );
     }
 
     #[test]
@@ -626,7 +666,19 @@ mod tests {
             "The prompt is empty."
         );
         assert_eq!(
-            permanent(request_body("x", Some(("image/png", b"")), None, None).unwrap_err()).0,
+            permanent(
+                request_body(
+                    "x",
+                    Some(GeminiInput::Inline {
+                        mime: "image/png",
+                        bytes: b""
+                    }),
+                    None,
+                    None
+                )
+                .unwrap_err()
+            )
+            .0,
             codes::INVALID_INPUT
         );
     }

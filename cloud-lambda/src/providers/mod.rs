@@ -15,10 +15,17 @@
 //! - [`replicate`]: create, poll, cancel predictions; download outputs;
 //!   usage for pricing.
 //! - [`webhook`]: Standard Webhooks signature verification.
+//! - [`replicate_files`], [`gemini_files`]: the providers' Files APIs, for
+//!   inputs too large to send inside a request.
+//! - [`inputs`]: how an input image reaches the provider (inline, a
+//!   presigned URL of our own storage, or an upload), decided in one place.
 
 pub mod gemini;
+pub mod gemini_files;
 pub mod imagen;
+pub mod inputs;
 pub mod replicate;
+pub mod replicate_files;
 pub mod webhook;
 
 use std::fmt;
@@ -55,6 +62,9 @@ pub struct ProviderConfig {
     pub api_timeout: Duration,
     /// Time allowed to download one output (default 120 s).
     pub download_timeout: Duration,
+    /// Time allowed to upload one input file, or one 8 MiB chunk of it
+    /// (default 300 s).
+    pub upload_timeout: Duration,
     /// The connection pool, shared by clones and built on first use (with
     /// `connect_timeout` as it is then).
     pub http: HttpClient,
@@ -75,6 +85,7 @@ impl Default for ProviderConfig {
             generate_timeout: Duration::from_secs(300),
             api_timeout: Duration::from_secs(30),
             download_timeout: Duration::from_secs(120),
+            upload_timeout: Duration::from_secs(300),
             http: HttpClient::default(),
         }
     }
@@ -177,6 +188,7 @@ impl fmt::Debug for ProviderConfig {
             .field("generate_timeout", &self.generate_timeout)
             .field("api_timeout", &self.api_timeout)
             .field("download_timeout", &self.download_timeout)
+            .field("upload_timeout", &self.upload_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -356,6 +368,13 @@ fn parse_http_date(s: &str) -> Option<SystemTime> {
         .assume_utc()
         .unix_timestamp();
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).ok()?))
+}
+
+/// An RFC 3339 time (`2024-06-29T10:16:04.062Z`) in unix milliseconds.
+pub(crate) fn rfc3339_millis(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// A protobuf `Duration` in JSON: `"41s"`, `"0.5s"`.

@@ -441,7 +441,7 @@ async fn call(
 }
 
 /// Classifies a Replicate error answer (any non-2xx).
-fn replicate_error(
+pub(crate) fn replicate_error(
     cfg: &ProviderConfig,
     status: StatusCode,
     headers: &HeaderMap,
@@ -488,6 +488,10 @@ fn replicate_error(
         404 => permanent(
             codes::NOT_FOUND,
             format!("Replicate could not find {what}.{said}"),
+        ),
+        413 => permanent(
+            codes::INVALID_INPUT,
+            format!("Replicate refused {what} as too large (HTTP 413)."),
         ),
         422 => {
             let detail = detail.as_deref().or(title.as_deref()).map(tidy);

@@ -22,12 +22,14 @@ use automerge::ChangeHash;
 use core_sync::DocId;
 use core_sync::blob::sha256_hex;
 
+use super::jobs::{InputRecord, InputRoute, JobStore, OpStatus, Operation};
 use super::{BlobStore, Chunk, DocHead, DocStore, FeedEntry, MAX_USER_LEN, StorageError};
 
 /// A backend under test.
 pub struct Backend {
     pub docs: Arc<dyn DocStore>,
     pub blobs: Arc<dyn BlobStore>,
+    pub ops: Arc<dyn JobStore>,
     /// Whatever must live as long as the stores (a temporary directory).
     pub guard: Box<dyn Any + Send + Sync>,
 }
@@ -69,6 +71,9 @@ pub const CASES: &[(&str, Case)] = &[
     }),
     ("heads_of_the_latest_append_are_kept", |b| {
         Box::pin(heads_of_the_latest_append_are_kept(b))
+    }),
+    ("operations_are_created_once_and_keep_their_input", |b| {
+        Box::pin(operations_are_created_once_and_keep_their_input(b))
     }),
 ];
 
@@ -676,4 +681,92 @@ async fn blobs_are_verified_and_per_user(b: Backend) {
     let empty = sha256_hex(b"");
     blobs.put(&a, &empty, b"").await.unwrap();
     assert_eq!(blobs.get(&a, &empty).await, Ok(Some(vec![])));
+}
+
+async fn operations_are_created_once_and_keep_their_input(b: Backend) {
+    let ops = &*b.ops;
+    let (a, bob) = (new_user(), new_user());
+    let id = format!("op-{}", uuid::Uuid::new_v4());
+    let mut op = Operation {
+        id: id.clone(),
+        user: a.clone(),
+        doc_id: DocId::random(),
+        status: OpStatus::Queued,
+        provider_ref: None,
+        attempts: 0,
+        error: None,
+        input: None,
+        created_at: 1_000,
+        updated_at: 1_000,
+    };
+    assert_eq!(ops.create_operation(&op).await, Ok(true));
+    assert_eq!(ops.create_operation(&op).await, Ok(false), "created once");
+    assert_eq!(ops.get_operation(&a, &id).await, Ok(Some(op.clone())));
+    assert_eq!(ops.get_operation(&bob, &id).await, Ok(None), "per user");
+
+    // Every way an input travels is kept, field for field.
+    let file = InputRecord {
+        route: InputRoute::ReplicateFile,
+        sha256: sha256_hex(b"input"),
+        bytes: 3_145_728,
+        file_id: Some("cneqzikepnug6xezperrr4z55o".into()),
+        url: Some("https://api.replicate.com/v1/files/cneqzikepnug6xezperrr4z55o".into()),
+        expires_at: Some(86_401_000),
+        deleted: false,
+    };
+    let records = [
+        InputRecord {
+            route: InputRoute::Inline,
+            file_id: None,
+            url: None,
+            expires_at: None,
+            bytes: 2_000,
+            ..file.clone()
+        },
+        InputRecord {
+            route: InputRoute::Presigned,
+            file_id: None,
+            url: Some("https://bucket.s3.amazonaws.com/u/sha?X-Amz-Signature=abc".into()),
+            ..file.clone()
+        },
+        InputRecord {
+            route: InputRoute::GeminiFile,
+            file_id: Some("files/abc-123".into()),
+            url: Some("https://generativelanguage.googleapis.com/v1beta/files/abc-123".into()),
+            ..file.clone()
+        },
+        InputRecord {
+            deleted: true,
+            ..file.clone()
+        },
+        file,
+    ];
+    for (i, record) in records.into_iter().enumerate() {
+        op.status = OpStatus::Running;
+        op.provider_ref = Some(format!("pred-{id}"));
+        op.attempts = i as u32 + 1;
+        op.input = Some(record);
+        op.updated_at = 2_000 + i as i64;
+        ops.update_operation(&op).await.unwrap();
+        assert_eq!(ops.get_operation(&a, &id).await, Ok(Some(op.clone())));
+    }
+    assert_eq!(
+        ops.find_by_provider_ref(&format!("pred-{id}")).await,
+        Ok(Some(op.clone()))
+    );
+    let unfinished = ops.unfinished().await.unwrap();
+    assert_eq!(unfinished.iter().filter(|o| o.id == id).count(), 1);
+    assert_eq!(unfinished.iter().find(|o| o.id == id), Some(&op));
+
+    // Another user cannot touch it; finishing it keeps the input.
+    let mut theirs = op.clone();
+    theirs.user = bob.clone();
+    assert_eq!(
+        ops.update_operation(&theirs).await,
+        Err(StorageError::NotFound)
+    );
+    op.status = OpStatus::Succeeded;
+    ops.update_operation(&op).await.unwrap();
+    assert_eq!(ops.get_operation(&a, &id).await, Ok(Some(op.clone())));
+    assert!(!ops.unfinished().await.unwrap().iter().any(|o| o.id == id));
 }

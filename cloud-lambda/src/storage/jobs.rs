@@ -61,8 +61,50 @@ pub struct Operation {
     pub provider_ref: Option<String>,
     pub attempts: u32,
     pub error: Option<String>,
+    /// How the input image reaches the provider, once chosen (and the
+    /// upload, if one was made): a resumed job reuses it.
+    pub input: Option<InputRecord>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// The way an input image travels to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputRoute {
+    /// Inside the request: a base64 data URL (Replicate) or `inline_data`
+    /// (Gemini).
+    Inline,
+    /// A short-lived presigned GET URL from the server's own storage.
+    Presigned,
+    /// Uploaded with Replicate's Files API; the file's `urls.get` is passed.
+    ReplicateFile,
+    /// Uploaded with Gemini's Files API; the file's `uri` is passed as
+    /// `file_data`.
+    GeminiFile,
+}
+
+/// The input of an operation as it was handed to the provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRecord {
+    pub route: InputRoute,
+    /// The blob it carries.
+    pub sha256: String,
+    pub bytes: u64,
+    /// The provider's id of an upload (a Replicate file id, a Gemini file
+    /// name such as `files/abc123`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    /// What the provider is given: a file URL, a file URI or a presigned URL
+    /// (never a data URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When the upload or URL stops working (unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// The upload was deleted at the provider (the job no longer needs it).
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 #[async_trait]
@@ -75,7 +117,7 @@ pub trait JobStore: Send + Sync {
     async fn get_operation(&self, user: &str, id: &str) -> Result<Option<Operation>, StorageError>;
 
     /// Overwrites the mutable fields (status, provider_ref, attempts, error,
-    /// updated_at) of an existing operation of `op.user`.
+    /// input, updated_at) of an existing operation of `op.user`.
     async fn update_operation(&self, op: &Operation) -> Result<(), StorageError>;
 
     /// The operation a provider id belongs to (webhooks carry no user).

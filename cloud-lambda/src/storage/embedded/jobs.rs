@@ -5,11 +5,21 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::EmbeddedStore;
-use crate::storage::jobs::{JobStore, OpStatus, Operation};
+use crate::storage::jobs::{InputRecord, JobStore, OpStatus, Operation};
 use crate::storage::{StorageError, validate_user};
+
+/// The input record as stored: JSON text (NULL when none yet).
+fn input_json(input: &Option<InputRecord>) -> Result<Option<String>, StorageError> {
+    input
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StorageError::Backend(format!("input record: {e}")))
+}
 
 fn row_to_op(r: &SqliteRow) -> Result<Operation, StorageError> {
     let status: String = r.try_get("status")?;
+    let input: Option<String> = r.try_get("input")?;
     let doc: String = r.try_get("doc_id")?;
     Ok(Operation {
         id: r.try_get("id")?,
@@ -22,6 +32,10 @@ fn row_to_op(r: &SqliteRow) -> Result<Operation, StorageError> {
         provider_ref: r.try_get("provider_ref")?,
         attempts: r.try_get::<i64, _>("attempts")?.clamp(0, u32::MAX as i64) as u32,
         error: r.try_get("error")?,
+        input: input
+            .map(|j| serde_json::from_str(&j))
+            .transpose()
+            .map_err(|e| StorageError::Backend(format!("stored input record: {e}")))?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -32,8 +46,8 @@ impl JobStore for EmbeddedStore {
     async fn create_operation(&self, op: &Operation) -> Result<bool, StorageError> {
         validate_user(&op.user)?;
         let done = sqlx::query(
-            "INSERT INTO operations (id, user_id, doc_id, status, provider_ref, attempts, error, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO operations (id, user_id, doc_id, status, provider_ref, attempts, error, input, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&op.id)
         .bind(&op.user)
@@ -42,6 +56,7 @@ impl JobStore for EmbeddedStore {
         .bind(&op.provider_ref)
         .bind(op.attempts as i64)
         .bind(&op.error)
+        .bind(input_json(&op.input)?)
         .bind(op.created_at)
         .bind(op.updated_at)
         .execute(&mut *self.writer.lock().await)
@@ -60,13 +75,14 @@ impl JobStore for EmbeddedStore {
 
     async fn update_operation(&self, op: &Operation) -> Result<(), StorageError> {
         let done = sqlx::query(
-            "UPDATE operations SET status = ?, provider_ref = ?, attempts = ?, error = ?, updated_at = ?
+            "UPDATE operations SET status = ?, provider_ref = ?, attempts = ?, error = ?, input = ?, updated_at = ?
              WHERE id = ? AND user_id = ?",
         )
         .bind(op.status.as_str())
         .bind(&op.provider_ref)
         .bind(op.attempts as i64)
         .bind(&op.error)
+        .bind(input_json(&op.input)?)
         .bind(op.updated_at)
         .bind(&op.id)
         .bind(&op.user)
