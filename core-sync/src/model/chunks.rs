@@ -75,9 +75,11 @@ pub fn changes(bytes: &[u8]) -> ModelResult<Vec<Change>> {
     for chunk in split(bytes)? {
         match chunk.kind {
             ChunkKind::Change | ChunkKind::CompressedChange => {
-                out.push(Change::try_from(chunk.bytes).map_err(|e| {
-                    ModelError::Malformed(format!("a change does not parse: {e}"))
-                })?);
+                out.push(
+                    Change::try_from(chunk.bytes).map_err(|e| {
+                        ModelError::Malformed(format!("a change does not parse: {e}"))
+                    })?,
+                );
             }
             ChunkKind::Document | ChunkKind::Bundle => {
                 let doc = Automerge::load(chunk.bytes)?;
