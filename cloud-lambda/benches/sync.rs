@@ -39,7 +39,6 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, AutomergeError, ChangeHash, ROOT, ReadDoc};
 use cloud_lambda::app::{AppState, router};
 use cloud_lambda::auth::{LocalIssuer, Verifier};
-use cloud_lambda::storage::DocStore;
 use core_sync::model::NewMessage;
 use core_sync::sync::client::{HttpTransport, SyncClient, SyncReport, Transport as _};
 use core_sync::sync::engine::EngineConfig;
@@ -218,7 +217,7 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, counter: Arc<Atom
 /// (database and blobs in `dir`), on 127.0.0.1:0.
 struct OurServer {
     addr: SocketAddr,
-    store: Arc<dyn DocStore>,
+    writer: Arc<cloud_lambda::write::DocWriter>,
 }
 
 async fn our_server(dir: &Path, issuer: &LocalIssuer) -> OurServer {
@@ -226,12 +225,12 @@ async fn our_server(dir: &Path, issuer: &LocalIssuer) -> OurServer {
     let state = AppState::embedded(dir, issuer.verifier(), Some(issuer.jwks_json()))
         .await
         .unwrap();
-    let store = state.store.clone();
+    let writer = state.writer.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(state);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    OurServer { addr, store }
+    OurServer { addr, writer }
 }
 
 fn url(addr: SocketAddr) -> String {
@@ -651,7 +650,7 @@ async fn idle_poll(synced: &Synced, verifier: &Verifier, token: &str, reps: usiz
         assert!(resp.docs.is_empty());
 
         let t = Instant::now();
-        let resp = cloud_lambda::sync::sync(&synced.server.store, None, &user, req.clone())
+        let resp = cloud_lambda::sync::sync(&synced.server.writer, &user, req.clone())
             .await
             .unwrap();
         let c = t.elapsed();

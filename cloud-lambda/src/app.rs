@@ -26,12 +26,15 @@ use crate::registry::Registry;
 use crate::storage::embedded::{EmbeddedBlobs, EmbeddedStore};
 use crate::storage::jobs::JobStore;
 use crate::storage::{BlobStore, DocStore, StorageError};
+use crate::write::{DEFAULT_CACHE_BYTES, DocWriter};
 use crate::{blob_routes, webhook_route};
 
 /// Everything a handler needs.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn DocStore>,
+    /// Every document write goes through here (pushes, jobs, REST).
+    pub writer: Arc<DocWriter>,
     pub blobs: Arc<dyn BlobStore>,
     pub ops: Arc<dyn JobStore>,
     pub verifier: Arc<Verifier>,
@@ -53,6 +56,7 @@ impl AppState {
         jwks: Option<serde_json::Value>,
     ) -> AppState {
         AppState {
+            writer: Arc::new(DocWriter::new(store.clone(), DEFAULT_CACHE_BYTES)),
             store,
             blobs,
             ops,
@@ -82,6 +86,12 @@ impl AppState {
         Ok(self.verifier.verify(bearer).await?.sub)
     }
 
+    /// The same state with a document cache of `bytes` (0: no cache).
+    pub fn with_cache_bytes(mut self, bytes: u64) -> AppState {
+        self.writer = Arc::new(DocWriter::new(self.store.clone(), bytes));
+        self
+    }
+
     /// Turns on provider jobs over this state's storage.
     pub fn with_jobs(
         mut self,
@@ -91,7 +101,7 @@ impl AppState {
     ) -> AppState {
         self.webhook_secret = providers.replicate_webhook_secret.clone();
         self.jobs = Some(Jobs::new(
-            self.store.clone(),
+            self.writer.clone(),
             self.blobs.clone(),
             self.ops.clone(),
             Arc::new(registry),
@@ -169,6 +179,6 @@ async fn sync(
     })?;
     let req: SyncRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed sync request: {e}")))?;
-    let resp = crate::sync::sync(&state.store, state.jobs.as_ref(), &user, req).await?;
+    let resp = crate::sync::sync(&state.writer, &user, req).await?;
     Ok(Json(resp))
 }

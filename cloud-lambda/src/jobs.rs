@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use core_sync::DocId;
 use core_sync::model::{
-    AssetDoc, BlobRef, ErrorInfo, MessageKind, MessageStatus, MessageUpdate, MessageView,
-    NewCostEvent, NewVersion, Reader,
+    AssetDoc, BlobRef, ErrorInfo, MessageStatus, MessageUpdate, MessageView, NewCostEvent,
+    NewVersion, VersionView,
 };
 use core_sync::now_millis;
 use tokio::sync::Notify;
@@ -40,9 +40,9 @@ use crate::images;
 use crate::providers::inputs::{self, InputImage, Prepared, PublicInputUrls};
 use crate::providers::{self, ProviderConfig, ProviderError};
 use crate::registry::{Api, Model, Registry, Tool, Usage};
-use crate::server_doc::{self, DocWriteError};
+use crate::storage::BlobStore;
 use crate::storage::jobs::{JobStore, OpStatus, Operation};
-use crate::storage::{BlobStore, DocStore};
+use crate::write::{DocWriter, RequestLauncher, WriteError};
 
 /// Tunables.
 #[derive(Debug, Clone)]
@@ -81,26 +81,8 @@ impl Default for JobConfig {
     }
 }
 
-/// Messages scanned for new requests beyond those the push added (requests
-/// appended concurrently on other devices interleave near the end).
-const SCAN_SLACK: usize = 32;
-
-/// The queued tool requests among the last `new_messages + SCAN_SLACK`
-/// messages: after a push, the candidates for new operations. Cost follows
-/// the push, not the timeline.
-pub fn queued_requests(doc: &Reader<'_>, new_messages: usize) -> Vec<String> {
-    let n = doc.message_count().unwrap_or(0) as usize;
-    let from = n.saturating_sub(new_messages + SCAN_SLACK);
-    doc.messages_range(from..n)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| m.kind == MessageKind::ToolRequest && m.status == Some(MessageStatus::Queued))
-        .map(|m| m.id)
-        .collect()
-}
-
 pub struct Jobs {
-    docs: Arc<dyn DocStore>,
+    docs: Arc<DocWriter>,
     blobs: Arc<dyn BlobStore>,
     ops: Arc<dyn JobStore>,
     registry: Arc<Registry>,
@@ -122,8 +104,8 @@ enum Ending {
 
 type JobResult<T> = Result<T, Ending>;
 
-impl From<DocWriteError> for Ending {
-    fn from(e: DocWriteError) -> Self {
+impl From<WriteError> for Ending {
+    fn from(e: WriteError) -> Self {
         Ending::Failed {
             code: "internal".into(),
             message: format!("The cloud could not update the asset: {e}"),
@@ -138,6 +120,23 @@ fn fail(code: &str, message: impl Into<String>) -> Ending {
     }
 }
 
+/// A request's input: the version id it refers to, and that version if
+/// the asset has it.
+type InputVersion = (Option<String>, Option<VersionView>);
+
+/// Starts jobs for the tool requests a write queued (what the write path
+/// calls; weak, so the writer and the jobs do not keep each other alive).
+struct Launcher(std::sync::Weak<Jobs>);
+
+#[async_trait::async_trait]
+impl RequestLauncher for Launcher {
+    async fn queued(&self, user: &str, doc: &DocId, message_ids: Vec<String>) {
+        if let Some(jobs) = self.0.upgrade() {
+            jobs.start(user, doc, message_ids).await;
+        }
+    }
+}
+
 /// What a provider produced.
 struct Output {
     images: Vec<(String, Vec<u8>)>,
@@ -145,16 +144,18 @@ struct Output {
 }
 
 impl Jobs {
+    /// The job runner over `docs`, which it also registers with as the
+    /// launcher of tool requests a write queues.
     pub fn new(
-        docs: Arc<dyn DocStore>,
+        docs: Arc<DocWriter>,
         blobs: Arc<dyn BlobStore>,
         ops: Arc<dyn JobStore>,
         registry: Arc<Registry>,
         providers: ProviderConfig,
         config: JobConfig,
     ) -> Arc<Jobs> {
-        Arc::new(Jobs {
-            docs,
+        let jobs = Arc::new(Jobs {
+            docs: docs.clone(),
             blobs,
             ops,
             registry,
@@ -162,7 +163,9 @@ impl Jobs {
             config,
             wakeups: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
-        })
+        });
+        docs.set_launcher(Arc::new(Launcher(Arc::downgrade(&jobs))));
+        jobs
     }
 
     pub fn registry(&self) -> &Registry {
@@ -260,14 +263,16 @@ impl Jobs {
                     ..Default::default()
                 };
                 let id = op.id.clone();
-                let written = server_doc::write(&self.docs, &op.user, &op.doc_id, |d| {
-                    match d.update_message(&id, update.clone(), now_millis()) {
-                        // Already finished (e.g. canceled meanwhile): keep that.
-                        Err(core_sync::model::ModelError::Invalid(_)) => Ok(()),
-                        other => other,
-                    }
-                })
-                .await;
+                let written = self
+                    .docs
+                    .write(&op.user, &op.doc_id, |d| {
+                        match d.update_message(&id, update.clone(), now_millis()) {
+                            // Already finished (e.g. canceled meanwhile): keep that.
+                            Err(core_sync::model::ModelError::Invalid(_)) => Ok(()),
+                            other => other,
+                        }
+                    })
+                    .await;
                 if let Err(e) = written {
                     tracing::error!(error = %e, "cannot record the failure");
                 }
@@ -291,22 +296,46 @@ impl Jobs {
         }
     }
 
-    async fn message(&self, op: &Operation) -> JobResult<(AssetDoc, MessageView)> {
-        let (mut doc, _) = server_doc::load(&self.docs, &op.user, &op.doc_id).await?;
-        let m = doc.message(&op.id).map_err(|e| {
-            fail(
-                "internal",
-                format!("The request is gone from the asset: {e}"),
-            )
-        })?;
+    /// The job's request as the document has it now; `Canceled` if the
+    /// user canceled it.
+    async fn message(&self, op: &Operation) -> JobResult<MessageView> {
+        Ok(self.request(op).await?.0)
+    }
+
+    /// The request and the version its input refers to (the first input
+    /// version, else the asset's active one): its id, and the version if
+    /// the asset has it.
+    async fn request(&self, op: &Operation) -> JobResult<(MessageView, InputVersion)> {
+        let (m, version) = self
+            .docs
+            .read(&op.user, &op.doc_id, |doc| {
+                let m = doc.message(&op.id)?;
+                let reader = doc.reader();
+                let version_id = m
+                    .input_version_ids
+                    .first()
+                    .cloned()
+                    .or_else(|| reader.summary().ok().and_then(|s| s.active_version_id));
+                let version = version_id
+                    .as_ref()
+                    .and_then(|v| reader.version(v).ok().flatten());
+                Ok::<_, core_sync::model::ModelError>((m, (version_id, version)))
+            })
+            .await?
+            .map_err(|e| {
+                fail(
+                    "internal",
+                    format!("The request is gone from the asset: {e}"),
+                )
+            })?;
         if m.status == Some(MessageStatus::Canceled) {
             return Err(Ending::Canceled);
         }
-        Ok((doc, m))
+        Ok((m, version))
     }
 
     async fn execute(&self, mut op: Operation) -> JobResult<()> {
-        let (doc, msg) = self.message(&op).await?;
+        let (msg, input_version) = self.request(&op).await?;
         let tool = msg.tool.as_deref().and_then(Tool::parse).ok_or_else(|| {
             fail(
                 "unknown_tool",
@@ -337,33 +366,19 @@ impl Jobs {
 
         // The input image, from the blob store.
         let input = if tool.needs_input() {
-            let version_id = msg
-                .input_version_ids
-                .first()
-                .cloned()
-                .or_else(|| {
-                    doc.reader()
-                        .summary()
-                        .ok()
-                        .and_then(|s| s.active_version_id)
-                })
-                .ok_or_else(|| {
-                    fail(
-                        "no_input",
-                        "This tool needs an image, and the asset has none yet.",
-                    )
-                })?;
-            let version = doc
-                .reader()
-                .version(&version_id)
-                .ok()
-                .flatten()
-                .ok_or_else(|| {
-                    fail(
-                        "no_input",
-                        "The image this request refers to is not in the asset.",
-                    )
-                })?;
+            let (version_id, version) = input_version;
+            let version_id = version_id.ok_or_else(|| {
+                fail(
+                    "no_input",
+                    "This tool needs an image, and the asset has none yet.",
+                )
+            })?;
+            let version = version.ok_or_else(|| {
+                fail(
+                    "no_input",
+                    "The image this request refers to is not in the asset.",
+                )
+            })?;
             let bytes = self.input_blob(&op.user, &version.blob.sha256).await?;
             let image = InputImage {
                 sha256: version.blob.sha256.clone(),
@@ -411,24 +426,26 @@ impl Jobs {
     async fn progress(&self, op: &Operation, progress: f64, running: bool) -> JobResult<()> {
         let id = op.id.clone();
         let op_id = op.id.clone();
-        let canceled = server_doc::write(&self.docs, &op.user, &op.doc_id, |d| {
-            let m = d.message(&id)?;
-            if m.status == Some(MessageStatus::Canceled) {
-                return Ok(true);
-            }
-            d.update_message(
-                &id,
-                MessageUpdate {
-                    status: running.then_some(MessageStatus::Running),
-                    progress: Some(progress),
-                    operation_id: Some(op_id.clone()),
-                    ..Default::default()
-                },
-                now_millis(),
-            )?;
-            Ok(false)
-        })
-        .await?;
+        let canceled = self
+            .docs
+            .write(&op.user, &op.doc_id, |d| {
+                let m = d.message(&id)?;
+                if m.status == Some(MessageStatus::Canceled) {
+                    return Ok(true);
+                }
+                d.update_message(
+                    &id,
+                    MessageUpdate {
+                        status: running.then_some(MessageStatus::Running),
+                        progress: Some(progress),
+                        operation_id: Some(op_id.clone()),
+                        ..Default::default()
+                    },
+                    now_millis(),
+                )?;
+                Ok(false)
+            })
+            .await?;
         if canceled {
             Err(Ending::Canceled)
         } else {
@@ -750,53 +767,55 @@ impl Jobs {
         let cost = model.price.cost(out.usage);
         let id = op.id.clone();
         let provider = format!("{:?}", model.provider).to_lowercase();
-        let canceled = server_doc::write(&self.docs, &op.user, &op.doc_id, |d| {
-            let now = now_millis();
-            let record = |d: &mut AssetDoc| -> Result<(), core_sync::model::ModelError> {
-                if let Some(c) = &cost {
-                    d.record_cost(
-                        NewCostEvent {
-                            provider: provider.clone(),
-                            model: model.id.clone(),
-                            units: c.units,
-                            unit: c.unit.into(),
-                            cost_nano_usd: c.nano_usd,
-                            message_id: Some(id.clone()),
-                        },
-                        now,
-                    )?;
+        let canceled = self
+            .docs
+            .write(&op.user, &op.doc_id, |d| {
+                let now = now_millis();
+                let record = |d: &mut AssetDoc| -> Result<(), core_sync::model::ModelError> {
+                    if let Some(c) = &cost {
+                        d.record_cost(
+                            NewCostEvent {
+                                provider: provider.clone(),
+                                model: model.id.clone(),
+                                units: c.units,
+                                unit: c.unit.into(),
+                                cost_nano_usd: c.nano_usd,
+                                message_id: Some(id.clone()),
+                            },
+                            now,
+                        )?;
+                    }
+                    Ok(())
+                };
+                match d.message(&id)?.status {
+                    // Canceled meanwhile: the money is spent, the result is not wanted.
+                    Some(MessageStatus::Canceled) => {
+                        record(d)?;
+                        return Ok(true);
+                    }
+                    // Another run of this operation finished first (a webhook and
+                    // a poll racing across instances): write nothing twice.
+                    Some(MessageStatus::Succeeded | MessageStatus::Failed) => return Ok(false),
+                    _ => {}
                 }
-                Ok(())
-            };
-            match d.message(&id)?.status {
-                // Canceled meanwhile: the money is spent, the result is not wanted.
-                Some(MessageStatus::Canceled) => {
-                    record(d)?;
-                    return Ok(true);
+                record(d)?;
+                let mut outputs = Vec::new();
+                for v in &versions {
+                    outputs.push(d.add_version(v.clone(), now)?);
                 }
-                // Another run of this operation finished first (a webhook and
-                // a poll racing across instances): write nothing twice.
-                Some(MessageStatus::Succeeded | MessageStatus::Failed) => return Ok(false),
-                _ => {}
-            }
-            record(d)?;
-            let mut outputs = Vec::new();
-            for v in &versions {
-                outputs.push(d.add_version(v.clone(), now)?);
-            }
-            d.update_message(
-                &id,
-                MessageUpdate {
-                    status: Some(MessageStatus::Succeeded),
-                    progress: Some(1.0),
-                    add_output_version_ids: outputs,
-                    ..Default::default()
-                },
-                now,
-            )?;
-            Ok(false)
-        })
-        .await?;
+                d.update_message(
+                    &id,
+                    MessageUpdate {
+                        status: Some(MessageStatus::Succeeded),
+                        progress: Some(1.0),
+                        add_output_version_ids: outputs,
+                        ..Default::default()
+                    },
+                    now,
+                )?;
+                Ok(false)
+            })
+            .await?;
         tracing::info!(tool = tool.as_str(), model = %model.id, nano_usd = cost.as_ref().map(|c| c.nano_usd), "job finished");
         if canceled {
             Err(Ending::Canceled)

@@ -1,10 +1,13 @@
 //! `cloud-lambda`: Atelier's cloud. One axum `Router` serves the sync
-//! endpoint (and, in later issues, the REST API, jobs and the webhook), over
-//! a storage backend chosen at start-up: embedded (SQLite + files, the
-//! default of `atelier-cloud serve`) or AWS (DynamoDB + S3, on Lambda).
+//! endpoint, blobs, provider jobs and the Replicate webhook over the
+//! embedded storage backend (SQLite + files, the default of `atelier-cloud
+//! serve`).
 //!
 //! - [`app`]: the Router and its state.
 //! - [`sync`]: the sync endpoint's logic.
+//! - [`write`]: the one path every document write takes (a pure decision,
+//!   one adapter, a byte-bounded cache of warm documents).
+//! - [`jobs`]: provider jobs, launched for queued tool requests.
 //! - [`auth`]: bearer JWT (RS256) validation against a JWKS; the embedded
 //!   server's own issuer.
 //! - [`storage`]: the fallible storage trait, its embedded implementation,
@@ -28,7 +31,7 @@ pub mod jobs;
 pub mod local;
 pub mod providers;
 pub mod registry;
-pub mod server_doc;
 pub mod storage;
 pub mod sync;
 pub mod webhook_route;
+pub mod write;

@@ -4,84 +4,74 @@
 //! format and its guarantees.
 //!
 //! Pushes are validated whole before anything is written: every document id
-//! is well-formed and unique, every change batch parses strictly. A push is
-//! applied to the server's copy of the document; only changes the server did
-//! not already have are appended (so retries store nothing twice), and a
-//! batch whose dependencies the server lacks is refused for that document
-//! with `missingDeps`, storing nothing. Concurrent pushes to one document
-//! (two devices) meet at the storage layer's conditional append and retry.
+//! is well-formed and unique, every change batch parses strictly. Each push
+//! then goes through the one write path ([`crate::write`]): only changes the
+//! server did not already have are appended (so retries store nothing
+//! twice), and a batch whose dependencies the server lacks is refused for
+//! that document with `missingDeps`, storing nothing. This module knows
+//! nothing of jobs: the write path launches what a push queued.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use automerge::AutoCommit;
+use automerge::Change;
 use core_sync::DocId;
-use core_sync::model::{Reader, check_chunks};
+use core_sync::model::chunks;
 use core_sync::sync::protocol::{
-    DocPush, DocUpdate, MAX_WAIT_MS, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES,
-    SyncRequest, SyncResponse, hashes,
+    DocUpdate, MAX_WAIT_MS, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES, SyncRequest,
+    SyncResponse, hashes,
 };
 
 use crate::error::ApiError;
-use crate::jobs::{Jobs, queued_requests};
-use crate::storage::{DocStore, StorageError};
+use crate::storage::DocStore;
+use crate::write::{DocWriter, Pushed, WriteError};
 
-/// How many times a push retries after losing a conditional append race.
-const APPEND_RETRIES: usize = 8;
-/// Compact a document once this many log entries sit beside its snapshot.
-const COMPACT_AFTER_ENTRIES: usize = 32;
-
-/// What a document's stored chunks weigh, for the compaction policy.
-#[derive(Default)]
-struct LogSizes {
-    snapshot_bytes: usize,
-    entry_bytes: usize,
-    entries: usize,
-}
-
-impl LogSizes {
-    fn of(chunks: &[crate::storage::Chunk]) -> Self {
-        let mut s = LogSizes::default();
-        for c in chunks {
-            if c.is_snapshot {
-                s.snapshot_bytes += c.bytes.len();
-            } else {
-                s.entry_bytes += c.bytes.len();
-                s.entries += 1;
-            }
-        }
-        s
-    }
-
-    /// After appending `new` bytes: compact when the raw changes outweigh
-    /// the snapshot (so a device syncing from scratch downloads compressed
-    /// snapshots, not raw change logs; amortised, a constant cost per byte)
-    /// or when entries pile up.
-    fn should_compact(&self, new: usize) -> bool {
-        self.entries + 1 >= COMPACT_AFTER_ENTRIES || self.entry_bytes + new > self.snapshot_bytes
-    }
-}
 /// Most documents sent back in one response.
 const FEED_PAGE: usize = 500;
 
 /// Handles one sync request for `user`.
 pub async fn sync(
-    store: &Arc<dyn DocStore>,
-    jobs: Option<&Arc<Jobs>>,
+    writer: &DocWriter,
     user: &str,
     req: SyncRequest,
 ) -> Result<SyncResponse, ApiError> {
-    validate(&req)?;
+    let parsed = validate(&req)?;
+    let store = writer.docs();
     let mut pushed = Vec::with_capacity(req.push.len());
     // The entry each push appended: the pusher has those changes already,
     // so they are not echoed back.
     let mut own = HashMap::new();
-    for push in &req.push {
-        let (outcome, appended) = apply_push(store, jobs, user, push).await?;
-        if let Some(useq) = appended {
-            own.insert(push.doc_id.clone(), useq);
-        }
+    for (push, changes) in req.push.iter().zip(parsed) {
+        let outcome = match writer.push(user, &push.doc_id, changes).await {
+            Ok(Pushed::Accepted { heads, appended }) => {
+                if let Some(useq) = appended {
+                    own.insert(push.doc_id.clone(), useq);
+                }
+                PushOutcome {
+                    doc_id: push.doc_id.clone(),
+                    status: PushStatus::Accepted,
+                    server_heads: hashes(&heads),
+                }
+            }
+            Ok(Pushed::MissingDeps { heads }) => PushOutcome {
+                doc_id: push.doc_id.clone(),
+                status: PushStatus::MissingDeps,
+                server_heads: hashes(&heads),
+            },
+            Err(WriteError::NotFound(id)) => return Err(ApiError::NotFound(id.to_string())),
+            Err(WriteError::Busy(id)) => {
+                return Err(ApiError::Unavailable(format!(
+                    "document {id} is busy; retry"
+                )));
+            }
+            Err(WriteError::Model { doc, source }) => {
+                return Err(ApiError::BadRequest(format!(
+                    "changes for document {doc}: {source}"
+                )));
+            }
+            Err(WriteError::Storage(e)) => return Err(e.into()),
+        };
         pushed.push(outcome);
     }
 
@@ -147,7 +137,10 @@ async fn pull(
     })
 }
 
-fn validate(req: &SyncRequest) -> Result<(), ApiError> {
+/// Checks the whole request before anything is written: a sane wait,
+/// each document pushed once, every push parsing strictly. Returns each
+/// push's changes.
+fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
     if req.wait_ms > MAX_WAIT_MS {
         return Err(ApiError::BadRequest(format!(
             "waitMs {} is longer than the {MAX_WAIT_MS} ms a long poll may last",
@@ -155,6 +148,7 @@ fn validate(req: &SyncRequest) -> Result<(), ApiError> {
         )));
     }
     let mut seen = HashSet::new();
+    let mut parsed = Vec::with_capacity(req.push.len());
     for push in &req.push {
         if !seen.insert(&push.doc_id) {
             return Err(ApiError::BadRequest(format!(
@@ -162,111 +156,14 @@ fn validate(req: &SyncRequest) -> Result<(), ApiError> {
                 push.doc_id
             )));
         }
-        check_chunks(&push.changes.0).map_err(|e| {
+        parsed.push(chunks::changes(&push.changes.0).map_err(|e| {
             ApiError::BadRequest(format!(
                 "changes for document {} do not parse: {e}",
                 push.doc_id
             ))
-        })?;
+        })?);
     }
-    Ok(())
-}
-
-/// Loads the server's copy of a document from its chunks.
-fn load(chunks: &[crate::storage::Chunk]) -> Result<AutoCommit, ApiError> {
-    let mut all = Vec::with_capacity(chunks.iter().map(|c| c.bytes.len()).sum());
-    for c in chunks {
-        all.extend_from_slice(&c.bytes);
-    }
-    AutoCommit::load(&all)
-        .map_err(|e| ApiError::Internal(format!("stored document does not load: {e}")))
-}
-
-async fn apply_push(
-    store: &Arc<dyn DocStore>,
-    jobs: Option<&Arc<Jobs>>,
-    user: &str,
-    push: &DocPush,
-) -> Result<(PushOutcome, Option<u64>), ApiError> {
-    for _ in 0..APPEND_RETRIES {
-        let head = store.head(user, &push.doc_id).await?;
-        let (mut doc, last_useq, sizes) = match &head {
-            Some(h) => {
-                let chunks = store.read_all(user, &push.doc_id).await?;
-                (load(&chunks)?, h.last_useq, LogSizes::of(&chunks))
-            }
-            None => (AutoCommit::new(), 0, LogSizes::default()),
-        };
-        let before = doc.get_heads();
-        if !push.changes.0.is_empty() {
-            doc.load_incremental(&push.changes.0).map_err(|e| {
-                ApiError::BadRequest(format!("changes for document {}: {e}", push.doc_id))
-            })?;
-        }
-        if !doc.get_missing_deps(&[]).is_empty() {
-            let outcome = PushOutcome {
-                doc_id: push.doc_id.clone(),
-                status: PushStatus::MissingDeps,
-                server_heads: hashes(&before),
-            };
-            return Ok((outcome, None));
-        }
-        let after = doc.get_heads();
-        if after == before {
-            let outcome = PushOutcome {
-                doc_id: push.doc_id.clone(),
-                status: PushStatus::Accepted,
-                server_heads: hashes(&after),
-            };
-            return Ok((outcome, None));
-        }
-        // `before` are heads of this very document, so get_changes cannot
-        // fall back to "everything".
-        let new: Vec<u8> = doc
-            .get_changes(&before)
-            .iter()
-            .flat_map(|c| c.raw_bytes().to_vec())
-            .collect();
-        match store
-            .append(user, &push.doc_id, last_useq, &new, &after)
-            .await
-        {
-            Ok(useq) => {
-                if let Some(jobs) = jobs {
-                    // New tool requests get their operation now.
-                    let added = Reader::new(&doc, None)
-                        .message_count()
-                        .unwrap_or(0)
-                        .saturating_sub(
-                            Reader::new(&doc, Some(&before))
-                                .message_count()
-                                .unwrap_or(0),
-                        );
-                    let queued = queued_requests(&Reader::new(&doc, None), added as usize);
-                    jobs.start(user, &push.doc_id, queued).await;
-                }
-                if sizes.should_compact(new.len()) {
-                    let snapshot = doc.save();
-                    if let Err(e) = store.compact(user, &push.doc_id, useq, &snapshot).await {
-                        tracing::warn!(doc = %push.doc_id, error = %e, "compaction skipped");
-                    }
-                }
-                let outcome = PushOutcome {
-                    doc_id: push.doc_id.clone(),
-                    status: PushStatus::Accepted,
-                    server_heads: hashes(&after),
-                };
-                return Ok((outcome, Some(useq)));
-            }
-            Err(StorageError::Conflict) => continue,
-            Err(StorageError::NotFound) => return Err(ApiError::NotFound(push.doc_id.to_string())),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(ApiError::Unavailable(format!(
-        "document {} is busy; retry",
-        push.doc_id
-    )))
+    Ok(parsed)
 }
 
 /// What a client with `cursor` lacks of one document.

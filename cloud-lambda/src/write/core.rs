@@ -40,12 +40,15 @@ impl LogSizes {
     }
 
     /// Whether to fold the log into a snapshot now (the same rule as the
-    /// local store's, with the server's settings).
+    /// local store's, with the server's settings). The snapshot counts as
+    /// a chunk even before there is one: a lone entry of raw changes is not
+    /// compact, and a document's first push is folded at once, so devices
+    /// syncing from scratch download snapshots.
     pub fn should_compact(&self) -> bool {
         CompactionPolicy::SERVER.should_compact(
             self.snapshot_bytes,
             self.entry_bytes,
-            self.entries + u64::from(self.snapshot_bytes > 0),
+            self.entries + 1,
         )
     }
 
@@ -77,25 +80,31 @@ impl PushDecision {
 }
 
 /// Decides a push of `incoming` (parsed changes) against `doc`, the
-/// document as the log holds it, without changing `doc`: a lookup per
-/// change, so the cost follows the push, not the document.
-pub fn decide_push(doc: &mut AssetDoc, incoming: Vec<Change>) -> PushDecision {
+/// document as the log holds it (`None`: the log has no such document),
+/// without changing `doc`: a lookup per change, so the cost follows the
+/// push, not the document.
+pub fn decide_push(mut doc: Option<&mut AssetDoc>, incoming: Vec<Change>) -> PushDecision {
+    let mut known = |h: &ChangeHash| doc.as_deref_mut().is_some_and(|d| d.has_change(h));
     let mut seen = HashSet::new();
     let new_changes: Vec<Change> = incoming
         .into_iter()
         .filter(|c| seen.insert(c.hash()))
-        .filter(|c| !doc.has_change(&c.hash()))
+        .filter(|c| !known(&c.hash()))
         .collect();
     let new_hashes: HashSet<ChangeHash> = new_changes.iter().map(Change::hash).collect();
     let mut missing: BTreeSet<ChangeHash> = BTreeSet::new();
     for c in &new_changes {
         for d in c.deps() {
-            if !new_hashes.contains(d) && !doc.has_change(d) {
+            if !new_hashes.contains(d) && !known(d) {
                 missing.insert(*d);
             }
         }
     }
-    let mut heads: BTreeSet<ChangeHash> = doc.heads().into_iter().collect();
+    let mut heads: BTreeSet<ChangeHash> = doc
+        .map(|d| d.heads())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     heads.extend(new_hashes.iter().copied());
     for c in &new_changes {
         for d in c.deps() {
@@ -110,9 +119,9 @@ pub fn decide_push(doc: &mut AssetDoc, incoming: Vec<Change>) -> PushDecision {
 }
 
 /// How many recent messages a search for new tool requests reads beyond
-/// the ones a write added (a request may be queued by an edit to an older
-/// message; a retried push may carry changes the log already had).
-const SCAN_SLACK: usize = 8;
+/// the ones a write added: requests appended concurrently on other devices
+/// interleave near the end of the list.
+const SCAN_SLACK: usize = 32;
 
 /// The queued tool requests among the messages a write added (plus a few
 /// before them): after a write, the candidates for new operations. Cost
@@ -148,7 +157,7 @@ mod tests {
         device.append_message(NewMessage::user("b"), 3).unwrap();
         let pushed = device.changes_since(&base);
 
-        let d = decide_push(&mut server, parsed(&pushed));
+        let d = decide_push(Some(&mut server), parsed(&pushed));
         assert_eq!(d.new_changes.len(), 2);
         assert!(d.missing.is_empty());
         assert_eq!(d.heads_after, device.heads());
@@ -156,7 +165,7 @@ mod tests {
 
         // Once applied, the same push (a retry) is nothing new.
         server.apply_changes(d.new_changes).unwrap();
-        let again = decide_push(&mut server, parsed(&pushed));
+        let again = decide_push(Some(&mut server), parsed(&pushed));
         assert!(again.new_changes.is_empty() && again.entry().is_empty());
         assert_eq!(again.heads_after, device.heads());
     }
@@ -170,13 +179,15 @@ mod tests {
         let after_a = device.heads();
         device.append_message(NewMessage::user("b"), 3).unwrap();
         let only_b = device.changes_since(&after_a);
-        let d = decide_push(&mut server, parsed(&only_b));
+        let d = decide_push(Some(&mut server), parsed(&only_b));
         assert_eq!(d.missing, after_a);
         // Concurrent heads: both survive.
         let mut other = server.fork();
         other.append_message(NewMessage::user("c"), 4).unwrap();
-        server.apply_changes(parsed(&other.changes_since(&base))).unwrap();
-        let d = decide_push(&mut server, parsed(&device.changes_since(&base)));
+        server
+            .apply_changes(parsed(&other.changes_since(&base)))
+            .unwrap();
+        let d = decide_push(Some(&mut server), parsed(&device.changes_since(&base)));
         assert!(d.missing.is_empty());
         let mut want = vec![device.heads()[0], other.heads()[0]];
         want.sort();
@@ -187,7 +198,8 @@ mod tests {
     fn new_tool_requests_are_found_among_the_added_messages() {
         let mut doc = AssetDoc::create("t", 1);
         for i in 0..20 {
-            doc.append_message(NewMessage::user(format!("m{i}")), 2).unwrap();
+            doc.append_message(NewMessage::user(format!("m{i}")), 2)
+                .unwrap();
         }
         let before = doc.reader().message_count().unwrap();
         let id = doc
@@ -209,6 +221,10 @@ mod tests {
             many = many.appended(10);
         }
         assert!(many.should_compact());
-        assert!(!LogSizes::default().appended(100).should_compact());
+        assert!(
+            LogSizes::default().appended(100).should_compact(),
+            "a first push"
+        );
+        assert!(!LogSizes::compacted(100).should_compact());
     }
 }

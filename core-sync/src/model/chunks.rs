@@ -75,11 +75,16 @@ pub fn changes(bytes: &[u8]) -> ModelResult<Vec<Change>> {
     for chunk in split(bytes)? {
         match chunk.kind {
             ChunkKind::Change | ChunkKind::CompressedChange => {
-                out.push(
-                    Change::try_from(chunk.bytes).map_err(|e| {
-                        ModelError::Malformed(format!("a change does not parse: {e}"))
-                    })?,
-                );
+                let change = Change::try_from(chunk.bytes)
+                    .map_err(|e| ModelError::Malformed(format!("a change does not parse: {e}")))?;
+                // Parsing does not check the checksum (only loads do): the
+                // header's must be the first bytes of the change's hash.
+                if change.hash().0[..4] != chunk.bytes[4..8] {
+                    return Err(ModelError::Malformed(
+                        "a change's checksum does not match its contents".into(),
+                    ));
+                }
+                out.push(change);
             }
             ChunkKind::Document | ChunkKind::Bundle => {
                 let doc = Automerge::load(chunk.bytes)?;
@@ -143,5 +148,12 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] ^= 0xff;
         assert!(changes(&flipped).is_err(), "a damaged body fails to parse");
+        // A change whose checksum (bytes 4..8) is wrong, body intact.
+        let base = doc.heads();
+        doc.append_message(crate::model::NewMessage::user("x"), 2)
+            .unwrap();
+        let mut change = doc.changes_since(&base);
+        change[5] ^= 0x55;
+        assert!(changes(&change).is_err(), "a wrong checksum");
     }
 }

@@ -63,6 +63,25 @@ impl AssetDoc {
         Ok(this)
     }
 
+    /// A document made of `changes` alone (a first push of a document the
+    /// server never had), with a fresh actor and no migration: exactly what
+    /// the changes say. Changes with missing dependencies are an error.
+    pub fn from_changes(changes: Vec<automerge::Change>) -> ModelResult<Self> {
+        let mut doc = AutoCommit::new().with_actor(crate::ids::new_actor_id());
+        doc.apply_changes(changes)?;
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Err(ModelError::Malformed(
+                "changes are missing their dependencies".into(),
+            ));
+        }
+        if doc.get_heads().is_empty() {
+            return Err(ModelError::Malformed("document has no changes".into()));
+        }
+        let mut this = Self::wrap(doc);
+        this.saved_heads = this.doc.get_heads();
+        Ok(this)
+    }
+
     /// Loads with no migration, for inspecting old documents as they are.
     pub fn load_raw(bytes: &[u8]) -> ModelResult<AutoCommit> {
         Ok(AutoCommit::load(bytes)?)
