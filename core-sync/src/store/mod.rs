@@ -16,6 +16,7 @@
 
 mod compaction;
 mod error;
+mod outbox;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -33,6 +34,7 @@ use tokio::sync::Mutex;
 
 pub use compaction::CompactionPolicy;
 pub use error::{StoreError, StoreResult};
+pub use outbox::{Outbox, RefusedBlob};
 
 use crate::blob::BlobStore;
 use crate::ids::DocId;
@@ -170,7 +172,22 @@ impl Store {
 
     /// Stores a document under `id` as a fresh snapshot (new assets, imports).
     /// An id already in the store is refused: merge into it instead.
-    pub async fn insert(&self, id: DocId, mut doc: AssetDoc) -> StoreResult<LocalAsset> {
+    pub async fn insert(&self, id: DocId, doc: AssetDoc) -> StoreResult<LocalAsset> {
+        self.insert_as(id, doc, Origin::Local).await
+    }
+
+    /// [`Store::insert`] of a document pulled from the sync server (which
+    /// therefore has all of it: nothing to push).
+    pub async fn insert_pulled(&self, id: DocId, doc: AssetDoc) -> StoreResult<LocalAsset> {
+        self.insert_as(id, doc, Origin::Server).await
+    }
+
+    async fn insert_as(
+        &self,
+        id: DocId,
+        mut doc: AssetDoc,
+        origin: Origin,
+    ) -> StoreResult<LocalAsset> {
         let summary = doc.summary().map_err(|source| StoreError::Model {
             doc_id: id.clone(),
             source,
@@ -209,7 +226,7 @@ impl Store {
         .bind(encode_heads(&heads))
         .execute(&mut *tx)
         .await?;
-        let chunk_id = insert_chunk(&mut tx, &id, SNAPSHOT, &bytes, None).await?;
+        let chunk_id = insert_chunk(&mut tx, &id, SNAPSHOT, &bytes, None, origin).await?;
         tx.commit().await?;
         doc.mark_saved(heads);
         Ok(LocalAsset {
@@ -225,7 +242,17 @@ impl Store {
     /// row, in one transaction. When this returns, the edit is acknowledged.
     /// Compacts afterwards if the policy says so.
     pub async fn save(&self, asset: &mut LocalAsset) -> StoreResult<()> {
-        if !self.write_unsaved(asset).await? {
+        self.save_as(asset, Origin::Local).await
+    }
+
+    /// [`Store::save`] of changes pulled from the sync server (nothing of
+    /// them to push back). The asset must hold no unsaved local edits.
+    pub async fn save_pulled(&self, asset: &mut LocalAsset) -> StoreResult<()> {
+        self.save_as(asset, Origin::Server).await
+    }
+
+    async fn save_as(&self, asset: &mut LocalAsset, origin: Origin) -> StoreResult<()> {
+        if !self.write_unsaved(asset, origin).await? {
             return Ok(());
         }
         if self.options.compaction.should_compact(
@@ -244,7 +271,7 @@ impl Store {
 
     /// Writes the asset's unsaved changes as one incremental chunk together
     /// with its projection row. Returns whether there was anything to write.
-    async fn write_unsaved(&self, asset: &mut LocalAsset) -> StoreResult<bool> {
+    async fn write_unsaved(&self, asset: &mut LocalAsset, origin: Origin) -> StoreResult<bool> {
         let (bytes, heads) = asset.doc.unsaved_changes();
         if bytes.is_empty() {
             return Ok(false);
@@ -261,6 +288,7 @@ impl Store {
             INCREMENTAL,
             &bytes,
             Some(&projection),
+            origin,
         )
         .await
         .map_err(|e| match e {
@@ -327,17 +355,31 @@ impl Store {
     pub async fn compact(&self, asset: &mut LocalAsset) -> StoreResult<()> {
         // Changes not yet stored would be folded into the snapshot without
         // their own chunk or projection update; store them first.
-        self.write_unsaved(asset).await?;
+        self.write_unsaved(asset, Origin::Local).await?;
         let snapshot = asset.doc.save();
         let mut writer = self.writer.lock().await;
         // IMMEDIATE: the transaction reads before it writes, and a deferred
         // one would fail at once (SQLITE_BUSY, no busy wait) if another
         // process wrote in between.
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        let new_id = insert_chunk(&mut tx, &asset.id, SNAPSHOT, &snapshot, None).await?;
         // Delete exactly the folded rows: never a range, which could take a
         // chunk another process wrote meanwhile.
         let folded = serde_json::to_string(&asset.chunk_ids).expect("ids serialize");
+        // The snapshot is on the server only if everything folded into it is.
+        let all_pushed: bool = sqlx::query_scalar(
+            "SELECT COALESCE(MIN(pushed), 0) FROM chunks
+             WHERE doc_id = ? AND chunk_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(asset.id.as_str())
+        .bind(&folded)
+        .fetch_one(&mut *tx)
+        .await?;
+        let origin = if all_pushed {
+            Origin::Server
+        } else {
+            Origin::Local
+        };
+        let new_id = insert_chunk(&mut tx, &asset.id, SNAPSHOT, &snapshot, None, origin).await?;
         sqlx::query(
             "DELETE FROM chunks WHERE doc_id = ? AND chunk_id IN (SELECT value FROM json_each(?))",
         )
@@ -605,6 +647,11 @@ impl LocalAsset {
     pub fn chunk_count(&self) -> usize {
         self.chunk_ids.len()
     }
+
+    /// The bytes of the chunks this copy is made of.
+    pub fn stored_bytes(&self) -> u64 {
+        self.snapshot_bytes + self.incremental_bytes
+    }
 }
 
 /// The listing fields a chunk carries for the `chunks_keep_projection`
@@ -636,22 +683,33 @@ impl<'a> Projection<'a> {
     }
 }
 
+/// Where a chunk's changes come from: this device (to push) or the sync
+/// server (already there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local,
+    Server,
+}
+
 async fn insert_chunk(
     conn: &mut SqliteConnection,
     id: &DocId,
     kind: i64,
     bytes: &[u8],
     projection: Option<&Projection<'_>>,
+    origin: Origin,
 ) -> StoreResult<i64> {
     let projection = projection.map(|p| serde_json::to_string(p).expect("projection serializes"));
-    let done =
-        sqlx::query("INSERT INTO chunks (doc_id, kind, bytes, projection) VALUES (?, ?, ?, ?)")
-            .bind(id.as_str())
-            .bind(kind)
-            .bind(bytes)
-            .bind(projection)
-            .execute(conn)
-            .await?;
+    let done = sqlx::query(
+        "INSERT INTO chunks (doc_id, kind, bytes, projection, pushed) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(kind)
+    .bind(bytes)
+    .bind(projection)
+    .bind(i64::from(origin == Origin::Server))
+    .execute(conn)
+    .await?;
     Ok(done.last_insert_rowid())
 }
 

@@ -9,7 +9,6 @@
 //! - the server heads recorded for a document are always heads the server
 //!   reported, so the next push is computed from what the server has.
 
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,39 +17,18 @@ use tokio::sync::{Notify, mpsc};
 use crate::ids::DocId;
 use crate::model::{AssetDoc, MessageStatus};
 use crate::now_millis;
-use crate::store::{Store, StoreError, SyncState as DocSyncState};
+use crate::store::{LocalAsset, Store, StoreError, SyncState as DocSyncState};
 use crate::sync::engine::{Applied, Engine, EngineConfig, Next, SyncStatus};
 use crate::sync::protocol::{
-    Bytes, DocPush, ErrorBody, MAX_WAIT_MS, SYNC_PATH, SyncRequest, SyncResponse, change_hashes,
+    Bytes, DocPush, DocUpdate, MAX_WAIT_MS, PushStatus, SyncRequest, SyncResponse, change_hashes,
 };
+pub use crate::sync::transport::{
+    HttpTransport, SyncError, Transport, decode_response, encode_request,
+};
+use crate::sync::warm::WarmAssets;
 
 /// The store key of the feed cursor.
 const FEED_CURSOR_KEY: &str = "feed_cursor";
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("cannot reach the sync server: {0}")]
-    Network(#[from] reqwest::Error),
-    /// The server answered with an error status.
-    #[error("sync server answered {status}: {message}")]
-    Server { status: u16, message: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("sync protocol error: {0}")]
-    Protocol(String),
-}
-
-impl SyncError {
-    /// Worth retrying with backoff (as opposed to a request the server will
-    /// refuse again).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SyncError::Network(_) => true,
-            SyncError::Server { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            SyncError::Store(_) | SyncError::Protocol(_) => false,
-        }
-    }
-}
 
 /// What one pass of [`SyncClient::sync_until_idle`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,152 +37,6 @@ pub struct SyncReport {
     pub pushed_docs: usize,
     pub pulled_docs: usize,
     pub bytes_sent: usize,
-}
-
-/// How a sync request reaches the server: HTTP in production
-/// ([`HttpTransport`]); tests plug in an in-process Router or a faulty
-/// network.
-#[async_trait::async_trait]
-pub trait Transport: Send + Sync {
-    /// Sends one request with the bearer token; returns the parsed response
-    /// and the bytes put on the wire, or the error the server or network
-    /// produced.
-    async fn sync(
-        &self,
-        req: &SyncRequest,
-        token: &str,
-    ) -> Result<(SyncResponse, usize), SyncError>;
-
-    /// Uploads a blob (`PUT /v1/blobs/{sha256}`). Transports without blob
-    /// support (some test doubles) refuse.
-    async fn put_blob(
-        &self,
-        _sha256: &str,
-        _bytes: Vec<u8>,
-        _token: &str,
-    ) -> Result<(), SyncError> {
-        Err(SyncError::Protocol(
-            "this transport does not move blobs".into(),
-        ))
-    }
-
-    /// Downloads a blob; `None` if the server does not have it (yet).
-    async fn get_blob(&self, _sha256: &str, _token: &str) -> Result<Option<Vec<u8>>, SyncError> {
-        Err(SyncError::Protocol(
-            "this transport does not move blobs".into(),
-        ))
-    }
-
-    /// Whether `put_blob`/`get_blob` work.
-    fn moves_blobs(&self) -> bool {
-        false
-    }
-}
-
-/// `POST {server}/v1/sync` with a zstd-compressed JSON body; blobs via
-/// `PUT`/`GET {server}/v1/blobs/{sha256}`.
-pub struct HttpTransport {
-    http: reqwest::Client,
-    url: String,
-    blobs_url: String,
-}
-
-impl HttpTransport {
-    pub fn new(server: &str) -> Result<Self, SyncError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .build()?;
-        let base = server.trim_end_matches('/');
-        Ok(HttpTransport {
-            http,
-            url: format!("{base}{SYNC_PATH}"),
-            blobs_url: format!("{base}/v1/blobs"),
-        })
-    }
-}
-
-/// Encodes a request body as the server expects it: JSON, zstd-compressed.
-pub fn encode_request(req: &SyncRequest) -> Result<Vec<u8>, SyncError> {
-    let json = serde_json::to_vec(req).map_err(|e| SyncError::Protocol(e.to_string()))?;
-    let mut enc = zstd::Encoder::new(Vec::with_capacity(json.len() / 3), 3)
-        .map_err(|e| SyncError::Protocol(e.to_string()))?;
-    enc.write_all(&json)
-        .map_err(|e| SyncError::Protocol(e.to_string()))?;
-    enc.finish().map_err(|e| SyncError::Protocol(e.to_string()))
-}
-
-/// Turns a status and body into a response or the server's error.
-pub fn decode_response(status: u16, bytes: &[u8]) -> Result<SyncResponse, SyncError> {
-    if !(200..300).contains(&status) {
-        let message = serde_json::from_slice::<ErrorBody>(bytes)
-            .map(|b| b.error.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(bytes).chars().take(300).collect());
-        return Err(SyncError::Server { status, message });
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| SyncError::Protocol(format!("unreadable sync response: {e}")))
-}
-
-#[async_trait::async_trait]
-impl Transport for HttpTransport {
-    async fn sync(
-        &self,
-        req: &SyncRequest,
-        token: &str,
-    ) -> Result<(SyncResponse, usize), SyncError> {
-        let body = encode_request(req)?;
-        let sent = body.len();
-        let resp = self
-            .http
-            .post(&self.url)
-            .bearer_auth(token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::CONTENT_ENCODING, "zstd")
-            .body(body)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
-        Ok((decode_response(status, &bytes)?, sent))
-    }
-
-    async fn put_blob(&self, sha256: &str, bytes: Vec<u8>, token: &str) -> Result<(), SyncError> {
-        let resp = self
-            .http
-            .put(format!("{}/{sha256}", self.blobs_url))
-            .bearer_auth(token)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(());
-        }
-        let body = resp.bytes().await?;
-        decode_response(status, &body).map(|_| ())
-    }
-
-    async fn get_blob(&self, sha256: &str, token: &str) -> Result<Option<Vec<u8>>, SyncError> {
-        let resp = self
-            .http
-            .get(format!("{}/{sha256}", self.blobs_url))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await?;
-        match status {
-            200 => Ok(Some(body.to_vec())),
-            404 => Ok(None),
-            _ => decode_response(status, &body).map(|_| None),
-        }
-    }
-
-    fn moves_blobs(&self) -> bool {
-        true
-    }
 }
 
 /// What a running client tells the app it serves.
@@ -226,7 +58,17 @@ pub struct SyncClient {
     nudge: Arc<Notify>,
     events: Option<mpsc::UnboundedSender<SyncEvent>>,
     last_status: Option<SyncStatus>,
+    /// Documents kept loaded between rounds (applying a pulled change then
+    /// costs the change, not a reload).
+    warm: WarmAssets,
 }
+
+/// Stored bytes of documents the client keeps loaded.
+const WARM_BYTES: u64 = 32 * 1024 * 1024;
+
+/// How long an image the server refused waits before it is offered again
+/// (the server's limits may have changed meanwhile).
+const REFUSED_BLOB_RETRY_MS: i64 = 60 * 60 * 1000;
 
 impl SyncClient {
     /// A client for `server` (base URL, e.g. `http://127.0.0.1:8787`)
@@ -258,6 +100,7 @@ impl SyncClient {
             nudge: Arc::new(Notify::new()),
             events: None,
             last_status: None,
+            warm: WarmAssets::new(WARM_BYTES),
         })
     }
 
@@ -317,19 +160,30 @@ impl SyncClient {
         wait: Duration,
     ) -> Result<Next, SyncError> {
         let plan = self.engine.plan();
+        if !plan.push.is_empty() {
+            // Images first: a job on the server needs its input, and other
+            // devices fetch an image by the version that names it.
+            self.upload_blobs().await?;
+        }
         let mut push = Vec::with_capacity(plan.push.len());
-        let mut jobs_active = false;
+        let mut sent = Vec::with_capacity(plan.push.len());
         for doc in &plan.push {
-            let mut asset = match self.store.load(doc).await {
-                Ok(a) => a,
-                Err(StoreError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
+            // The chunks the server lacks, as stored: no document is loaded.
+            let outbox = self.store.outbox(doc).await?;
+            let changes = if outbox.is_empty() {
+                // Nothing recorded as unpushed, yet the heads differ from the
+                // server's: compute exactly what it lacks.
+                let mut asset = match self.store.load(doc).await {
+                    Ok(a) => a,
+                    Err(StoreError::NotFound(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let server = self.store.sync_state(doc).await?;
+                asset.doc.changes_since(&server.server_heads)
+            } else {
+                outbox.bytes
             };
-            let server = self.store.sync_state(doc).await?;
-            let changes = asset.doc.changes_since(&server.server_heads);
-            jobs_active |= has_active_job(&asset.doc);
-            // The server needs a version's image before a job can use it.
-            self.upload_blobs(&asset.doc).await?;
+            sent.push((doc.clone(), outbox.chunk_ids));
             push.push(DocPush {
                 doc_id: doc.clone(),
                 changes: Bytes(changes),
@@ -362,8 +216,7 @@ impl SyncClient {
         };
         report.requests += 1;
         report.pushed_docs += req.push.len();
-        let mut applied = self.apply(&resp).await?;
-        applied.jobs_active |= jobs_active;
+        let applied = self.apply(&resp, &sent).await?;
         report.pulled_docs += resp.docs.len();
         let next = self.engine.on_success(&plan, &resp, &applied, now_millis());
         // Everything the cursor covers is durable now: persist it.
@@ -480,21 +333,38 @@ impl SyncClient {
         Ok(resp)
     }
 
-    /// Uploads the blobs of `doc` the server is not known to hold.
-    async fn upload_blobs(&self, doc: &AssetDoc) -> Result<(), SyncError> {
+    /// Uploads every image the server does not hold yet. One the server
+    /// refuses (too large, not an image) is set aside with the reason — the
+    /// documents and the other images still go — and offered again later.
+    async fn upload_blobs(&self) -> Result<(), SyncError> {
         if !self.transport.moves_blobs() {
             return Ok(());
         }
-        for (sha, mime) in referenced_blobs(doc) {
-            if !self.store.blobs().contains(&sha) || self.store.blob_uploaded(&sha).await? {
+        let now = now_millis();
+        for (sha, mime) in self
+            .store
+            .blobs_to_upload(now, REFUSED_BLOB_RETRY_MS)
+            .await?
+        {
+            if !self.store.blobs().contains(&sha) {
                 continue;
             }
             let bytes = self.store.get_blob(&sha).await?;
             let len = bytes.len() as u64;
-            self.transport.put_blob(&sha, bytes, &self.token).await?;
-            self.store
-                .mark_blob_uploaded(&sha, &mime, len, now_millis())
-                .await?;
+            match self.transport.put_blob(&sha, bytes, &self.token).await {
+                Ok(()) => {
+                    self.store
+                        .mark_blob_uploaded(&sha, &mime, len, now_millis())
+                        .await?;
+                }
+                Err(e) if e.is_refusal() => {
+                    tracing::warn!(blob = %sha, error = %e, "the server refused an image");
+                    self.store
+                        .mark_blob_refused(&sha, &e.to_string(), now_millis())
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -519,9 +389,14 @@ impl SyncClient {
         Ok(())
     }
 
-    /// Applies a response durably: push outcomes' server heads, then every
-    /// pulled document (saved before returning).
-    async fn apply(&mut self, resp: &SyncResponse) -> Result<Applied, SyncError> {
+    /// Applies a response durably: push outcomes (server heads, and which
+    /// chunks the server now holds), then every pulled document (saved
+    /// before returning).
+    async fn apply(
+        &mut self,
+        resp: &SyncResponse,
+        sent: &[(DocId, Vec<i64>)],
+    ) -> Result<Applied, SyncError> {
         let now = now_millis();
         let mut applied = Applied::default();
         let mut pulled = Vec::new();
@@ -533,48 +408,26 @@ impl SyncClient {
             self.store
                 .set_sync_state(&outcome.doc_id, &state, now)
                 .await?;
+            let chunks = sent
+                .iter()
+                .find(|(id, _)| *id == outcome.doc_id)
+                .map(|(_, c)| c.as_slice())
+                .unwrap_or_default();
+            match outcome.status {
+                PushStatus::Accepted => self.store.mark_pushed(&outcome.doc_id, chunks).await?,
+                // The server lacks something it was thought to have: the
+                // next push sends the whole document.
+                PushStatus::MissingDeps => self.store.mark_unpushed(&outcome.doc_id).await?,
+            }
         }
         for update in &resp.docs {
-            let chunks: Vec<&[u8]> = update.chunks.iter().map(|c| c.0.as_slice()).collect();
-            // The document as now stored, or `None` for a gap.
-            let stored = if self.store.contains(&update.doc_id).await? {
-                let mut asset = self.store.load(&update.doc_id).await?;
-                for chunk in &chunks {
-                    asset.doc.apply_incremental(chunk).map_err(|e| {
-                        SyncError::Protocol(format!(
-                            "server sent unreadable changes for {}: {e}",
-                            update.doc_id
-                        ))
-                    })?;
-                }
-                if asset.doc.missing_deps().is_empty() {
-                    self.store.save(&mut asset).await?;
-                    applied.jobs_active |= has_active_job(&asset.doc);
-                    Some(asset)
-                } else {
-                    // A gap. Save nothing: changes waiting for their
-                    // dependencies stay in the document, and a compaction
-                    // would write them into the snapshot (Automerge's
-                    // `save()` keeps them), after which the document no
-                    // longer loads. The resync brings the whole document.
-                    None
-                }
-            } else {
-                match AssetDoc::load_chunks(chunks.iter().copied()) {
-                    Ok(doc) => {
-                        applied.jobs_active |= has_active_job(&doc);
-                        Some(self.store.insert(update.doc_id.clone(), doc).await?)
-                    }
-                    // Only part of a document we never had: ask for all of it.
-                    Err(_) => None,
-                }
-            };
-            let Some(asset) = stored else {
+            let Some(asset) = self.apply_update(update).await? else {
                 applied.gaps.push(update.doc_id.clone());
                 continue;
             };
-            // The copy in hand is the stored one: no second load.
+            applied.jobs_active |= has_active_job(&asset.doc);
             self.download_blobs(&asset.doc).await?;
+            self.warm.put(asset);
             let state = DocSyncState {
                 cursor: 0,
                 server_heads: change_hashes(&update.server_heads),
@@ -588,6 +441,52 @@ impl SyncClient {
             let _ = tx.send(SyncEvent::Pulled(pulled));
         }
         Ok(applied)
+    }
+
+    /// Applies one pulled document's chunks and saves them; `None` for a
+    /// gap (changes whose dependencies did not come), where nothing is saved.
+    async fn apply_update(&mut self, update: &DocUpdate) -> Result<Option<LocalAsset>, SyncError> {
+        let id = &update.doc_id;
+        let chunks: Vec<&[u8]> = update.chunks.iter().map(|c| c.0.as_slice()).collect();
+        let Some(mut asset) = self.current(id).await? else {
+            // A document new to this device.
+            return match AssetDoc::load_chunks(chunks.iter().copied()) {
+                Ok(doc) => Ok(Some(self.store.insert_pulled(id.clone(), doc).await?)),
+                // Only part of a document we never had: ask for all of it.
+                Err(_) => Ok(None),
+            };
+        };
+        for chunk in &chunks {
+            asset.doc.apply_incremental(chunk).map_err(|e| {
+                SyncError::Protocol(format!("server sent unreadable changes for {id}: {e}"))
+            })?;
+        }
+        if !asset.doc.missing_deps().is_empty() {
+            // A gap. Save nothing: changes waiting for their dependencies
+            // stay in the document, and a compaction would write them into
+            // the snapshot (Automerge's `save()` keeps them), after which the
+            // document no longer loads. The resync brings the whole document.
+            return Ok(None);
+        }
+        self.store.save_pulled(&mut asset).await?;
+        Ok(Some(asset))
+    }
+
+    /// The stored document `id`: the copy kept from an earlier round if the
+    /// store has nothing newer, else loaded. `None` if not stored.
+    async fn current(&mut self, id: &DocId) -> Result<Option<LocalAsset>, SyncError> {
+        if let Some(mut asset) = self.warm.take(id) {
+            let mut heads = asset.doc.heads();
+            heads.sort();
+            if self.store.recorded_heads(id).await? == heads {
+                return Ok(Some(asset));
+            }
+        }
+        match self.store.load(id).await {
+            Ok(asset) => Ok(Some(asset)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

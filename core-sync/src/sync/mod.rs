@@ -1,6 +1,9 @@
 //! Sync: the wire protocol shared with the server, the client engine (pure
-//! decisions) and its HTTP + SQLite adapter.
+//! decisions), the transport, and the adapter that runs it all against the
+//! local store.
 
 pub mod client;
 pub mod engine;
 pub mod protocol;
+pub mod transport;
+pub mod warm;

@@ -1,0 +1,137 @@
+//! What this device still owes the sync server, read straight from storage:
+//! the chunks of a document the server does not hold yet (so a push sends
+//! stored bytes and never loads the document), and the images it has not
+//! taken (uploaded before the documents that need them, unless it refused
+//! them: then they wait, with the reason, until the refusal may change).
+
+use sqlx::Row;
+
+use super::{Store, StoreResult};
+use crate::ids::DocId;
+use crate::model::Millis;
+
+/// The chunks of one document to push, in load order (a snapshot first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outbox {
+    pub chunk_ids: Vec<i64>,
+    /// The chunks, concatenated: what the push carries.
+    pub bytes: Vec<u8>,
+}
+
+impl Outbox {
+    pub fn is_empty(&self) -> bool {
+        self.chunk_ids.is_empty()
+    }
+}
+
+/// An image the sync server would not take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedBlob {
+    pub sha256: String,
+    pub reason: String,
+    pub at: Millis,
+}
+
+impl Store {
+    /// The chunks of `id` the server does not hold yet.
+    pub async fn outbox(&self, id: &DocId) -> StoreResult<Outbox> {
+        let rows = sqlx::query(
+            "SELECT chunk_id, bytes FROM chunks WHERE doc_id = ? AND pushed = 0
+             ORDER BY kind, chunk_id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Outbox::default();
+        for row in &rows {
+            out.chunk_ids.push(row.try_get("chunk_id")?);
+            out.bytes
+                .extend_from_slice(row.try_get::<&[u8], _>("bytes")?);
+        }
+        Ok(out)
+    }
+
+    /// The server acknowledged these chunks of `id` (rows compacted away
+    /// meanwhile are simply gone).
+    pub async fn mark_pushed(&self, id: &DocId, chunk_ids: &[i64]) -> StoreResult<()> {
+        if chunk_ids.is_empty() {
+            return Ok(());
+        }
+        let ids = serde_json::to_string(chunk_ids).expect("ids serialize");
+        sqlx::query(
+            "UPDATE chunks SET pushed = 1
+             WHERE doc_id = ? AND chunk_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(id.as_str())
+        .bind(ids)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(())
+    }
+
+    /// The server lacks something it was thought to hold (it refused a push
+    /// for missing dependencies, or was restored from a backup): the next
+    /// push sends the whole document.
+    pub async fn mark_unpushed(&self, id: &DocId) -> StoreResult<()> {
+        sqlx::query("UPDATE chunks SET pushed = 0 WHERE doc_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *self.writer.lock().await)
+            .await?;
+        Ok(())
+    }
+
+    /// Images the server does not hold yet, with their types: every one not
+    /// uploaded, except those refused less than `retry_after` ago.
+    pub async fn blobs_to_upload(
+        &self,
+        now: Millis,
+        retry_after: Millis,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT sha256, mime FROM blobs
+             WHERE uploaded = 0 AND (refused IS NULL OR refused_at <= ?)
+             ORDER BY created_at, sha256",
+        )
+        .bind(now.saturating_sub(retry_after))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("sha256")?, r.try_get("mime")?)))
+            .collect()
+    }
+
+    /// The server refused an image, saying why.
+    pub async fn mark_blob_refused(
+        &self,
+        sha256: &str,
+        reason: &str,
+        now: Millis,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE blobs SET refused = ?, refused_at = ? WHERE sha256 = ?")
+            .bind(reason)
+            .bind(now)
+            .bind(sha256)
+            .execute(&mut *self.writer.lock().await)
+            .await?;
+        Ok(())
+    }
+
+    /// Images the server refused and does not hold.
+    pub async fn refused_blobs(&self) -> StoreResult<Vec<RefusedBlob>> {
+        let rows = sqlx::query(
+            "SELECT sha256, refused, refused_at FROM blobs
+             WHERE uploaded = 0 AND refused IS NOT NULL ORDER BY sha256",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RefusedBlob {
+                    sha256: r.try_get("sha256")?,
+                    reason: r.try_get("refused")?,
+                    at: r.try_get("refused_at")?,
+                })
+            })
+            .collect()
+    }
+}
