@@ -563,7 +563,14 @@ pub struct Verifier {
     config: Arc<AuthConfig>,
     keys: Arc<JwksSource>,
     clock: Arc<dyn Clock>,
+    /// Tokens that passed every check, by SHA-256, until they expire: a
+    /// device sends the same token with every request, and an RS256 check
+    /// costs more than the rest of an idle poll.
+    accepted: Arc<std::sync::Mutex<HashMap<[u8; 32], (Claims, String)>>>,
 }
+
+/// Most tokens remembered as accepted (then the memory starts over).
+const ACCEPTED_TOKENS: usize = 4096;
 
 #[derive(Deserialize)]
 struct RawHeader {
@@ -579,6 +586,7 @@ impl Verifier {
             config: Arc::new(config),
             keys: Arc::new(keys),
             clock: Arc::new(SystemClock),
+            accepted: Arc::default(),
         }
     }
 
@@ -620,6 +628,36 @@ impl Verifier {
 
     /// Checks a bare token (without the `Bearer ` prefix).
     pub async fn verify_token(&self, token: &str) -> Result<Claims, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self
+            .accepted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&digest)
+            .cloned();
+        // Everything but time was checked when it was first accepted; its
+        // key must still be one the JWKS names (a rotated-out key's tokens
+        // go through the whole check again, and fail it).
+        if let Some((claims, kid)) = remembered
+            && self.keys.cached(&kid).is_some()
+        {
+            let now = self.clock.now_secs();
+            if claims.expires_at >= now.saturating_sub(self.config.leeway_secs) {
+                return Ok(claims);
+            }
+            return Err(AuthError::Expired);
+        }
+        let (claims, kid) = self.verify_fully(token).await?;
+        let mut accepted = self.accepted.lock().unwrap_or_else(PoisonError::into_inner);
+        if accepted.len() >= ACCEPTED_TOKENS {
+            accepted.clear();
+        }
+        accepted.insert(digest, (claims.clone(), kid));
+        Ok(claims)
+    }
+
+    /// Every check, and the key id that signed the token.
+    async fn verify_fully(&self, token: &str) -> Result<(Claims, String), AuthError> {
         let kid = check_header(token)?;
         let key = self.keys.key_for(&kid).await?;
 
@@ -632,7 +670,7 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(map_jwt_error)?;
         self.check_times(&data.claims)?;
-        self.check_claims(&data.claims)
+        Ok((self.check_claims(&data.claims)?, kid))
     }
 
     /// `exp` is a number not past, `nbf` (if any) a number not in the

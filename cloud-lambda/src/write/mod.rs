@@ -31,7 +31,7 @@ use self::core::{LogSizes, PushDecision, decide_push, queued_requests};
 use crate::storage::{Chunk, DocStore, StorageError};
 
 /// How often a write retries after losing a conditional append race.
-const RETRIES: usize = 16;
+const RETRIES: usize = 32;
 
 /// Default size of the document cache, in stored bytes.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -104,7 +104,10 @@ impl DocWriter {
         incoming: Vec<Change>,
     ) -> Result<Pushed, WriteError> {
         let mut warm = self.cache.take(user, doc);
-        for _ in 0..RETRIES {
+        for attempt in 0..RETRIES {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
             if warm.is_none() {
                 warm = self.load(user, doc).await?;
             }
@@ -131,7 +134,18 @@ impl DocWriter {
                 return Ok(Pushed::MissingDeps { heads });
             }
             if decision.new_changes.is_empty() {
+                // A retry: its first attempt may have been appended by a
+                // server that died before it started the jobs the push
+                // queued. Starting is idempotent; look again.
+                let queued = match warm.as_mut() {
+                    Some(w) => {
+                        let n = w.doc.reader().message_count().unwrap_or(0);
+                        self.queued(&w.doc, n)
+                    }
+                    None => Vec::new(),
+                };
                 self.keep(user, doc, warm);
+                self.launch(user, doc, queued).await;
                 return Ok(Pushed::Accepted {
                     heads: decision.heads_after,
                     appended: None,
@@ -185,7 +199,10 @@ impl DocWriter {
         mut write: impl FnMut(&mut AssetDoc) -> Result<T, ModelError>,
     ) -> Result<T, WriteError> {
         let mut taken = self.cache.take(user, doc);
-        for _ in 0..RETRIES {
+        for attempt in 0..RETRIES {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
             let mut w = match taken.take() {
                 Some(w) => w,
                 None => self
@@ -409,6 +426,14 @@ impl DocWriter {
             l.queued(user, doc, queued).await;
         }
     }
+}
+
+/// A short random wait before retrying a write that lost a race, growing
+/// with the attempts (up to ~64 ms), so writers that collide spread out.
+async fn backoff(attempt: usize) {
+    let ceiling_us = 250u64 << attempt.min(8);
+    let wait = rand08::random::<u64>() % ceiling_us;
+    tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
 }
 
 /// A copy just past an append.

@@ -34,7 +34,7 @@ use tokio::sync::Mutex;
 
 pub use compaction::CompactionPolicy;
 pub use error::{StoreError, StoreResult};
-pub use outbox::{Outbox, RefusedBlob};
+pub use outbox::{Outbox, RefusedBlob, RoundRecord};
 
 use crate::blob::BlobStore;
 use crate::ids::DocId;

@@ -4,9 +4,10 @@
 //! taken (uploaded before the documents that need them, unless it refused
 //! them: then they wait, with the reason, until the refusal may change).
 
+use automerge::ChangeHash;
 use sqlx::Row;
 
-use super::{Store, StoreResult};
+use super::{Store, StoreResult, encode_heads};
 use crate::ids::DocId;
 use crate::model::Millis;
 
@@ -22,6 +23,21 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.chunk_ids.is_empty()
     }
+}
+
+/// What a sync round learned, written in one commit once the documents it
+/// pulled are saved: the server heads of each document pushed or pulled,
+/// which pushed chunks the server now holds (or that it lacks something),
+/// and the feed cursor.
+#[derive(Debug, Clone, Default)]
+pub struct RoundRecord {
+    pub server_heads: Vec<(DocId, Vec<ChangeHash>)>,
+    /// Documents and the chunk ids the server acknowledged.
+    pub pushed: Vec<(DocId, Vec<i64>)>,
+    /// Documents whose every chunk must be sent again.
+    pub unpushed: Vec<DocId>,
+    /// A meta key and its new value (the feed cursor).
+    pub feed_cursor: Option<(&'static str, i64)>,
 }
 
 /// An image the sync server would not take.
@@ -51,32 +67,53 @@ impl Store {
         Ok(out)
     }
 
-    /// The server acknowledged these chunks of `id` (rows compacted away
-    /// meanwhile are simply gone).
-    pub async fn mark_pushed(&self, id: &DocId, chunk_ids: &[i64]) -> StoreResult<()> {
-        if chunk_ids.is_empty() {
-            return Ok(());
-        }
-        let ids = serde_json::to_string(chunk_ids).expect("ids serialize");
-        sqlx::query(
-            "UPDATE chunks SET pushed = 1
-             WHERE doc_id = ? AND chunk_id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(id.as_str())
-        .bind(ids)
-        .execute(&mut *self.writer.lock().await)
-        .await?;
-        Ok(())
-    }
-
-    /// The server lacks something it was thought to hold (it refused a push
-    /// for missing dependencies, or was restored from a backup): the next
-    /// push sends the whole document.
-    pub async fn mark_unpushed(&self, id: &DocId) -> StoreResult<()> {
-        sqlx::query("UPDATE chunks SET pushed = 0 WHERE doc_id = ?")
+    /// Writes what a round learned, in one transaction.
+    pub async fn record_round(&self, r: &RoundRecord, now: Millis) -> StoreResult<()> {
+        let mut writer = self.writer.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
+        for (id, heads) in &r.server_heads {
+            sqlx::query(
+                "INSERT INTO sync_state (doc_id, cursor, server_heads, updated_at)
+                 VALUES (?, 0, ?, ?)
+                 ON CONFLICT (doc_id) DO UPDATE SET server_heads = excluded.server_heads,
+                     updated_at = excluded.updated_at",
+            )
             .bind(id.as_str())
-            .execute(&mut *self.writer.lock().await)
+            .bind(encode_heads(heads))
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
+        }
+        for (id, chunk_ids) in &r.pushed {
+            if chunk_ids.is_empty() {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE chunks SET pushed = 1
+                 WHERE doc_id = ? AND chunk_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(id.as_str())
+            .bind(serde_json::to_string(chunk_ids).expect("ids serialize"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for id in &r.unpushed {
+            sqlx::query("UPDATE chunks SET pushed = 0 WHERE doc_id = ?")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((key, value)) = r.feed_cursor {
+            sqlx::query(
+                "INSERT INTO sync_meta (key, value) VALUES (?, ?)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::ids::DocId;
 use crate::model::{AssetDoc, MessageStatus};
 use crate::now_millis;
-use crate::store::{LocalAsset, Store, StoreError, SyncState as DocSyncState};
+use crate::store::{LocalAsset, RoundRecord, Store, StoreError};
 use crate::sync::engine::{Applied, Engine, EngineConfig, Next, SyncStatus};
 use crate::sync::protocol::{
     Bytes, DocPush, DocUpdate, MAX_WAIT_MS, PushStatus, SyncRequest, SyncResponse, change_hashes,
@@ -216,13 +216,13 @@ impl SyncClient {
         };
         report.requests += 1;
         report.pushed_docs += req.push.len();
-        let applied = self.apply(&resp, &sent).await?;
+        let (applied, mut record) = self.apply(&resp, &sent).await?;
         report.pulled_docs += resp.docs.len();
         let next = self.engine.on_success(&plan, &resp, &applied, now_millis());
-        // Everything the cursor covers is durable now: persist it.
-        self.store
-            .set_meta(FEED_CURSOR_KEY, self.engine.feed_cursor() as i64)
-            .await?;
+        // Everything the cursor covers is durable now (the pulled documents
+        // are saved): persist it with the round's bookkeeping, in one commit.
+        record.feed_cursor = Some((FEED_CURSOR_KEY, self.engine.feed_cursor() as i64));
+        self.store.record_round(&record, now_millis()).await?;
         Ok(next)
     }
 
@@ -396,28 +396,24 @@ impl SyncClient {
         &mut self,
         resp: &SyncResponse,
         sent: &[(DocId, Vec<i64>)],
-    ) -> Result<Applied, SyncError> {
-        let now = now_millis();
+    ) -> Result<(Applied, RoundRecord), SyncError> {
         let mut applied = Applied::default();
+        let mut record = RoundRecord::default();
         let mut pulled = Vec::new();
         for outcome in &resp.pushed {
-            let state = DocSyncState {
-                cursor: 0,
-                server_heads: change_hashes(&outcome.server_heads),
-            };
-            self.store
-                .set_sync_state(&outcome.doc_id, &state, now)
-                .await?;
+            record
+                .server_heads
+                .push((outcome.doc_id.clone(), change_hashes(&outcome.server_heads)));
             let chunks = sent
                 .iter()
                 .find(|(id, _)| *id == outcome.doc_id)
-                .map(|(_, c)| c.as_slice())
+                .map(|(_, c)| c.clone())
                 .unwrap_or_default();
             match outcome.status {
-                PushStatus::Accepted => self.store.mark_pushed(&outcome.doc_id, chunks).await?,
+                PushStatus::Accepted => record.pushed.push((outcome.doc_id.clone(), chunks)),
                 // The server lacks something it was thought to have: the
                 // next push sends the whole document.
-                PushStatus::MissingDeps => self.store.mark_unpushed(&outcome.doc_id).await?,
+                PushStatus::MissingDeps => record.unpushed.push(outcome.doc_id.clone()),
             }
         }
         for update in &resp.docs {
@@ -428,19 +424,15 @@ impl SyncClient {
             applied.jobs_active |= has_active_job(&asset.doc);
             self.download_blobs(&asset.doc).await?;
             self.warm.put(asset);
-            let state = DocSyncState {
-                cursor: 0,
-                server_heads: change_hashes(&update.server_heads),
-            };
-            self.store
-                .set_sync_state(&update.doc_id, &state, now)
-                .await?;
+            record
+                .server_heads
+                .push((update.doc_id.clone(), change_hashes(&update.server_heads)));
             pulled.push(update.doc_id.clone());
         }
         if let (Some(tx), false) = (&self.events, pulled.is_empty()) {
             let _ = tx.send(SyncEvent::Pulled(pulled));
         }
-        Ok(applied)
+        Ok((applied, record))
     }
 
     /// Applies one pulled document's chunks and saves them; `None` for a
