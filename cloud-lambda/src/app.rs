@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::jobs::{JobConfig, Jobs};
 use crate::providers::ProviderConfig;
 use crate::registry::Registry;
-use crate::storage::embedded::{EmbeddedBlobs, EmbeddedStore};
+use crate::storage::embedded::{EmbeddedBlobs, EmbeddedStore, TRANSFER_PATH};
 use crate::storage::jobs::JobStore;
 use crate::storage::{BlobStore, DocStore, StorageError};
 use crate::write::{DEFAULT_CACHE_BYTES, DocWriter};
@@ -44,6 +44,9 @@ pub struct AppState {
     pub jobs: Option<Arc<Jobs>>,
     /// Replicate's webhook signing secret (`whsec_…`).
     pub webhook_secret: Option<String>,
+    /// The embedded backend's blobs, which serve their own transfer URLs
+    /// (`None` on AWS: S3 does).
+    pub local_blobs: Option<Arc<EmbeddedBlobs>>,
 }
 
 impl AppState {
@@ -64,7 +67,15 @@ impl AppState {
             jwks: jwks.map(Arc::new),
             jobs: None,
             webhook_secret: None,
+            local_blobs: None,
         }
+    }
+
+    /// The embedded backend's blobs serve their transfer URLs here.
+    pub fn with_local_blobs(mut self, blobs: Arc<EmbeddedBlobs>) -> AppState {
+        self.blobs = blobs.clone();
+        self.local_blobs = Some(blobs);
+        self
     }
 
     /// The embedded backend in `dir` (database and blobs), without jobs.
@@ -75,7 +86,10 @@ impl AppState {
     ) -> Result<AppState, StorageError> {
         let store = Arc::new(EmbeddedStore::open(dir).await?);
         let blobs = Arc::new(EmbeddedBlobs::open(dir)?);
-        Ok(AppState::new(store.clone(), blobs, store, verifier, jwks))
+        Ok(
+            AppState::new(store.clone(), blobs.clone(), store, verifier, jwks)
+                .with_local_blobs(blobs),
+        )
     }
 
     /// The authenticated user (the token's `sub`) of a request.
@@ -114,16 +128,27 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(healthz))
         .route(SYNC_PATH, post(sync))
         .route("/.well-known/jwks.json", get(jwks))
-        .route("/v1/blobs/{sha256}", put(blob_routes::put_blob).get(blob_routes::get_blob))
+        .route("/upload-url", post(blob_routes::upload_url))
+        .route("/download-url", get(blob_routes::download_url))
         .route("/replicate/webhook", post(webhook_route::replicate_webhook))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(RequestDecompressionLayer::new())
         .layer(CompressionLayer::new())
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ));
+    // Image bytes stream at the pace of the network, with the size the URL
+    // allows: outside the API's body limit, compression and timeout.
+    let transfer = Router::new().route(
+        TRANSFER_PATH,
+        put(blob_routes::transfer_put).get(blob_routes::transfer_get),
+    );
+    api.merge(transfer)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req

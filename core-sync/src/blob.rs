@@ -28,6 +28,10 @@ pub enum BlobError {
     Io { path: PathBuf, source: io::Error },
 }
 
+/// The largest image that syncs: what the desktop lets a user import, and
+/// what the server takes in one upload.
+pub const MAX_BLOB_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -50,6 +54,84 @@ pub fn is_valid_sha256(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A blob arriving in pieces (a download, an upload): written to a
+/// temporary file and hashed as it comes, so nothing holds it whole in
+/// memory; [`IncomingBlob::persist`] puts it under its name only if it
+/// hashes to it.
+pub struct IncomingBlob {
+    tmp: tempfile::NamedTempFile,
+    hasher: Sha256,
+    len: u64,
+    head: Vec<u8>,
+}
+
+impl IncomingBlob {
+    /// A new empty blob in `tmp_dir` (on the file system of its final place,
+    /// so the rename is atomic).
+    pub fn new(tmp_dir: &Path) -> Result<Self, BlobError> {
+        fs::create_dir_all(tmp_dir).map_err(io_err(tmp_dir))?;
+        Ok(IncomingBlob {
+            tmp: tempfile::NamedTempFile::new_in(tmp_dir).map_err(io_err(tmp_dir))?,
+            hasher: Sha256::new(),
+            len: 0,
+            head: Vec::new(),
+        })
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+        self.hasher.update(bytes);
+        if self.head.len() < 16 {
+            let take = (16 - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+        }
+        self.len += bytes.len() as u64;
+        let path = self.tmp.path().to_owned();
+        self.tmp.write_all(bytes).map_err(io_err(&path))
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The image type by the first bytes (see [`sniff_mime`]).
+    pub fn mime(&self) -> Option<&'static str> {
+        sniff_mime(&self.head)
+    }
+
+    /// The SHA-256 of what arrived.
+    pub fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
+    /// Moves the blob to `dest` (fsynced first) if it hashes to `expected`;
+    /// otherwise it is thrown away and nothing is stored.
+    pub fn persist(self, expected: &str, dest: &Path) -> Result<(), BlobError> {
+        let actual = self.sha256();
+        if actual != expected {
+            return Err(BlobError::Mismatch {
+                expected: expected.to_owned(),
+                actual,
+            });
+        }
+        let dir = dest.parent().expect("blob paths have a parent");
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        self.tmp.as_file().sync_all().map_err(io_err(dest))?;
+        self.tmp.persist(dest).map_err(|e| BlobError::Io {
+            path: dest.to_owned(),
+            source: e.error,
+        })?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -77,7 +159,19 @@ impl BlobStore {
         &self.root
     }
 
-    fn path_of(&self, sha256: &str) -> Result<PathBuf, BlobError> {
+    /// Starts receiving a blob for this store (see [`BlobStore::adopt`]).
+    pub fn incoming(&self) -> Result<IncomingBlob, BlobError> {
+        IncomingBlob::new(&self.root.join("tmp"))
+    }
+
+    /// Stores a received blob under `expected`, if it hashes to it.
+    pub fn adopt(&self, blob: IncomingBlob, expected: &str) -> Result<(), BlobError> {
+        let dest = self.path_of(expected)?;
+        blob.persist(expected, &dest)
+    }
+
+    /// Where a blob lives (it may not exist).
+    pub fn path_of(&self, sha256: &str) -> Result<PathBuf, BlobError> {
         if !is_valid_sha256(sha256) {
             return Err(BlobError::InvalidHash(sha256.chars().take(80).collect()));
         }

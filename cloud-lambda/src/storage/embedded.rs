@@ -23,8 +23,8 @@
 //! real name; reads re-hash the bytes.
 
 use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use automerge::ChangeHash;
 use core_sync::DocId;
-use core_sync::blob::sha256_hex;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -40,11 +39,12 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use tokio::sync::Mutex;
 
-use super::{
-    BlobStore, Chunk, DocHead, DocStore, FeedEntry, StorageError, validate_sha256, validate_user,
-};
+use super::{Chunk, DocHead, DocStore, FeedEntry, StorageError, validate_user};
 
+mod blobs;
 mod jobs;
+
+pub use blobs::{EmbeddedBlobs, TRANSFER_PATH, TransferError};
 
 /// The database file inside the store directory.
 pub const DB_FILE: &str = "cloud.db";
@@ -460,113 +460,8 @@ async fn compact_in(
     Ok(())
 }
 
-/// Blobs as files, one directory per user.
-#[derive(Debug, Clone)]
-pub struct EmbeddedBlobs {
-    /// `DIR/blobs`.
-    root: PathBuf,
-}
-
-impl EmbeddedBlobs {
-    /// Opens (creating if needed) the blob tree at `dir/blobs`.
-    pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        let root = dir.join("blobs");
-        for sub in [root.join("tmp"), root.join("users")] {
-            fs::create_dir_all(&sub).map_err(io_err(&sub))?;
-        }
-        Ok(EmbeddedBlobs { root })
-    }
-
-    /// Where `user`'s blob `sha256` lives (both already validated).
-    fn path_of(&self, user: &str, sha256: &str) -> PathBuf {
-        self.root
-            .join("users")
-            .join(sha256_hex(user.as_bytes()))
-            .join(sha256)
-    }
-
-    fn checked_path(&self, user: &str, sha256: &str) -> Result<PathBuf, StorageError> {
-        validate_user(user)?;
-        validate_sha256(sha256)?;
-        Ok(self.path_of(user, sha256))
-    }
-}
-
-#[async_trait]
-impl BlobStore for EmbeddedBlobs {
-    async fn put(&self, user: &str, sha256: &str, bytes: &[u8]) -> Result<(), StorageError> {
-        let dest = self.checked_path(user, sha256)?;
-        let actual = sha256_hex(bytes);
-        if actual != sha256 {
-            return Err(StorageError::Invalid(format!(
-                "bytes hash to {actual}, not the expected {sha256}"
-            )));
-        }
-        let (tmp_dir, bytes) = (self.root.join("tmp"), bytes.to_vec());
-        blocking(move || write_atomically(&tmp_dir, &dest, &bytes)).await
-    }
-
-    async fn get(&self, user: &str, sha256: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let path = self.checked_path(user, sha256)?;
-        let sha256 = sha256.to_owned();
-        blocking(move || {
-            let bytes = match fs::read(&path) {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io_err(&path)(e)),
-            };
-            let actual = sha256_hex(&bytes);
-            if actual != sha256 {
-                return Err(StorageError::Backend(format!(
-                    "blob {sha256} is corrupt on disk: its bytes hash to {actual}"
-                )));
-            }
-            Ok(Some(bytes))
-        })
-        .await
-    }
-
-    async fn exists(&self, user: &str, sha256: &str) -> Result<bool, StorageError> {
-        let path = self.checked_path(user, sha256)?;
-        blocking(move || match fs::metadata(&path) {
-            Ok(meta) => Ok(meta.is_file()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io_err(&path)(e)),
-        })
-        .await
-    }
-}
-
-/// Writes `bytes` to `dest` via a fsynced temporary file in `tmp_dir` and a
-/// rename. A blob already in place (its name is its hash) is kept.
-fn write_atomically(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    if let Ok(existing) = fs::read(dest)
-        && existing == bytes
-    {
-        return Ok(());
-    }
-    let dir = dest.parent().expect("blob paths have a parent");
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = tmp_dir.join(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
-    let written = (|| {
-        let mut file = fs::File::create_new(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, dest)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(dest)(e));
-    }
-    // The rename is durable once the directory entry is.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 /// Runs blocking file IO off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(f)
@@ -574,7 +469,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StorageError::Backend(format!("blob IO task failed: {e}")))?
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
     move |e| StorageError::Backend(format!("{}: {e}", path.display()))
 }
 

@@ -200,7 +200,31 @@ pub trait BlobStore: Send + Sync {
     async fn get(&self, user: &str, sha256: &str) -> Result<Option<Vec<u8>>, StorageError>;
 
     async fn exists(&self, user: &str, sha256: &str) -> Result<bool, StorageError>;
+
+    /// A short-lived URL a client uploads `user`'s blob to directly, pinned
+    /// to its SHA-256, size and content type: S3 presigned on AWS, the
+    /// embedded server's own signed URL otherwise.
+    async fn upload_url(
+        &self,
+        user: &str,
+        sha256: &str,
+        bytes: u64,
+        content_type: &str,
+    ) -> Result<TransferUrl, StorageError>;
+
+    /// A short-lived URL to download `user`'s blob from; `None` if that
+    /// user has not stored it.
+    async fn download_url(
+        &self,
+        user: &str,
+        sha256: &str,
+    ) -> Result<Option<TransferUrl>, StorageError>;
 }
+
+/// How long transfer URLs live.
+pub const TRANSFER_URL_TTL: Duration = Duration::from_secs(15 * 60);
+
+pub use core_sync::sync::protocol::TransferUrl;
 
 /// Checks a user id: non-empty, at most [`MAX_USER_LEN`] bytes, no control
 /// characters. Ids are otherwise opaque (Cognito `sub`s).

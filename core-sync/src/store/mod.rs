@@ -576,6 +576,17 @@ impl Store {
         self.mark_blob_uploaded(sha256, mime, len as u64, now).await
     }
 
+    /// Indexes a blob just downloaded into the blob directory, as held by
+    /// the server.
+    pub async fn index_downloaded(&self, sha256: &str, mime: &str, now: Millis) -> StoreResult<()> {
+        let path = self.blobs.path_of(sha256)?;
+        let bytes = tokio::fs::metadata(&path)
+            .await
+            .map_err(|source| StoreError::Io { path, source })?
+            .len();
+        self.index(sha256, mime, bytes, now, true).await
+    }
+
     /// Indexes a blob already in the blob directory (restored from a backup),
     /// as not yet on the server; its type comes from its magic bytes.
     pub async fn index_blob(&self, sha256: &str, bytes: u64, now: Millis) -> StoreResult<()> {

@@ -117,15 +117,15 @@ impl Store {
         Ok(())
     }
 
-    /// Images the server does not hold yet, with their types: every one not
-    /// uploaded, except those refused less than `retry_after` ago.
+    /// Images the server does not hold yet (name, type, size): every one
+    /// not uploaded, except those refused less than `retry_after` ago.
     pub async fn blobs_to_upload(
         &self,
         now: Millis,
         retry_after: Millis,
-    ) -> StoreResult<Vec<(String, String)>> {
+    ) -> StoreResult<Vec<(String, String, u64)>> {
         let rows = sqlx::query(
-            "SELECT sha256, mime FROM blobs
+            "SELECT sha256, mime, bytes FROM blobs
              WHERE uploaded = 0 AND (refused IS NULL OR refused_at <= ?)
              ORDER BY created_at, sha256",
         )
@@ -133,7 +133,13 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("sha256")?, r.try_get("mime")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("sha256")?,
+                    r.try_get("mime")?,
+                    r.try_get::<i64, _>("bytes")?.max(0) as u64,
+                ))
+            })
             .collect()
     }
 

@@ -23,7 +23,7 @@ use crate::sync::protocol::{
     Bytes, DocPush, DocUpdate, MAX_WAIT_MS, PushStatus, SyncRequest, SyncResponse, change_hashes,
 };
 pub use crate::sync::transport::{
-    HttpTransport, SyncError, Transport, decode_response, encode_request,
+    HttpTransport, OutgoingBlob, SyncError, Transport, decode_response, encode_request,
 };
 use crate::sync::warm::WarmAssets;
 
@@ -341,7 +341,7 @@ impl SyncClient {
             return Ok(());
         }
         let now = now_millis();
-        for (sha, mime) in self
+        for (sha, mime, bytes) in self
             .store
             .blobs_to_upload(now, REFUSED_BLOB_RETRY_MS)
             .await?
@@ -349,12 +349,21 @@ impl SyncClient {
             if !self.store.blobs().contains(&sha) {
                 continue;
             }
-            let bytes = self.store.get_blob(&sha).await?;
-            let len = bytes.len() as u64;
-            match self.transport.put_blob(&sha, bytes, &self.token).await {
+            let path = self
+                .store
+                .blobs()
+                .path_of(&sha)
+                .map_err(|e| SyncError::Protocol(format!("image {sha}: {e}")))?;
+            let blob = OutgoingBlob {
+                sha256: &sha,
+                mime: &mime,
+                path: &path,
+                bytes,
+            };
+            match self.transport.put_blob(&blob, &self.token).await {
                 Ok(()) => {
                     self.store
-                        .mark_blob_uploaded(&sha, &mime, len, now_millis())
+                        .mark_blob_uploaded(&sha, &mime, bytes, now_millis())
                         .await?;
                 }
                 Err(e) if e.is_refusal() => {
@@ -370,8 +379,9 @@ impl SyncClient {
     }
 
     /// Downloads the blobs of `doc` missing locally (a result made by the
-    /// cloud, an image added on another device). A blob the server does not
-    /// have yet is skipped and fetched on a later round.
+    /// cloud, an image added on another device), streamed into the blob
+    /// store. A blob the server does not have yet is skipped and fetched on
+    /// a later round.
     async fn download_blobs(&self, doc: &AssetDoc) -> Result<(), SyncError> {
         if !self.transport.moves_blobs() {
             return Ok(());
@@ -380,9 +390,13 @@ impl SyncClient {
             if self.store.blobs().contains(&sha) {
                 continue;
             }
-            if let Some(bytes) = self.transport.get_blob(&sha, &self.token).await? {
+            if self
+                .transport
+                .get_blob(&sha, self.store.blobs(), &self.token)
+                .await?
+            {
                 self.store
-                    .put_blob_verified(&sha, bytes, &mime, now_millis())
+                    .index_downloaded(&sha, &mime, now_millis())
                     .await?;
             }
         }

@@ -107,6 +107,34 @@ pub enum PushStatus {
     MissingDeps,
 }
 
+/// The path of a request for an image's upload URL (`POST`, JSON body
+/// [`UploadUrlRequest`]) and of its download URL (`GET ?sha256=`).
+pub const UPLOAD_URL_PATH: &str = "/upload-url";
+pub const DOWNLOAD_URL_PATH: &str = "/download-url";
+
+/// What an upload URL is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UploadUrlRequest {
+    pub sha256: String,
+    pub bytes: u64,
+    pub content_type: String,
+}
+
+/// A short-lived request a client makes without its bearer token (the
+/// URL's signature is the permission): where an image goes or comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferUrl {
+    /// Absolute, or a path on the server that gave it.
+    pub url: String,
+    pub method: String,
+    /// Headers the request must carry exactly (they are signed).
+    pub headers: Vec<(String, String)>,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
 /// An error body: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

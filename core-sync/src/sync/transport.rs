@@ -3,10 +3,15 @@
 //! in tests), the body encoding both ends agree on, and [`SyncError`].
 
 use std::io::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
+use crate::blob::{BlobStore, MAX_BLOB_BYTES};
 use crate::store::StoreError;
-use crate::sync::protocol::{ErrorBody, SYNC_PATH, SyncRequest, SyncResponse};
+use crate::sync::protocol::{
+    DOWNLOAD_URL_PATH, ErrorBody, SYNC_PATH, SyncRequest, SyncResponse, TransferUrl,
+    UPLOAD_URL_PATH, UploadUrlRequest,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -57,19 +62,20 @@ pub trait Transport: Send + Sync {
 
     /// Uploads a blob (`PUT /v1/blobs/{sha256}`). Transports without blob
     /// support (some test doubles) refuse.
-    async fn put_blob(
-        &self,
-        _sha256: &str,
-        _bytes: Vec<u8>,
-        _token: &str,
-    ) -> Result<(), SyncError> {
+    async fn put_blob(&self, _blob: &OutgoingBlob<'_>, _token: &str) -> Result<(), SyncError> {
         Err(SyncError::Protocol(
             "this transport does not move blobs".into(),
         ))
     }
 
-    /// Downloads a blob; `None` if the server does not have it (yet).
-    async fn get_blob(&self, _sha256: &str, _token: &str) -> Result<Option<Vec<u8>>, SyncError> {
+    /// Downloads a blob into `into` (streamed, checked by its hash); `false`
+    /// if the server does not have it (yet).
+    async fn get_blob(
+        &self,
+        _sha256: &str,
+        _into: &BlobStore,
+        _token: &str,
+    ) -> Result<bool, SyncError> {
         Err(SyncError::Protocol(
             "this transport does not move blobs".into(),
         ))
@@ -81,12 +87,25 @@ pub trait Transport: Send + Sync {
     }
 }
 
-/// `POST {server}/v1/sync` with a zstd-compressed JSON body; blobs via
-/// `PUT`/`GET {server}/v1/blobs/{sha256}`.
+/// An image to upload: its name, type, and the file it is in.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingBlob<'a> {
+    pub sha256: &'a str,
+    pub mime: &'a str,
+    pub path: &'a Path,
+    pub bytes: u64,
+}
+
+/// `POST {server}/v1/sync` with a zstd-compressed JSON body; images through
+/// the transfer URLs the server hands out (`/upload-url`, `/download-url`),
+/// streamed from and to files.
 pub struct HttpTransport {
     http: reqwest::Client,
+    /// For image bytes: no overall deadline (a large image on a slow link
+    /// takes what it takes), but a stalled connection is given up.
+    transfers: reqwest::Client,
+    base: reqwest::Url,
     url: String,
-    blobs_url: String,
 }
 
 impl HttpTransport {
@@ -95,12 +114,65 @@ impl HttpTransport {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()?;
-        let base = server.trim_end_matches('/');
+        let transfers = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(30))
+            .build()?;
+        let trimmed = server.trim_end_matches('/');
+        let base = reqwest::Url::parse(&format!("{trimmed}/"))
+            .map_err(|e| SyncError::Protocol(format!("{server:?} is not a server URL: {e}")))?;
         Ok(HttpTransport {
             http,
-            url: format!("{base}{SYNC_PATH}"),
-            blobs_url: format!("{base}/v1/blobs"),
+            transfers,
+            base,
+            url: format!("{trimmed}{SYNC_PATH}"),
         })
+    }
+
+    /// Asks the server (authenticated) for a transfer URL.
+    async fn transfer_url(
+        &self,
+        request: reqwest::RequestBuilder,
+        token: &str,
+    ) -> Result<Option<TransferUrl>, SyncError> {
+        let resp = request.bearer_auth(token).send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await?;
+        match status {
+            200 => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| SyncError::Protocol(format!("unreadable transfer URL: {e}"))),
+            404 => Ok(None),
+            _ => decode_response(status, &body).map(|_| None),
+        }
+    }
+
+    /// The request a transfer URL describes (relative ones are on the server).
+    fn transfer_request(&self, t: &TransferUrl) -> Result<reqwest::RequestBuilder, SyncError> {
+        let url = self
+            .base
+            .join(&t.url)
+            .map_err(|e| SyncError::Protocol(format!("bad transfer URL {:?}: {e}", t.url)))?;
+        let method = reqwest::Method::from_bytes(t.method.as_bytes())
+            .map_err(|_| SyncError::Protocol(format!("bad transfer method {:?}", t.method)))?;
+        let mut req = self.transfers.request(method, url);
+        for (k, v) in &t.headers {
+            req = req.header(k, v);
+        }
+        Ok(req)
+    }
+}
+
+/// The error a transfer answered (object stores answer XML or nothing).
+async fn transfer_failed(resp: reqwest::Response) -> SyncError {
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap_or_default();
+    match decode_response(status, &body) {
+        Err(e) => e,
+        Ok(_) => SyncError::Server {
+            status,
+            message: "the image transfer failed".into(),
+        },
     }
 }
 
@@ -149,37 +221,72 @@ impl Transport for HttpTransport {
         Ok((decode_response(status, &bytes)?, sent))
     }
 
-    async fn put_blob(&self, sha256: &str, bytes: Vec<u8>, token: &str) -> Result<(), SyncError> {
-        let resp = self
+    async fn put_blob(&self, blob: &OutgoingBlob<'_>, token: &str) -> Result<(), SyncError> {
+        let ask = self
             .http
-            .put(format!("{}/{sha256}", self.blobs_url))
-            .bearer_auth(token)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(bytes)
+            .post(self.base.join(&UPLOAD_URL_PATH[1..]).expect("a path joins"))
+            .json(&UploadUrlRequest {
+                sha256: blob.sha256.to_owned(),
+                bytes: blob.bytes,
+                content_type: blob.mime.to_owned(),
+            });
+        let Some(target) = self.transfer_url(ask, token).await? else {
+            return Err(SyncError::Protocol("the server has no upload URL".into()));
+        };
+        let file = tokio::fs::File::open(blob.path)
+            .await
+            .map_err(|e| SyncError::Protocol(format!("{}: {e}", blob.path.display())))?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let resp = self
+            .transfer_request(&target)?
+            .header(reqwest::header::CONTENT_LENGTH, blob.bytes)
+            .body(body)
             .send()
             .await?;
-        let status = resp.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(());
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(transfer_failed(resp).await)
         }
-        let body = resp.bytes().await?;
-        decode_response(status, &body).map(|_| ())
     }
 
-    async fn get_blob(&self, sha256: &str, token: &str) -> Result<Option<Vec<u8>>, SyncError> {
-        let resp = self
-            .http
-            .get(format!("{}/{sha256}", self.blobs_url))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await?;
-        match status {
-            200 => Ok(Some(body.to_vec())),
-            404 => Ok(None),
-            _ => decode_response(status, &body).map(|_| None),
+    async fn get_blob(
+        &self,
+        sha256: &str,
+        into: &BlobStore,
+        token: &str,
+    ) -> Result<bool, SyncError> {
+        use futures::StreamExt as _;
+        let mut ask_url = self
+            .base
+            .join(&DOWNLOAD_URL_PATH[1..])
+            .expect("a path joins");
+        ask_url.query_pairs_mut().append_pair("sha256", sha256);
+        let Some(source) = self.transfer_url(self.http.get(ask_url), token).await? else {
+            return Ok(false);
+        };
+        let resp = self.transfer_request(&source)?.send().await?;
+        if !resp.status().is_success() {
+            return Err(transfer_failed(resp).await);
         }
+        let store_err = |e: crate::blob::BlobError| SyncError::Protocol(e.to_string());
+        let mut incoming = into.incoming().map_err(store_err)?;
+        let mut body = resp.bytes_stream();
+        while let Some(piece) = body.next().await {
+            let piece = piece?;
+            if incoming.len() + piece.len() as u64 > MAX_BLOB_BYTES {
+                return Err(SyncError::Protocol(format!(
+                    "image {sha256} is larger than the {MAX_BLOB_BYTES} bytes an image may be"
+                )));
+            }
+            incoming.write(&piece).map_err(store_err)?;
+        }
+        let (store, sha) = (into.clone(), sha256.to_owned());
+        tokio::task::spawn_blocking(move || store.adopt(incoming, &sha))
+            .await
+            .map_err(|e| SyncError::Protocol(format!("image write failed: {e}")))?
+            .map_err(store_err)?;
+        Ok(true)
     }
 
     fn moves_blobs(&self) -> bool {

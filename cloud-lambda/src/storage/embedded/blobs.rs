@@ -1,0 +1,364 @@
+//! Blobs of the embedded backend: files, one directory per user, moved by
+//! the server's own signed, expiring transfer URLs (the embedded stand-in
+//! for S3's presigned URLs). A URL names one user, one blob, its size and
+//! content type, the direction and an expiry, signed with HMAC-SHA256
+//! under a key kept in the data directory (0600); a tampered, expired or
+//! other-direction URL is refused. Uploads stream to a temporary file,
+//! hashed as they come, and are checked (size, hash, image type) before the
+//! blob takes its name: nothing is held whole in memory.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use core_sync::blob::{IncomingBlob, sha256_hex};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::{blocking, io_err};
+use crate::storage::{
+    BlobStore, StorageError, TRANSFER_URL_TTL, TransferUrl, validate_sha256, validate_user,
+};
+
+/// The path transfer URLs point at.
+pub const TRANSFER_PATH: &str = "/v1/blob-transfer";
+
+/// The key file, beside the blobs.
+const KEY_FILE: &str = "transfer-key";
+
+/// Blobs as files, one directory per user.
+#[derive(Clone)]
+pub struct EmbeddedBlobs {
+    /// `DIR/blobs`.
+    root: PathBuf,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for EmbeddedBlobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBlobs")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a transfer was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("the transfer URL is not valid: {0}")]
+    BadSignature(&'static str),
+    #[error("the transfer URL expired")]
+    Expired,
+    #[error("the upload is larger than the {0} bytes its URL allows")]
+    TooLarge(u64),
+    #[error("the upload's content type {found:?} is not the {signed:?} its URL allows")]
+    WrongType { found: String, signed: String },
+    #[error("the upload is not a PNG, JPEG or WebP image")]
+    NotAnImage,
+    #[error("the uploaded bytes hash to {actual}, not {expected}")]
+    Mismatch { expected: String, actual: String },
+    #[error("blob not found")]
+    NotFound,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What a transfer URL allows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grant {
+    /// "put" or "get".
+    pub op: String,
+    pub user: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub content_type: String,
+    pub expires_at: u64,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl EmbeddedBlobs {
+    /// Opens (creating if needed) the blob tree at `dir/blobs` and its
+    /// signing key.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let root = dir.join("blobs");
+        for sub in [root.join("tmp"), root.join("users")] {
+            fs::create_dir_all(&sub).map_err(io_err(&sub))?;
+        }
+        let key = load_or_create_key(&root.join(KEY_FILE))?;
+        Ok(EmbeddedBlobs { root, key })
+    }
+
+    /// Where `user`'s blob `sha256` lives (both already validated).
+    fn path_of(&self, user: &str, sha256: &str) -> PathBuf {
+        self.root
+            .join("users")
+            .join(sha256_hex(user.as_bytes()))
+            .join(sha256)
+    }
+
+    fn checked_path(&self, user: &str, sha256: &str) -> Result<PathBuf, StorageError> {
+        validate_user(user)?;
+        validate_sha256(sha256)?;
+        Ok(self.path_of(user, sha256))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length")
+    }
+
+    /// A signed token for `grant`.
+    pub fn sign(&self, grant: &Grant) -> String {
+        let payload = serde_json::to_vec(grant).expect("a grant serialises");
+        let mut mac = self.mac();
+        mac.update(&payload);
+        let sig = mac.finalize().into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(sig)
+        )
+    }
+
+    /// The grant a token carries, if its signature is ours and it has not
+    /// expired at `now`.
+    pub fn check(&self, token: &str, op: &str, now: u64) -> Result<Grant, TransferError> {
+        let (payload, sig) = token
+            .split_once('.')
+            .ok_or(TransferError::BadSignature("malformed"))?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TransferError::BadSignature("malformed"))?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| TransferError::BadSignature("malformed"))?;
+        let mut mac = self.mac();
+        mac.update(&payload);
+        mac.verify_slice(&sig)
+            .map_err(|_| TransferError::BadSignature("signature does not match"))?;
+        let grant: Grant = serde_json::from_slice(&payload)
+            .map_err(|_| TransferError::BadSignature("malformed"))?;
+        if grant.op != op {
+            return Err(TransferError::BadSignature("made for another operation"));
+        }
+        if grant.expires_at < now {
+            return Err(TransferError::Expired);
+        }
+        Ok(grant)
+    }
+
+    /// Receives an upload a grant allows, piece by piece, and stores it once
+    /// it checks out (size, type, hash); otherwise nothing is stored.
+    pub async fn receive<E: std::fmt::Display>(
+        &self,
+        grant: &Grant,
+        content_type: Option<&str>,
+        mut body: impl futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+    ) -> Result<(), TransferError> {
+        use futures::StreamExt as _;
+        if content_type != Some(grant.content_type.as_str()) {
+            return Err(TransferError::WrongType {
+                found: content_type.unwrap_or("").to_owned(),
+                signed: grant.content_type.clone(),
+            });
+        }
+        let dest = self.checked_path(&grant.user, &grant.sha256)?;
+        let tmp_dir = self.root.join("tmp");
+        let mut incoming =
+            IncomingBlob::new(&tmp_dir).map_err(|e| StorageError::Backend(e.to_string()))?;
+        while let Some(piece) = body.next().await {
+            let piece =
+                piece.map_err(|e| StorageError::Invalid(format!("the upload broke off: {e}")))?;
+            if incoming.len() + piece.len() as u64 > grant.bytes {
+                return Err(TransferError::TooLarge(grant.bytes));
+            }
+            incoming
+                .write(&piece)
+                .map_err(|e| StorageError::Backend(e.to_string()))?;
+        }
+        if incoming.mime().is_none() {
+            return Err(TransferError::NotAnImage);
+        }
+        let actual = incoming.sha256();
+        if actual != grant.sha256 {
+            return Err(TransferError::Mismatch {
+                expected: grant.sha256.clone(),
+                actual,
+            });
+        }
+        let sha = grant.sha256.clone();
+        blocking(move || {
+            incoming
+                .persist(&sha, &dest)
+                .map_err(|e| StorageError::Backend(e.to_string()))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The file of a blob a grant allows downloading.
+    pub fn file_for(&self, grant: &Grant) -> Result<PathBuf, TransferError> {
+        let path = self.checked_path(&grant.user, &grant.sha256)?;
+        if !path.is_file() {
+            return Err(TransferError::NotFound);
+        }
+        Ok(path)
+    }
+
+    fn transfer(&self, grant: Grant, headers: Vec<(String, String)>) -> TransferUrl {
+        let expires_at = grant.expires_at;
+        let method = if grant.op == "put" { "PUT" } else { "GET" };
+        TransferUrl {
+            url: format!("{TRANSFER_PATH}?t={}", self.sign(&grant)),
+            method: method.into(),
+            headers,
+            expires_at,
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for EmbeddedBlobs {
+    async fn put(&self, user: &str, sha256: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let dest = self.checked_path(user, sha256)?;
+        let actual = sha256_hex(bytes);
+        if actual != sha256 {
+            return Err(StorageError::Invalid(format!(
+                "bytes hash to {actual}, not the expected {sha256}"
+            )));
+        }
+        let (tmp_dir, bytes) = (self.root.join("tmp"), bytes.to_vec());
+        blocking(move || write_atomically(&tmp_dir, &dest, &bytes)).await
+    }
+
+    async fn get(&self, user: &str, sha256: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.checked_path(user, sha256)?;
+        let sha256 = sha256.to_owned();
+        blocking(move || {
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            let actual = sha256_hex(&bytes);
+            if actual != sha256 {
+                return Err(StorageError::Backend(format!(
+                    "blob {sha256} is corrupt on disk: its bytes hash to {actual}"
+                )));
+            }
+            Ok(Some(bytes))
+        })
+        .await
+    }
+
+    async fn exists(&self, user: &str, sha256: &str) -> Result<bool, StorageError> {
+        let path = self.checked_path(user, sha256)?;
+        blocking(move || match fs::metadata(&path) {
+            Ok(meta) => Ok(meta.is_file()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(&path)(e)),
+        })
+        .await
+    }
+
+    async fn upload_url(
+        &self,
+        user: &str,
+        sha256: &str,
+        bytes: u64,
+        content_type: &str,
+    ) -> Result<TransferUrl, StorageError> {
+        self.checked_path(user, sha256)?;
+        let grant = Grant {
+            op: "put".into(),
+            user: user.to_owned(),
+            sha256: sha256.to_owned(),
+            bytes,
+            content_type: content_type.to_owned(),
+            expires_at: now_secs() + TRANSFER_URL_TTL.as_secs(),
+        };
+        Ok(self.transfer(
+            grant,
+            vec![("content-type".into(), content_type.to_owned())],
+        ))
+    }
+
+    async fn download_url(
+        &self,
+        user: &str,
+        sha256: &str,
+    ) -> Result<Option<TransferUrl>, StorageError> {
+        if !self.exists(user, sha256).await? {
+            return Ok(None);
+        }
+        let grant = Grant {
+            op: "get".into(),
+            user: user.to_owned(),
+            sha256: sha256.to_owned(),
+            bytes: 0,
+            content_type: String::new(),
+            expires_at: now_secs() + TRANSFER_URL_TTL.as_secs(),
+        };
+        Ok(Some(self.transfer(grant, Vec::new())))
+    }
+}
+
+/// The signing key: 32 random bytes in a 0600 file, made on first use.
+fn load_or_create_key(path: &Path) -> Result<[u8; 32], StorageError> {
+    match fs::read(path) {
+        Ok(bytes) => bytes.try_into().map_err(|_| {
+            StorageError::Backend(format!(
+                "{}: not a transfer signing key (expected 32 bytes)",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand08::random();
+            let mut options = fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).map_err(io_err(path))?;
+            file.write_all(&key).map_err(io_err(path))?;
+            file.sync_all().map_err(io_err(path))?;
+            Ok(key)
+        }
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Writes `bytes` to `dest` via a fsynced temporary file in `tmp_dir` and a
+/// rename. A blob already in place (its name is its hash) is kept.
+fn write_atomically(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    if let Ok(existing) = fs::read(dest)
+        && existing == bytes
+    {
+        return Ok(());
+    }
+    let dir = dest.parent().expect("blob paths have a parent");
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = tmp_dir.join(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut file = fs::File::create_new(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, dest)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(dest)(e));
+    }
+    // The rename is durable once the directory entry is.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
