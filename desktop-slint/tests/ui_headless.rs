@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +30,7 @@ use slint::{ComponentHandle, Model};
 struct FixturePicker(PathBuf);
 
 impl FilePicker for FixturePicker {
-    fn pick(&self) -> Pin<Box<dyn Future<Output = Picked> + Send>> {
+    fn pick(&self) -> desktop_slint::controller::ports::BoxFuture<Picked> {
         let p = self.0.clone();
         Box::pin(async move { Picked::File(p) })
     }
@@ -138,13 +136,14 @@ fn click_through_upload_request_rollback_and_sync_status() {
         .set_size(slint::LogicalSize::new(1360.0, 840.0));
     let worker = app::start(
         &window,
-        Config {
-            data: data.path().join("data"),
-            mode: Mode::Remote {
+        Config::plain(
+            data.path().join("data"),
+            Mode::Remote {
                 url: server.url(),
                 token: Some(token),
+                auth: None,
             },
-        },
+        ),
         BackendOptions {
             engine: EngineConfig {
                 fast_poll: Duration::from_millis(100),
@@ -158,7 +157,7 @@ fn click_through_upload_request_rollback_and_sync_status() {
         },
         ControllerConfig {
             picker: Arc::new(FixturePicker(fixture("harbour.jpg"))),
-            ..ControllerConfig::default()
+            ..common::ports::test_config()
         },
     )
     .unwrap();

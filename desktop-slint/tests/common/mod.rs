@@ -1,6 +1,12 @@
-//! Shared test harness: a recording view, devices (controller + backend),
-//! and fixture images.
+//! Shared test harness: a recording view (the [`ViewState`] test double),
+//! devices (controller + backend), test ports (dialogs, clipboard, a sync
+//! link the test plays), and fixture images.
 #![allow(dead_code)]
+
+mod view_state;
+pub mod ports;
+
+pub use view_state::ViewState;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -8,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use desktop_slint::backend::{Backend, BackendOptions};
 use desktop_slint::config::Config;
-use desktop_slint::controller::{
-    Controller, ControllerConfig, UiEvent, View, ViewState, ViewUpdate,
-};
+use desktop_slint::controller::{Controller, ControllerConfig, UiEvent, View, ViewUpdate};
 use tokio::sync::{Notify, mpsc};
+
 
 /// A view that keeps the state the updates describe, and wakes waiters.
 #[derive(Default)]
@@ -93,17 +98,26 @@ impl Device {
 
 /// A device over a started backend.
 pub async fn device(config: Config, options: BackendOptions) -> Device {
+    device_with(config, options, ports::test_config()).await
+}
+
+/// A device over a started backend, with these controller settings.
+pub async fn device_with(
+    config: Config,
+    options: BackendOptions,
+    controller: ControllerConfig,
+) -> Device {
     let mut backend = Backend::start(&config, options).await.unwrap();
     let view = Arc::new(Recorder::default());
     let controller = Controller::new(
-        backend.store.clone(),
+        Arc::new(backend.store.clone()),
         backend.tools.clone(),
         view.clone(),
-        ControllerConfig::default(),
+        controller,
     );
     let (events, rx) = mpsc::unbounded_channel();
-    let sync = backend.sync.take().unwrap();
-    let task = tokio::spawn(controller.run(rx, sync));
+    let link_events = backend.link_events.take().unwrap();
+    let task = tokio::spawn(controller.run(rx, backend.link.clone(), link_events));
     Device {
         events,
         view,
