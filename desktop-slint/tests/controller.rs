@@ -10,51 +10,16 @@ use atelier_fixtures::fakes::{self, FakeConfig};
 use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer};
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::providers::ProviderConfig;
-use cloud_lambda::registry::{BUILTIN, Registry};
-use common::{Recorder, device, write_png};
+use common::{device, local, write_png};
 use core_sync::ids::DocId;
 use core_sync::model::{BlobRef, ErrorInfo, MessageStatus, MessageUpdate, NewVersion};
 use core_sync::now_millis;
-use core_sync::store::{Store, StoreOptions};
 use core_sync::sync::client::SyncEvent;
 use core_sync::sync::engine::EngineConfig;
 use desktop_slint::backend::BackendOptions;
 use desktop_slint::config::{Config, Mode};
-use desktop_slint::controller::{Controller, ControllerConfig, LinkEvent, UiEvent};
-use desktop_slint::tools::{Keys, Tools};
-use tokio::sync::mpsc;
-
-fn tools(keys: Keys) -> Tools {
-    Tools::new(Registry::parse(BUILTIN).unwrap(), keys)
-}
-
-struct Local {
-    store: Store,
-    view: Arc<Recorder>,
-    events: mpsc::UnboundedSender<UiEvent>,
-    pulled: mpsc::UnboundedSender<LinkEvent>,
-    _dir: tempfile::TempDir,
-}
-
-/// A controller over a store, with a sync link the test plays itself.
-async fn local(keys: Keys, config: ControllerConfig) -> Local {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("data"), StoreOptions::default())
-        .await
-        .unwrap();
-    let view = Arc::new(Recorder::default());
-    let controller = Controller::new(Arc::new(store.clone()), tools(keys), view.clone(), config);
-    let (events, rx) = mpsc::unbounded_channel();
-    let (link, pulled, link_rx) = common::ports::test_link();
-    tokio::spawn(controller.run(rx, link, link_rx));
-    Local {
-        store,
-        view,
-        events,
-        pulled,
-        _dir: dir,
-    }
-}
+use desktop_slint::controller::{ControllerConfig, LinkEvent, UiEvent};
+use desktop_slint::tools::Keys;
 
 #[tokio::test]
 async fn upload_request_rollback_and_retry_show_up_as_the_user_expects() {

@@ -14,7 +14,12 @@ use std::time::{Duration, Instant};
 
 use desktop_slint::backend::{Backend, BackendOptions};
 use desktop_slint::config::Config;
-use desktop_slint::controller::{Controller, ControllerConfig, UiEvent, View, ViewUpdate};
+use cloud_lambda::registry::{BUILTIN, Registry};
+use core_sync::store::{Store, StoreOptions};
+use desktop_slint::controller::{
+    Controller, ControllerConfig, LinkEvent, UiEvent, View, ViewUpdate,
+};
+use desktop_slint::tools::{Keys, Tools};
 use tokio::sync::{Notify, mpsc};
 
 
@@ -123,6 +128,47 @@ pub async fn device_with(
         view,
         backend: Some(backend),
         task,
+    }
+}
+
+pub fn tools(keys: Keys) -> Tools {
+    Tools::new(Registry::parse(BUILTIN).unwrap(), keys)
+}
+
+/// A controller over a store, with a sync link the test plays itself.
+pub struct Local {
+    pub store: Store,
+    pub view: Arc<Recorder>,
+    pub events: mpsc::UnboundedSender<UiEvent>,
+    /// Link events, as the sync link would send them.
+    pub pulled: mpsc::UnboundedSender<LinkEvent>,
+    pub link: Arc<ports::TestLink>,
+    pub _dir: tempfile::TempDir,
+}
+
+impl Local {
+    pub fn send(&self, ev: UiEvent) {
+        self.events.send(ev).unwrap();
+    }
+}
+
+pub async fn local(keys: Keys, config: ControllerConfig) -> Local {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("data"), StoreOptions::default())
+        .await
+        .unwrap();
+    let view = Arc::new(Recorder::default());
+    let controller = Controller::new(Arc::new(store.clone()), tools(keys), view.clone(), config);
+    let (events, rx) = mpsc::unbounded_channel();
+    let (link, pulled, link_rx) = ports::test_link();
+    tokio::spawn(controller.run(rx, link.clone(), link_rx));
+    Local {
+        store,
+        view,
+        events,
+        pulled,
+        link,
+        _dir: dir,
     }
 }
 
