@@ -314,7 +314,7 @@ impl OpenAsset {
                 .and_then(|m| self.views.iter().find(|x| &x.id == m))
                 .and_then(|m| m.tool.as_deref())
                 .map(tool_title)
-                .unwrap_or_else(|| if i == 0 { "Upload".into() } else { "Version".into() });
+                .unwrap_or_else(|| "Upload".into());
             CompareSide {
                 version_id: v.id.clone(),
                 label: format!(

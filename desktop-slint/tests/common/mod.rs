@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 mod view_state;
+pub mod auth;
 pub mod ports;
+pub mod ui;
 
 pub use view_state::ViewState;
 
