@@ -365,6 +365,23 @@ fn a_real_window_through_a_whole_flow() {
     });
     x.screenshot("13-dashboard");
 
+    // A second `atelier` on the same data directory brings this window
+    // forward and exits instead of running beside it.
+    let before = app.mark();
+    let second = Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .arg("--data")
+        .arg(data.path().join("store"))
+        .env("DISPLAY", &x.display)
+        .env("SLINT_BACKEND", "winit-software")
+        .env_remove("ATELIER_SERVER")
+        .env_remove("ATELIER_DATA")
+        .output()
+        .unwrap();
+    assert!(second.status.success(), "{second:?}");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("already running") && said.contains("brought forward"), "{said}");
+    app.wait_shown(before, "raised");
+
     // Ctrl+Q quits cleanly.
     app.key(&x, "ctrl+q");
     let deadline = Instant::now() + Duration::from_secs(20);
