@@ -46,7 +46,10 @@ async fn seed(dir: &std::path::Path) -> Vec<DocId> {
     for i in 0..ASSETS {
         let mut doc = AssetDoc::create(&format!("Harbour study {i:04}"), now - i as i64 * 60_000);
         let m = doc
-            .append_message(NewMessage::tool_request("edit", "google", "g", "warmer"), now)
+            .append_message(
+                NewMessage::tool_request("edit", "google", "g", "warmer"),
+                now,
+            )
             .unwrap();
         if i < COST_ASSETS {
             for e in 0..EVENTS_PER_ASSET {
@@ -73,7 +76,12 @@ async fn seed(dir: &std::path::Path) -> Vec<DocId> {
         for i in 0..MESSAGES {
             if i % 5 == 1 {
                 doc.append_message(
-                    NewMessage::tool_request("edit", "google", "gemini-3.1-flash-image", format!("edit {i}")),
+                    NewMessage::tool_request(
+                        "edit",
+                        "google",
+                        "gemini-3.1-flash-image",
+                        format!("edit {i}"),
+                    ),
                     now,
                 )
                 .unwrap();
@@ -197,8 +205,11 @@ fn main() {
             b().get_palette_rows().row_data(0).unwrap().title,
             "Harbour study 4242"
         );
-        out.borrow_mut()
-            .push((format!("palette keystroke → results ({ASSETS} assets)"), keys, "16 ms"));
+        out.borrow_mut().push((
+            format!("palette keystroke → results ({ASSETS} assets)"),
+            keys,
+            "16 ms",
+        ));
 
         // The dashboard: read every cost once, then change filters.
         let seen = batches.get();
@@ -214,7 +225,14 @@ fn main() {
             ASSETS + 2,
             ms(first)
         );
-        let filters: [(&str, i32); 6] = [("all", 0), ("7d", 0), ("30d", 2), ("month", 1), ("all", 3), ("30d", 0)];
+        let filters: [(&str, i32); 6] = [
+            ("all", 0),
+            ("7d", 0),
+            ("30d", 2),
+            ("month", 1),
+            ("all", 3),
+            ("30d", 0),
+        ];
         let mut filter_times = Vec::new();
         for _ in 0..rounds {
             for (preset, model) in filters {
@@ -262,7 +280,10 @@ fn main() {
     slint::run_event_loop().unwrap();
     worker.stop();
 
-    println!("\nThe window headless (software renderer), {} rounds\n", rounds);
+    println!(
+        "\nThe window headless (software renderer), {} rounds\n",
+        rounds
+    );
     println!("| measurement | median | p90 | max | goal |");
     println!("|---|---:|---:|---:|---:|");
     for (what, v, goal) in results.borrow().iter() {

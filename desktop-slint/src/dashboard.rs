@@ -96,7 +96,11 @@ impl EventTable {
             } else {
                 r.asset_title.to_string()
             },
-            model: self.labels.get(&e.model).cloned().unwrap_or(e.model.clone()),
+            model: self
+                .labels
+                .get(&e.model)
+                .cloned()
+                .unwrap_or(e.model.clone()),
             provider: provider_label(&e.provider),
             units: format!("{} {}", format_units(e.units), e.unit),
             cost: format!("${}", costs::usd(e.cost_nano_usd)),
@@ -170,10 +174,7 @@ pub fn resolve_preset(form: &DashboardFilterForm, now: Millis) -> DashboardFilte
     let (from, to) = match form.preset.as_str() {
         "7d" => (ymd(back(6)), ymd(today)),
         "30d" => (ymd(back(29)), ymd(today)),
-        "month" => (
-            ymd(today.replace_day(1).expect("day 1 exists")),
-            ymd(today),
-        ),
+        "month" => (ymd(today.replace_day(1).expect("day 1 exists")), ymd(today)),
         "all" => (String::new(), String::new()),
         _ => (form.from.clone(), form.to.clone()),
     };
@@ -218,7 +219,11 @@ pub fn build(
     );
     let mut vm = DashboardVm {
         model_choices: std::iter::once("All models".to_owned())
-            .chain(models.iter().map(|m| labels.get(m).cloned().unwrap_or(m.clone())))
+            .chain(
+                models
+                    .iter()
+                    .map(|m| labels.get(m).cloned().unwrap_or(m.clone())),
+            )
             .collect(),
         ..DashboardVm::default()
     };
@@ -351,7 +356,14 @@ mod tests {
         let rows = rows();
         let models = model_ids(&rows);
         let labels = Arc::new(HashMap::from([("gemini".to_owned(), "Gemini".to_owned())]));
-        let vm = build(&rows, &models, &labels, &DashboardFilterForm::default(), NOW, UtcOffset::UTC);
+        let vm = build(
+            &rows,
+            &models,
+            &labels,
+            &DashboardFilterForm::default(),
+            NOW,
+            UtcOffset::UTC,
+        );
         assert_eq!(vm.total, "$1.0803");
         assert_eq!(vm.events, "4 provider calls");
         assert_eq!(vm.model_choices, vec!["All models", "esrgan", "Gemini"]);
@@ -361,7 +373,12 @@ mod tests {
         assert_eq!(vm.table.len(), 4);
         let first = vm.table.row(0).unwrap();
         assert_eq!(
-            (first.time.as_str(), first.model.as_str(), first.cost.as_str(), first.units.as_str()),
+            (
+                first.time.as_str(),
+                first.model.as_str(),
+                first.cost.as_str(),
+                first.units.as_str()
+            ),
             ("12:00", "Gemini", "$0.039", "1 images")
         );
 
@@ -371,7 +388,10 @@ mod tests {
             ..Default::default()
         };
         let vm = build(&rows, &models, &labels, &week, NOW, UtcOffset::UTC);
-        assert_eq!((vm.form.from.as_str(), vm.form.to.as_str()), ("2026-11-19", "2026-11-25"));
+        assert_eq!(
+            (vm.form.from.as_str(), vm.form.to.as_str()),
+            ("2026-11-19", "2026-11-25")
+        );
         assert_eq!(vm.total, "$0.039");
         assert_eq!(vm.table.len(), 1);
         assert_eq!(vm.bars.len(), 7);

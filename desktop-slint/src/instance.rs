@@ -24,9 +24,7 @@ pub struct Instance {
 /// Why this app cannot run on the directory.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
-    #[error(
-        "Atelier is already running on {dir} (process {pid}); its window was brought forward."
-    )]
+    #[error("Atelier is already running on {dir} (process {pid}); its window was brought forward.")]
     Raised { dir: PathBuf, pid: String },
     #[error(
         "Atelier (process {pid}) already uses {dir}: close it first, or start with another --data."
@@ -60,7 +58,11 @@ impl Instance {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
                 let pid = pid.trim().to_owned();
-                let pid = if pid.is_empty() { "unknown".into() } else { pid };
+                let pid = if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid
+                };
                 return Err(if raise(dir) {
                     InstanceError::Raised {
                         dir: dir.to_owned(),

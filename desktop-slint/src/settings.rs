@@ -104,12 +104,27 @@ impl SettingsForm {
             client_id: s.client_id.clone().unwrap_or_default(),
             gemini_api_key: s.gemini_api_key.clone().unwrap_or_default(),
             replicate_api_token: s.replicate_api_token.clone().unwrap_or_default(),
-            cadence: CADENCES
-                .iter()
-                .position(|(c, _)| *c == secs)
-                .unwrap_or(1),
+            cadence: CADENCES.iter().position(|(c, _)| *c == secs).unwrap_or(1),
             note: String::new(),
         }
+    }
+
+    /// Checks the fields and keeps them in `data`; returns the settings and
+    /// the form to show (saying what applies only at the next start).
+    pub fn save(&self, data: &Path) -> Result<(Settings, SettingsForm), SettingsError> {
+        let settings = self.parse()?;
+        let old = Settings::load(data).unwrap_or_default();
+        settings.save(data)?;
+        let mut form = SettingsForm::of(&settings);
+        let restart = old.server_url != settings.server_url
+            || old.auth_url != settings.auth_url
+            || old.client_id != settings.client_id;
+        form.note = if restart {
+            "Saved. The server and sign-in apply when Atelier starts again.".into()
+        } else {
+            "Saved.".into()
+        };
+        Ok((settings, form))
     }
 
     /// Checks the fields and makes settings of them; errors are sentences.
@@ -191,23 +206,34 @@ mod tests {
     #[test]
     fn bad_fields_are_said_plainly() {
         let bad = |f: SettingsForm| f.parse().unwrap_err().to_string();
-        assert!(bad(SettingsForm {
-            server_url: "sync.example.com".into(),
-            ..Default::default()
-        })
-        .contains("is not an http(s) URL"));
-        assert!(bad(SettingsForm {
-            auth_url: "https://auth.example.com".into(),
-            ..Default::default()
-        })
-        .contains("needs both"));
-        assert!(bad(SettingsForm {
-            gemini_api_key: "two words".into(),
-            ..Default::default()
-        })
-        .contains("spaces"));
+        assert!(
+            bad(SettingsForm {
+                server_url: "sync.example.com".into(),
+                ..Default::default()
+            })
+            .contains("is not an http(s) URL")
+        );
+        assert!(
+            bad(SettingsForm {
+                auth_url: "https://auth.example.com".into(),
+                ..Default::default()
+            })
+            .contains("needs both")
+        );
+        assert!(
+            bad(SettingsForm {
+                gemini_api_key: "two words".into(),
+                ..Default::default()
+            })
+            .contains("spaces")
+        );
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(Settings::path(dir.path()), "{ nope").unwrap();
-        assert!(Settings::load(dir.path()).unwrap_err().to_string().contains("cannot read"));
+        assert!(
+            Settings::load(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read")
+        );
     }
 }

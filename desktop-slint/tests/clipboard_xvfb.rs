@@ -9,9 +9,9 @@ mod xvfb;
 
 use std::sync::Arc;
 
+use common::local;
 use common::ports::test_config;
 use common::ui::fixture;
-use common::local;
 use desktop_slint::controller::{Clipboard, ClipboardContent, ControllerConfig, UiEvent};
 use desktop_slint::images::Pixels;
 use desktop_slint::platform::SystemClipboard;
@@ -38,9 +38,13 @@ async fn copy_and_paste_through_the_x_clipboard() {
 
     // Copy: another program (another clipboard client) reads the image.
     l.send(UiEvent::CopyImage(None));
-    l.view.wait("copied", |s| s.info.starts_with("Copied")).await;
+    l.view
+        .wait("copied", |s| s.info.starts_with("Copied"))
+        .await;
     let other = SystemClipboard::default();
-    let read = tokio::task::spawn_blocking(move || other.read()).await.unwrap();
+    let read = tokio::task::spawn_blocking(move || other.read())
+        .await
+        .unwrap();
     match read {
         Ok(ClipboardContent::Image(px)) => assert_eq!((px.width, px.height), (800, 600)),
         other => panic!("the other program read {other:?}"),

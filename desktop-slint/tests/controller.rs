@@ -10,12 +10,11 @@ use atelier_fixtures::fakes::{self, FakeConfig};
 use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer};
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::providers::ProviderConfig;
-use common::{device, local, write_png};
+use common::{device, fast_engine, local, write_png};
 use core_sync::ids::DocId;
 use core_sync::model::{BlobRef, ErrorInfo, MessageStatus, MessageUpdate, NewVersion};
 use core_sync::now_millis;
 use core_sync::sync::client::SyncEvent;
-use core_sync::sync::engine::EngineConfig;
 use desktop_slint::backend::BackendOptions;
 use desktop_slint::config::{Config, Mode};
 use desktop_slint::controller::{ControllerConfig, LinkEvent, UiEvent};
@@ -287,17 +286,6 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
 }
 
-fn fast_engine() -> EngineConfig {
-    EngineConfig {
-        fast_poll: Duration::from_millis(100),
-        idle_poll_min: Duration::from_millis(200),
-        idle_poll_max: Duration::from_secs(2),
-        backoff_base: Duration::from_millis(100),
-        backoff_max: Duration::from_millis(500),
-        ..EngineConfig::default()
-    }
-}
-
 /// Two devices of one user against a server running jobs with the fake
 /// providers: what one does, the other sees without doing anything.
 #[tokio::test]
@@ -510,7 +498,10 @@ async fn signing_in_to_a_remote_server() {
         .wait("the sign-in offer", |s| s.session.offer_sign_in)
         .await;
     assert_eq!(s.server_label, server.url());
-    assert!(!s.session.browser, "a token sheet: this server has no browser sign-in");
+    assert!(
+        !s.session.browser,
+        "a token sheet: this server has no browser sign-in"
+    );
     let s = d
         .view
         .wait("not syncing, and why", |s| s.sync.is_some())

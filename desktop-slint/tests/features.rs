@@ -16,13 +16,12 @@ use cloud_lambda::providers::ProviderConfig;
 use cloud_lambda::storage::DocStore;
 use cloud_lambda::storage::embedded::EmbeddedStore;
 use common::ports::{MemoryClipboard, SaveTo, test_config};
-use common::{device_with, local, write_png};
+use common::{device_with, fast_engine, local, write_png};
 use core_sync::costs::{self, Rollup};
 use core_sync::ids::DocId;
 use core_sync::model::{AssetDoc, MessageStatus, MessageUpdate, NewMessage};
 use core_sync::now_millis;
 use core_sync::sync::client::SyncEvent;
-use core_sync::sync::engine::EngineConfig;
 use desktop_slint::backend::{BackendOptions, LOCAL_USER};
 use desktop_slint::config::{Config, Mode};
 use desktop_slint::controller::{ClipboardContent, ControllerConfig, LinkEvent, UiEvent};
@@ -66,18 +65,34 @@ async fn images_come_in_by_drop_and_paste_and_go_out_by_save_and_copy() {
         })
         .await;
     assert_eq!(s.title, "harbour");
-    assert!(s.notice.contains("notes.txt is not a PNG, JPEG or WebP image"), "{}", s.notice);
+    assert!(
+        s.notice
+            .contains("notes.txt is not a PNG, JPEG or WebP image"),
+        "{}",
+        s.notice
+    );
     assert_eq!(s.assets.len(), 1);
 
     // Dropped on an open asset: asked, then a new version of it.
-    l.send(UiEvent::Dropped(vec![write_png(dir.path(), "warm.png", 64, 48, 3)]));
+    l.send(UiEvent::Dropped(vec![write_png(
+        dir.path(),
+        "warm.png",
+        64,
+        48,
+        3,
+    )]));
     let s = l.view.wait("the question", |s| s.incoming.is_some()).await;
     let q = s.incoming.unwrap();
-    assert_eq!((q.what.as_str(), q.asset.as_str()), ("warm.png (64 × 48)", "harbour"));
+    assert_eq!(
+        (q.what.as_str(), q.asset.as_str()),
+        ("warm.png (64 × 48)", "harbour")
+    );
     l.send(UiEvent::IncomingAs(true));
     let s = l
         .view
-        .wait("a second version", |s| s.incoming.is_none() && s.versions().len() == 2)
+        .wait("a second version", |s| {
+            s.incoming.is_none() && s.versions().len() == 2
+        })
         .await;
     assert!(s.versions()[0].active, "the new version is active");
     assert!(s.messages.iter().any(|m| m.text == "Uploaded warm.png"));
@@ -88,7 +103,9 @@ async fn images_come_in_by_drop_and_paste_and_go_out_by_save_and_copy() {
     std::fs::write(&big, vec![0u8; 3_000_000]).unwrap();
     l.send(UiEvent::Dropped(vec![big]));
     l.view
-        .wait("the size refusal", |s| s.notice.contains("more than the 2.0 MB"))
+        .wait("the size refusal", |s| {
+            s.notice.contains("more than the 2.0 MB")
+        })
         .await;
 
     // Save the active version's original file: the bytes, the extension.
@@ -115,7 +132,9 @@ async fn images_come_in_by_drop_and_paste_and_go_out_by_save_and_copy() {
 
     // Copy: the full-size pixels go to the clipboard.
     l.send(UiEvent::CopyImage(Some(v1.clone())));
-    l.view.wait("copied", |s| s.info.starts_with("Copied v1")).await;
+    l.view
+        .wait("copied", |s| s.info.starts_with("Copied v1"))
+        .await;
     match clipboard.0.lock().unwrap().clone() {
         Some(ClipboardContent::Image(px)) => assert_eq!((px.width, px.height), (800, 600)),
         other => panic!("{other:?}"),
@@ -125,7 +144,11 @@ async fn images_come_in_by_drop_and_paste_and_go_out_by_save_and_copy() {
     l.send(UiEvent::Compare(None));
     let s = l.view.wait("the comparison", |s| s.compare.is_some()).await;
     let c = s.compare.unwrap();
-    assert!(c.left.label.starts_with("v1 · Upload · 800 × 600"), "{}", c.left.label);
+    assert!(
+        c.left.label.starts_with("v1 · Upload · 800 × 600"),
+        "{}",
+        c.left.label
+    );
     assert!(c.right.label.starts_with("v2"), "{}", c.right.label);
     l.view
         .wait("both images", |s| {
@@ -146,7 +169,9 @@ async fn images_come_in_by_drop_and_paste_and_go_out_by_save_and_copy() {
     l.send(UiEvent::IncomingAs(false));
     let s = l
         .view
-        .wait("the pasted asset", |s| s.assets.len() == 2 && s.title == "Pasted image")
+        .wait("the pasted asset", |s| {
+            s.assets.len() == 2 && s.title == "Pasted image"
+        })
         .await;
     assert_eq!(s.inspector.dimensions, "3 × 2");
     // Nothing on the clipboard: said when asked by name, quiet for Ctrl+V.
@@ -166,7 +191,9 @@ async fn images_come_in_by_drop_and_paste_and_go_out_by_save_and_copy() {
     });
     let s = l
         .view
-        .wait("queued", |s| s.messages.last().is_some_and(|m| m.status == "queued"))
+        .wait("queued", |s| {
+            s.messages.last().is_some_and(|m| m.status == "queued")
+        })
         .await;
     let req = s.messages.last().unwrap().clone();
     assert!(req.can_cancel && !req.can_retry);
@@ -196,7 +223,10 @@ async fn long_timelines_open_on_the_newest_page_and_refresh_only_what_changed() 
     for i in 0..500 {
         if i % 10 == 9 {
             last_request = doc
-                .append_message(NewMessage::tool_request("edit", "google", "g", format!("edit {i}")), now)
+                .append_message(
+                    NewMessage::tool_request("edit", "google", "g", format!("edit {i}")),
+                    now,
+                )
                 .unwrap();
         } else {
             doc.append_message(NewMessage::user(format!("note {i}")), now)
@@ -217,7 +247,10 @@ async fn long_timelines_open_on_the_newest_page_and_refresh_only_what_changed() 
     assert_eq!(s.messages.last().unwrap().text, "edit 499");
 
     l.send(UiEvent::LoadEarlier);
-    let s = l.view.wait("an earlier page", |s| s.messages.len() == 160).await;
+    let s = l
+        .view
+        .wait("an earlier page", |s| s.messages.len() == 160)
+        .await;
     assert_eq!(s.earlier, 340);
     assert_eq!(s.messages[0].text, "note 340");
     let before = s.clone();
@@ -244,26 +277,12 @@ async fn long_timelines_open_on_the_newest_page_and_refresh_only_what_changed() 
     l.pulled
         .send(LinkEvent::Sync(SyncEvent::Pulled(vec![id.clone()])))
         .unwrap();
-    let s = l
-        .view
-        .wait("the change", |s| s.messages.len() == 161)
-        .await;
+    let s = l.view.wait("the change", |s| s.messages.len() == 161).await;
     assert_eq!(s.messages[159].status, "failed");
     assert_eq!(s.messages[160].text, "after");
     assert_eq!(s.full_timelines, before.full_timelines, "no whole reload");
     // The request's row, and the asset's line in the list (its count).
     assert_eq!(s.row_updates, before.row_updates + 2, "single rows re-read");
-}
-
-fn fast_engine() -> EngineConfig {
-    EngineConfig {
-        fast_poll: Duration::from_millis(100),
-        idle_poll_min: Duration::from_millis(200),
-        idle_poll_max: Duration::from_secs(1),
-        backoff_base: Duration::from_millis(100),
-        backoff_max: Duration::from_millis(500),
-        ..EngineConfig::default()
-    }
 }
 
 /// Provider calls through the embedded server (fake providers): the
@@ -326,7 +345,9 @@ async fn the_dashboard_filters_exports_and_agrees_with_the_server() {
     d.view
         .wait("the upscale", |s| {
             s.versions().len() == 2
-                && s.messages.last().is_some_and(|m| m.status == "succeeded" && !m.cost.is_empty())
+                && s.messages
+                    .last()
+                    .is_some_and(|m| m.status == "succeeded" && !m.cost.is_empty())
         })
         .await;
 
@@ -380,7 +401,9 @@ async fn the_dashboard_filters_exports_and_agrees_with_the_server() {
     }));
     d.view
         .wait("the date error", |s| {
-            s.dashboard.as_ref().is_some_and(|v| v.error.contains("from=\"yesterday\""))
+            s.dashboard
+                .as_ref()
+                .is_some_and(|v| v.error.contains("from=\"yesterday\""))
         })
         .await;
     // Every model, every day: export.
@@ -390,11 +413,16 @@ async fn the_dashboard_filters_exports_and_agrees_with_the_server() {
     }));
     d.view
         .wait("all again", |s| {
-            s.dashboard.as_ref().is_some_and(|v| v.table.len() == 2 && v.error.is_empty())
+            s.dashboard
+                .as_ref()
+                .is_some_and(|v| v.table.len() == 2 && v.error.is_empty())
         })
         .await;
     d.send(UiEvent::ExportCsv);
-    let s = d.view.wait("exported", |s| s.info.starts_with("Exported")).await;
+    let s = d
+        .view
+        .wait("exported", |s| s.info.starts_with("Exported"))
+        .await;
     let csv = dir.path().join("costs.csv");
     assert!(s.info.contains("Exported 2 cost events"), "{}", s.info);
     let out = std::process::Command::new("python3")
@@ -407,13 +435,60 @@ async fn the_dashboard_filters_exports_and_agrees_with_the_server() {
         .arg(&csv)
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let mut parts = text.trim().splitn(3, ' ');
     assert_eq!(parts.next(), Some("2"));
     let sum = parts.next().unwrap();
-    assert_eq!(format!("${sum}").trim_end_matches('0'), vm.total.trim_end_matches('0'));
+    assert_eq!(
+        format!("${sum}").trim_end_matches('0'),
+        vm.total.trim_end_matches('0')
+    );
     assert_eq!(parts.next(), Some("a harbour, with \"quotes\", and commas"));
     d.stop().await;
     drop(fakes);
+}
+
+/// Settings are checked, kept in the data directory (readable by the user
+/// only) and handed to the sync link; a bad one is said and not kept.
+#[tokio::test]
+async fn settings_are_kept_and_applied() {
+    use desktop_slint::settings::{Settings, SettingsForm};
+    let data = tempfile::tempdir().unwrap();
+    let l = local(
+        Keys::Offline,
+        ControllerConfig {
+            data: Some(data.path().to_owned()),
+            ..test_config()
+        },
+    )
+    .await;
+    let s = l.view.wait("the settings", |s| s.settings.is_some()).await;
+    assert_eq!(s.settings.unwrap().cadence, 1, "25 s by default");
+    l.send(UiEvent::SaveSettings(SettingsForm {
+        server_url: "not a url".into(),
+        ..SettingsForm::default()
+    }));
+    l.view
+        .wait("refused", |s| s.notice.contains("is not an http(s) URL"))
+        .await;
+    assert!(!Settings::path(data.path()).exists());
+    l.send(UiEvent::SaveSettings(SettingsForm {
+        gemini_api_key: "AIza-test".into(),
+        cadence: 0,
+        ..SettingsForm::default()
+    }));
+    let s = l.view.wait("saved", |s| s.info == "Settings saved.").await;
+    assert_eq!(s.settings.unwrap().note, "Saved.");
+    let kept = Settings::load(data.path()).unwrap();
+    assert_eq!(kept.gemini_api_key.as_deref(), Some("AIza-test"));
+    assert_eq!(kept.idle_poll_secs, Some(5));
+    assert_eq!(
+        l.link.calls.lock().unwrap().as_slice(),
+        ["apply_settings".to_owned()]
+    );
 }

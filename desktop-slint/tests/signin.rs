@@ -11,23 +11,11 @@ use std::time::Duration;
 
 use atelier_fixtures::fakes::oauth::{self, OAuthConfig as FakeConfig};
 use common::auth::{FollowingBrowser, oauth_config, server_for};
-use common::{device, write_png};
-use core_sync::sync::engine::EngineConfig;
+use common::{device, fast_engine, write_png};
 use desktop_slint::backend::BackendOptions;
 use desktop_slint::config::{Config, Mode};
 use desktop_slint::controller::UiEvent;
 use desktop_slint::signin::oauth::{OAuthClient, Pkce, SignInError};
-
-fn fast_engine() -> EngineConfig {
-    EngineConfig {
-        fast_poll: Duration::from_millis(100),
-        idle_poll_min: Duration::from_millis(200),
-        idle_poll_max: Duration::from_secs(1),
-        backoff_base: Duration::from_millis(100),
-        backoff_max: Duration::from_millis(400),
-        ..EngineConfig::default()
-    }
-}
 
 #[tokio::test]
 async fn browser_sign_in_refresh_expiry_and_sign_out() {
@@ -66,8 +54,7 @@ async fn browser_sign_in_refresh_expiry_and_sign_out() {
     let s = d
         .view
         .wait("signed in and synced", |s| {
-            s.session.can_sign_out
-                && s.sync.as_ref().is_some_and(|v| v.state == "synced")
+            s.session.can_sign_out && s.sync.as_ref().is_some_and(|v| v.state == "synced")
         })
         .await;
     assert_eq!(s.session.user, "alice@example.com");
@@ -86,7 +73,13 @@ async fn browser_sign_in_refresh_expiry_and_sign_out() {
     assert_eq!(o.counts().code_grants, 1);
 
     // Work made now reaches the server.
-    d.send(UiEvent::ImportFile(write_png(dir.path(), "one.png", 40, 30, 1)));
+    d.send(UiEvent::ImportFile(write_png(
+        dir.path(),
+        "one.png",
+        40,
+        30,
+        1,
+    )));
     d.view
         .wait("uploaded", |s| {
             s.has_asset
@@ -133,7 +126,13 @@ async fn browser_sign_in_refresh_expiry_and_sign_out() {
                 .is_some_and(|v| v.state == "offline" && v.detail.contains("401"))
         })
         .await;
-    d.send(UiEvent::ImportFile(write_png(dir.path(), "two.png", 40, 30, 2)));
+    d.send(UiEvent::ImportFile(write_png(
+        dir.path(),
+        "two.png",
+        40,
+        30,
+        2,
+    )));
     let refreshes = o.counts().refresh_grants;
     assert!(refreshes >= 1, "a refresh was tried on the 401");
     o.clock().advance_secs(7200);
@@ -190,7 +189,10 @@ async fn a_wrong_verifier_and_an_expired_refresh_token_are_refused() {
         Err(SignInError::Refused("invalid_grant".into()))
     );
     let code = code_for(&pkce).await;
-    let tokens = client.exchange(&code, redirect, &pkce.verifier).await.unwrap();
+    let tokens = client
+        .exchange(&code, redirect, &pkce.verifier)
+        .await
+        .unwrap();
     let refresh = tokens.refresh_token.clone().unwrap();
     assert!(client.refresh(&refresh).await.is_ok());
     o.clock().advance(Duration::from_secs(601));

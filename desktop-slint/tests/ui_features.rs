@@ -11,16 +11,17 @@ mod common;
 use std::sync::Arc;
 
 use common::ports::{MemoryClipboard, SaveTo, test_config};
-use common::ui::{element, fixture, init_backend, press, shows, snapshot, type_text, until};
+use common::ui::{
+    element, fixture, init_backend, press, shows, snapshot, start_app, type_text, until,
+};
 use core_sync::ids::DocId;
 use core_sync::model::{AssetDoc, NewCostEvent, NewMessage};
 use core_sync::store::{Store, StoreOptions};
-use desktop_slint::app;
 use desktop_slint::backend::BackendOptions;
 use desktop_slint::config::{Config, Mode};
 use desktop_slint::controller::{ClipboardContent, ControllerConfig};
 use desktop_slint::images::Pixels;
-use desktop_slint::ui::{self, AppWindow, Bridge};
+use desktop_slint::ui::{self, Bridge};
 use slint::platform::{Key, PointerEventButton};
 use slint::{ComponentHandle, Model};
 
@@ -73,12 +74,7 @@ fn drop_paste_save_copy_compare_palette_and_dashboard() {
     std::fs::create_dir_all(dir.path().join("out")).unwrap();
     let clipboard = Arc::new(MemoryClipboard::default());
 
-    let window = AppWindow::new().unwrap();
-    window
-        .window()
-        .set_size(slint::LogicalSize::new(1360.0, 840.0));
-    let worker = app::start(
-        &window,
+    let (window, worker) = start_app(
         Config::plain(data, Mode::Offline),
         BackendOptions::default(),
         ControllerConfig {
@@ -86,16 +82,17 @@ fn drop_paste_save_copy_compare_palette_and_dashboard() {
             clipboard: clipboard.clone(),
             ..test_config()
         },
-    )
-    .unwrap();
-    window.show().unwrap();
+    );
 
     let weak = window.as_weak();
     let out = dir.path().join("out");
     slint::spawn_local(async move {
         let w = weak.upgrade().unwrap();
         let bridge = || w.global::<Bridge>();
-        until(&w, "the seeded assets", || bridge().get_assets().row_count() == 2).await;
+        until(&w, "the seeded assets", || {
+            bridge().get_assets().row_count() == 2
+        })
+        .await;
 
         // A file dropped on the window: a new asset.
         ui::files_dropped(&w, vec![fixture("harbour.jpg")]);
@@ -149,7 +146,10 @@ fn drop_paste_save_copy_compare_palette_and_dashboard() {
         element(&w, "Compare::mode")
             .single_click(PointerEventButton::Left)
             .await;
-        until(&w, "the slider", || shows(&w, "Divider between the two versions")).await;
+        until(&w, "the slider", || {
+            shows(&w, "Divider between the two versions")
+        })
+        .await;
         snapshot(&w, "12-compare-slider");
         press(&w, &slint::SharedString::from(Key::Escape), false, false);
         until(&w, "compare closed", || !bridge().get_compare_open()).await;
@@ -175,11 +175,17 @@ fn drop_paste_save_copy_compare_palette_and_dashboard() {
         until(&w, "the shortcuts", || shows(&w, "Command palette: Ctrl+K")).await;
         snapshot(&w, "13-shortcuts");
         press(&w, &slint::SharedString::from(Key::Escape), false, false);
-        until(&w, "shortcuts closed", || !shows(&w, "Command palette: Ctrl+K")).await;
+        until(&w, "shortcuts closed", || {
+            !shows(&w, "Command palette: Ctrl+K")
+        })
+        .await;
 
         // The palette (Ctrl+K): fuzzy search, Enter runs the first match.
         press(&w, "k", true, false);
-        until(&w, "the palette", || bridge().get_palette_rows().row_count() > 5).await;
+        until(&w, "the palette", || {
+            bridge().get_palette_rows().row_count() > 5
+        })
+        .await;
         type_text(&w, "lghths");
         until(&w, "the asset found", || {
             bridge()
@@ -190,7 +196,10 @@ fn drop_paste_save_copy_compare_palette_and_dashboard() {
         .await;
         snapshot(&w, "14-palette");
         press(&w, &slint::SharedString::from(Key::Return), false, false);
-        until(&w, "the asset opened", || bridge().get_asset_title() == "Lighthouse").await;
+        until(&w, "the asset opened", || {
+            bridge().get_asset_title() == "Lighthouse"
+        })
+        .await;
 
         // The dashboard (Ctrl+D): every event, then filters.
         press(&w, "d", true, false);
@@ -198,12 +207,18 @@ fn drop_paste_save_copy_compare_palette_and_dashboard() {
             bridge().get_screen() == "dashboard" && bridge().get_dash_events().row_count() == 12
         })
         .await;
-        assert_eq!(bridge().get_dash_total(), format!("${}", core_sync::costs::usd(total)));
+        assert_eq!(
+            bridge().get_dash_total(),
+            format!("${}", core_sync::costs::usd(total))
+        );
         snapshot(&w, "15-dashboard");
         element(&w, "Dashboard::d7")
             .single_click(PointerEventButton::Left)
             .await;
-        until(&w, "the last 7 days", || bridge().get_dash_events().row_count() == 12).await;
+        until(&w, "the last 7 days", || {
+            bridge().get_dash_events().row_count() == 12
+        })
+        .await;
         // From two days ago: three days, two assets.
         let from = core_sync::costs::utc_day(core_sync::now_millis() - 2 * DAY);
         let from = format!(
@@ -216,16 +231,25 @@ fn drop_paste_save_copy_compare_palette_and_dashboard() {
         element(&w, "Dashboard::apply-button")
             .single_click(PointerEventButton::Left)
             .await;
-        until(&w, "three days", || bridge().get_dash_events().row_count() == 6).await;
+        until(&w, "three days", || {
+            bridge().get_dash_events().row_count() == 6
+        })
+        .await;
         bridge().invoke_dashboard_filter(from.clone().into(), "".into(), 1, "".into());
         // Gemini only: every other day.
-        until(&w, "one model", || bridge().get_dash_events().row_count() == 4).await;
+        until(&w, "one model", || {
+            bridge().get_dash_events().row_count() == 4
+        })
+        .await;
         snapshot(&w, "16-dashboard-filtered");
         element(&w, "Dashboard::from").set_accessible_value("last week");
         element(&w, "Dashboard::apply-button")
             .single_click(PointerEventButton::Left)
             .await;
-        until(&w, "the date error", || bridge().get_dash_error().contains("last week")).await;
+        until(&w, "the date error", || {
+            bridge().get_dash_error().contains("last week")
+        })
+        .await;
         element(&w, "Dashboard::all")
             .single_click(PointerEventButton::Left)
             .await;
@@ -239,7 +263,10 @@ fn drop_paste_save_copy_compare_palette_and_dashboard() {
         element(&w, "Dashboard::export")
             .single_click(PointerEventButton::Left)
             .await;
-        until(&w, "exported", || bridge().get_info().starts_with("Exported 12")).await;
+        until(&w, "exported", || {
+            bridge().get_info().starts_with("Exported 12")
+        })
+        .await;
         let py = std::process::Command::new("python3")
             .arg("-c")
             .arg(
@@ -251,7 +278,11 @@ fn drop_paste_save_copy_compare_palette_and_dashboard() {
             .arg(out.join("costs.csv"))
             .output()
             .expect("python3 runs");
-        assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+        assert!(
+            py.status.success(),
+            "{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
         let text = String::from_utf8(py.stdout).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "12");

@@ -16,13 +16,11 @@ use atelier_fixtures::fakes::{self, FakeConfig};
 use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer};
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::providers::ProviderConfig;
-use core_sync::sync::engine::EngineConfig;
-use desktop_slint::app;
+use common::ui::{element, fixture, init_backend, shows, snapshot, start_app, until};
 use desktop_slint::backend::BackendOptions;
 use desktop_slint::config::{Config, Mode};
 use desktop_slint::controller::{ControllerConfig, FilePicker, Picked};
-use desktop_slint::ui::{AppWindow, Bridge};
-use common::ui::{element, fixture, init_backend, shows, snapshot, until};
+use desktop_slint::ui::Bridge;
 use slint::platform::PointerEventButton;
 use slint::{ComponentHandle, Model};
 
@@ -72,12 +70,7 @@ fn click_through_upload_request_rollback_and_sync_status() {
     let token = server.token("carol", Duration::from_secs(3600));
 
     let data = tempfile::tempdir().unwrap();
-    let window = AppWindow::new().unwrap();
-    window
-        .window()
-        .set_size(slint::LogicalSize::new(1360.0, 840.0));
-    let worker = app::start(
-        &window,
+    let (window, worker) = start_app(
         Config::plain(
             data.path().join("data"),
             Mode::Remote {
@@ -87,23 +80,14 @@ fn click_through_upload_request_rollback_and_sync_status() {
             },
         ),
         BackendOptions {
-            engine: EngineConfig {
-                fast_poll: Duration::from_millis(100),
-                idle_poll_min: Duration::from_millis(200),
-                idle_poll_max: Duration::from_secs(1),
-                backoff_base: Duration::from_millis(100),
-                backoff_max: Duration::from_millis(500),
-                ..EngineConfig::default()
-            },
+            engine: common::fast_engine(),
             ..BackendOptions::default()
         },
         ControllerConfig {
             picker: Arc::new(FixturePicker(fixture("harbour.jpg"))),
             ..common::ports::test_config()
         },
-    )
-    .unwrap();
-    window.show().unwrap();
+    );
 
     let handle = rt.handle().clone();
     let weak = window.as_weak();

@@ -8,17 +8,14 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use atelier_fixtures::fakes::oauth::{self, OAuthConfig as FakeConfig};
 use common::auth::{FollowingBrowser, oauth_config, server_for};
 use common::ports::test_config;
-use common::ui::{element, init_backend, shows, snapshot, until};
-use core_sync::sync::engine::EngineConfig;
-use desktop_slint::app;
+use common::ui::{element, init_backend, shows, snapshot, start_app, until};
 use desktop_slint::backend::BackendOptions;
 use desktop_slint::config::{Config, Mode};
-use desktop_slint::ui::{AppWindow, Bridge};
+use desktop_slint::ui::Bridge;
 use slint::ComponentHandle;
 use slint::platform::PointerEventButton;
 
@@ -38,14 +35,9 @@ fn sign_in_and_out_from_the_status_bar() {
         .unwrap();
     let server = rt.block_on(server_for(&fake));
     let dir = tempfile::tempdir().unwrap();
-    let window = AppWindow::new().unwrap();
-    window
-        .window()
-        .set_size(slint::LogicalSize::new(1360.0, 840.0));
-    let worker = {
+    let (window, worker) = {
         let _guard = rt.enter();
-        app::start(
-            &window,
+        start_app(
             Config::plain(
                 dir.path().join("data"),
                 Mode::Remote {
@@ -55,21 +47,13 @@ fn sign_in_and_out_from_the_status_bar() {
                 },
             ),
             BackendOptions {
-                engine: EngineConfig {
-                    idle_poll_min: Duration::from_millis(200),
-                    idle_poll_max: Duration::from_secs(1),
-                    backoff_base: Duration::from_millis(100),
-                    backoff_max: Duration::from_millis(500),
-                    ..EngineConfig::default()
-                },
+                engine: common::fast_engine(),
                 browser: Arc::new(FollowingBrowser),
                 ..BackendOptions::default()
             },
             test_config(),
         )
-        .unwrap()
     };
-    window.show().unwrap();
     let weak = window.as_weak();
     slint::spawn_local(async move {
         let w = weak.upgrade().unwrap();

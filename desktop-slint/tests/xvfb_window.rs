@@ -379,7 +379,10 @@ fn a_real_window_through_a_whole_flow() {
         .unwrap();
     assert!(second.status.success(), "{second:?}");
     let said = String::from_utf8_lossy(&second.stderr);
-    assert!(said.contains("already running") && said.contains("brought forward"), "{said}");
+    assert!(
+        said.contains("already running") && said.contains("brought forward"),
+        "{said}"
+    );
     app.wait_shown(before, "raised");
 
     // Ctrl+Q quits cleanly.

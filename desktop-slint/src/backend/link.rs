@@ -166,7 +166,12 @@ impl Link {
 
     /// Stops everything: the client, a sign-in under way, the embedded server.
     pub async fn shutdown(&self) {
-        if let Some(c) = self.sign_in.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(c) = self
+            .sign_in
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let _ = c.send(());
         }
         self.stop().await;
@@ -213,7 +218,10 @@ impl Link {
         let (url, token) = {
             let guard = server.lock().await;
             let Some(s) = guard.as_ref() else { return };
-            (s.url(), s.token(LOCAL_USER, Duration::from_secs(365 * 24 * 3600)))
+            (
+                s.url(),
+                s.token(LOCAL_USER, Duration::from_secs(365 * 24 * 3600)),
+            )
         };
         match HttpTransport::new(&url) {
             Ok(t) => self.run_client(Box::new(t), token).await,
@@ -229,7 +237,9 @@ impl Link {
         };
         let token = token.trim().to_owned();
         if token.is_empty() {
-            self.send(LinkEvent::Failed("Cannot sign in: the token is empty".into()));
+            self.send(LinkEvent::Failed(
+                "Cannot sign in: the token is empty".into(),
+            ));
             return;
         }
         if keep {
@@ -317,7 +327,12 @@ impl Link {
 #[async_trait]
 impl SyncLink for Link {
     fn nudge(&self) {
-        if let Some(n) = self.nudge.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(n) = self
+            .nudge
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             n.notify_one();
         }
     }
@@ -401,7 +416,9 @@ impl SyncLink for Link {
     async fn pause(&self) {
         self.stop().await;
         self.set_state(|s| s.paused = true);
-        self.send(LinkEvent::NotSyncing("offline by choice: changes stay on this computer".into()));
+        self.send(LinkEvent::NotSyncing(
+            "offline by choice: changes stay on this computer".into(),
+        ));
     }
 
     async fn resume(&self) {

@@ -1,10 +1,12 @@
-//! The palette's entries for the app's current state: every action that
-//! can run now, then the assets, then the open asset's versions.
+//! The palette's entries for the app's current state (every action that
+//! can run now, then the assets, then the open asset's versions), and what
+//! running one means: events as if the user had clicked, or something only
+//! the window can do.
 
 use core_sync::store::AssetListing;
 
 use super::ports::SessionState;
-use super::protocol::Screen;
+use super::protocol::{Screen, UiCommand, UiEvent};
 use super::timeline::OpenAsset;
 use crate::palette::{Action, Item};
 
@@ -79,7 +81,11 @@ pub fn palette_items(
     items.push(Item::new(Action::About, "About Atelier", "Action"));
     items.push(Item::action(Action::Quit, "Quit"));
     for l in listings {
-        let title = if l.title.is_empty() { "Untitled" } else { &l.title };
+        let title = if l.title.is_empty() {
+            "Untitled"
+        } else {
+            &l.title
+        };
         items.push(Item::new(
             Action::Open(l.id.to_string()),
             title,
@@ -100,4 +106,44 @@ pub fn palette_items(
         }
     }
     items
+}
+
+/// One step of running a palette action.
+pub enum Step {
+    Event(UiEvent),
+    Ui(UiCommand),
+}
+
+/// What running `action` does; `browser`: sign-in happens in the browser.
+pub fn plan(action: Action, browser: bool) -> Vec<Step> {
+    use Step::{Event as E, Ui};
+    match action {
+        Action::NewAsset => vec![Ui(UiCommand::NewAsset)],
+        Action::Upload => vec![E(UiEvent::PickFile)],
+        Action::Paste => vec![E(UiEvent::Paste { explicit: true })],
+        Action::Send => vec![Ui(UiCommand::FocusComposer)],
+        Action::Tool(i) => vec![E(UiEvent::ToolChanged(i)), Ui(UiCommand::FocusComposer)],
+        Action::RollbackPrevious => vec![E(UiEvent::RollbackPrevious)],
+        Action::Rollback(v) => vec![E(UiEvent::Rollback(v))],
+        // An empty id: back to the asset view.
+        Action::Open(id) if id.is_empty() => vec![E(UiEvent::ShowDashboard(false))],
+        Action::Open(id) => vec![E(UiEvent::SelectAsset(id))],
+        Action::NextAsset => vec![E(UiEvent::StepAsset(1))],
+        Action::PreviousAsset => vec![E(UiEvent::StepAsset(-1))],
+        Action::Search => vec![Ui(UiCommand::FocusSearch)],
+        Action::Dashboard => vec![E(UiEvent::ShowDashboard(true))],
+        Action::ExportCsv => vec![E(UiEvent::ExportCsv)],
+        Action::SaveImage => vec![E(UiEvent::SaveImage(None))],
+        Action::CopyImage => vec![E(UiEvent::CopyImage(None))],
+        Action::Compare => vec![E(UiEvent::Compare(None))],
+        Action::GoOffline => vec![E(UiEvent::GoOffline)],
+        Action::GoOnline => vec![E(UiEvent::GoOnline)],
+        Action::SignIn if browser => vec![E(UiEvent::SignInBrowser)],
+        Action::SignIn => vec![Ui(UiCommand::TokenSheet)],
+        Action::SignOut => vec![E(UiEvent::SignOut)],
+        Action::Settings => vec![Ui(UiCommand::Settings)],
+        Action::Shortcuts => vec![Ui(UiCommand::Shortcuts)],
+        Action::About => vec![Ui(UiCommand::About)],
+        Action::Quit => vec![Ui(UiCommand::Quit)],
+    }
 }

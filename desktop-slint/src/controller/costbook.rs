@@ -28,7 +28,11 @@ impl CostBook {
     pub fn stale(&self, listings: &[AssetListing]) -> Vec<(DocId, Millis)> {
         listings
             .iter()
-            .filter(|l| self.per_asset.get(&l.id).is_none_or(|(at, _)| *at != l.updated_at))
+            .filter(|l| {
+                self.per_asset
+                    .get(&l.id)
+                    .is_none_or(|(at, _)| *at != l.updated_at)
+            })
             .map(|l| (l.id.clone(), l.updated_at))
             .collect()
     }
@@ -78,7 +82,11 @@ pub async fn read(
             Ok(mut a) => {
                 let title = a.doc.summary().map(|s| s.title).unwrap_or_default();
                 match a.doc.cost_events() {
-                    Ok(events) => out.push((id.clone(), at, CostRow::of_asset(id.as_str(), &title, events))),
+                    Ok(events) => out.push((
+                        id.clone(),
+                        at,
+                        CostRow::of_asset(id.as_str(), &title, events),
+                    )),
                     Err(e) => tracing::warn!(doc = %id, error = %e, "cannot read its costs"),
                 }
             }

@@ -23,7 +23,13 @@ pub fn extensions(mime: &str) -> &'static [&'static str] {
 pub fn suggested_name(title: &str, label: &str, mime: &str) -> String {
     let clean: String = title
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == ' ' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == ' ' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let clean = clean.trim();
     let base = if clean.is_empty() { "image" } else { clean };
@@ -75,10 +81,22 @@ mod tests {
 
     #[test]
     fn names_keep_the_format() {
-        assert_eq!(suggested_name("Harbour / dusk", "v3", "image/jpeg"), "Harbour _ dusk-v3.jpg");
+        assert_eq!(
+            suggested_name("Harbour / dusk", "v3", "image/jpeg"),
+            "Harbour _ dusk-v3.jpg"
+        );
         assert_eq!(suggested_name("", "v1", "image/png"), "image-v1.png");
-        assert_eq!(with_extension(Path::new("/t/a"), extensions("image/png")), Path::new("/t/a.png"));
-        assert_eq!(with_extension(Path::new("/t/a.JPEG"), extensions("image/jpeg")), Path::new("/t/a.JPEG"));
-        assert_eq!(with_extension(Path::new("/t/a.jpg"), extensions("image/png")), Path::new("/t/a.jpg.png"));
+        assert_eq!(
+            with_extension(Path::new("/t/a"), extensions("image/png")),
+            Path::new("/t/a.png")
+        );
+        assert_eq!(
+            with_extension(Path::new("/t/a.JPEG"), extensions("image/jpeg")),
+            Path::new("/t/a.JPEG")
+        );
+        assert_eq!(
+            with_extension(Path::new("/t/a.jpg"), extensions("image/png")),
+            Path::new("/t/a.jpg.png")
+        );
     }
 }

@@ -9,7 +9,7 @@ use core_sync::blob::sniff_mime;
 use core_sync::model::{AssetDoc, BlobRef, Millis, NewMessage, NewVersion};
 
 use super::error::{ControllerError, Result};
-use super::ports::AssetStore;
+use super::ports::{AssetStore, Clipboard, ClipboardContent};
 use crate::format;
 use crate::images::Pixels;
 
@@ -94,6 +94,38 @@ pub async fn read_file(path: &Path, max_bytes: u64) -> Result<IncomingImage> {
     tokio::task::spawn_blocking(move || check(&name, &title, bytes, max_bytes))
         .await
         .expect("image checks do not panic")
+}
+
+/// Reads and checks each file.
+pub async fn read_paths(
+    paths: Vec<std::path::PathBuf>,
+    max_bytes: u64,
+) -> Vec<Result<IncomingImage>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        out.push(read_file(&p, max_bytes).await);
+    }
+    out
+}
+
+/// What the clipboard holds, checked: an image, or image files; `None`
+/// when it holds neither. Errors are the clipboard's own.
+pub async fn read_clipboard(
+    clipboard: std::sync::Arc<dyn Clipboard>,
+    max_bytes: u64,
+) -> std::result::Result<Option<Vec<Result<IncomingImage>>>, String> {
+    let content = tokio::task::spawn_blocking(move || clipboard.read())
+        .await
+        .map_err(|e| e.to_string())??;
+    Ok(match content {
+        ClipboardContent::Image(px) => Some(vec![
+            tokio::task::spawn_blocking(move || from_pixels(&px, max_bytes))
+                .await
+                .expect("image checks do not panic"),
+        ]),
+        ClipboardContent::Files(paths) => Some(read_paths(paths, max_bytes).await),
+        ClipboardContent::Other => None,
+    })
 }
 
 /// A clipboard image (RGBA pixels) as a PNG file's bytes, checked.

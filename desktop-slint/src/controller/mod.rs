@@ -19,30 +19,28 @@ pub mod imports;
 pub mod ports;
 pub mod protocol;
 pub mod timeline;
+pub mod workbench;
 
 mod actions;
+mod costs_view;
+mod session;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_lambda::registry::Tool;
-use core_sync::ids::DocId;
-use core_sync::model::{AssetDoc, MessageKind, MessageStatus, MessageUpdate, NewMessage};
 use core_sync::now_millis;
-use core_sync::store::LocalAsset;
 use core_sync::sync::client::SyncEvent;
 use tokio::sync::mpsc;
 
-use crate::dashboard::{self, DashboardFilterForm};
 use crate::format;
 use crate::palette::Palette;
 use crate::settings::{Settings, SettingsForm};
-use crate::tools::{ComposerVm, Draft, TOOLS, Tools};
-use crate::viewmodel::{self, IncomingVm, SessionVm};
-use assets::AssetList;
-use costbook::{AssetCosts, CostBook};
+use crate::tools::{TOOLS, Tools};
+use crate::viewmodel;
+use costbook::AssetCosts;
+use costs_view::CostsView;
 use decoder::{Decoded, Decoder, Want};
 pub use error::{ControllerError, Result};
 use imports::IncomingImage;
@@ -51,7 +49,8 @@ pub use ports::{
     SessionState, SyncLink,
 };
 pub use protocol::{RowRefs, Screen, UiCommand, UiEvent, View, ViewUpdate};
-use timeline::{Env, OpenAsset};
+use session::SessionView;
+use workbench::Workbench;
 
 #[derive(Clone)]
 pub struct ControllerConfig {
@@ -87,10 +86,17 @@ impl Default for ControllerConfig {
 
 /// Background work finished.
 enum Work {
-    Decoded { key: String, result: Decoded },
+    Decoded {
+        key: String,
+        result: Decoded,
+    },
     Picked(Picked),
     Incoming(Vec<Result<IncomingImage>>, bool),
-    SaveTo { sha: String, mime: String, picked: Picked },
+    SaveTo {
+        sha: String,
+        mime: String,
+        picked: Picked,
+    },
     ExportTo(Picked),
     Done(std::result::Result<String, String>),
     Costs(Vec<AssetCosts>),
@@ -98,31 +104,13 @@ enum Work {
 }
 
 pub struct Controller {
-    store: Arc<dyn AssetStore>,
-    tools: Tools,
+    bench: Workbench,
     view: Arc<dyn View>,
     config: ControllerConfig,
-    link: Option<Arc<dyn SyncLink>>,
-
-    assets: AssetList,
-    open: Option<OpenAsset>,
-    tool: Tool,
-    model_index: usize,
     decoder: Decoder,
-    /// Images waiting for the user's word on what they become.
-    incoming: Vec<IncomingImage>,
-    compare: Option<viewmodel::CompareVm>,
-
-    screen: Screen,
-    costs: CostBook,
-    costs_reading: bool,
-    export_when_read: bool,
-    filter: DashboardFilterForm,
-    labels: Arc<HashMap<String, String>>,
+    costs: CostsView,
     palette: Palette,
-    session: SessionState,
-    token_refused: bool,
-
+    session: SessionView,
     work_tx: mpsc::UnboundedSender<Work>,
     work_rx: Option<mpsc::UnboundedReceiver<Work>>,
 }
@@ -135,32 +123,14 @@ impl Controller {
         config: ControllerConfig,
     ) -> Self {
         let (work_tx, work_rx) = mpsc::unbounded_channel();
-        let labels = Arc::new(tools.model_labels().into_iter().collect());
         Controller {
-            store,
-            tools,
+            bench: Workbench::new(store, tools, view.clone()),
             view,
             decoder: Decoder::new(config.image_budget_bytes, config.decode_parallelism),
             config,
-            link: None,
-            assets: AssetList::default(),
-            open: None,
-            tool: Tool::Edit,
-            model_index: 0,
-            incoming: Vec::new(),
-            compare: None,
-            screen: Screen::Asset,
-            costs: CostBook::default(),
-            costs_reading: false,
-            export_when_read: false,
-            filter: DashboardFilterForm {
-                preset: "30d".into(),
-                ..Default::default()
-            },
-            labels,
+            costs: CostsView::default(),
             palette: Palette::default(),
-            session: SessionState::default(),
-            token_refused: false,
+            session: SessionView::default(),
             work_tx,
             work_rx: Some(work_rx),
         }
@@ -175,7 +145,7 @@ impl Controller {
         mut link_events: mpsc::UnboundedReceiver<LinkEvent>,
     ) {
         let mut work = self.work_rx.take().expect("run is called once");
-        self.link = Some(link);
+        self.bench.link = Some(link);
         self.start().await;
         let mut minute = tokio::time::interval(Duration::from_secs(60));
         minute.tick().await;
@@ -186,10 +156,13 @@ impl Controller {
                     Some(ev) => self.handle(ev).await,
                 },
                 Some(ev) = link_events.recv() => self.on_link(ev).await,
-                Some(w) = work.recv() => self.on_work(w).await,
+                Some(w) = work.recv() => {
+                    self.on_work(w).await;
+                    self.follow_screen();
+                }
                 _ = minute.tick() => {
                     // "5 min ago" moves on.
-                    let updates = self.refresh_list().await;
+                    let updates = self.bench.refresh_list().await;
                     self.view.apply(updates);
                 }
             }
@@ -199,9 +172,9 @@ impl Controller {
 
     /// The first screen: the asset list, the composer, nothing open.
     pub async fn start(&mut self) {
-        let mut updates = self.refresh_list().await;
+        let mut updates = self.bench.refresh_list().await;
         updates.push(ViewUpdate::NoAsset);
-        updates.push(self.composer_update());
+        updates.push(self.bench.composer_update());
         if let Some(data) = &self.config.data {
             let form = match Settings::load(data) {
                 Ok(s) => SettingsForm::of(&s),
@@ -214,7 +187,7 @@ impl Controller {
         }
         self.view.apply(updates);
         if let Some(id) = self.config.open_at_start.take()
-            && let Err(e) = self.select(&id).await
+            && let Err(e) = self.bench.select(&id).await
         {
             self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
         }
@@ -226,58 +199,71 @@ impl Controller {
             tracing::warn!(error = %e, "user action failed");
             self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
         }
+        self.follow_screen();
+    }
+
+    /// An asset opened: the dashboard gave way to it.
+    fn follow_screen(&mut self) {
+        if self.bench.take_opened() {
+            self.costs.shown = false;
+        }
     }
 
     async fn dispatch(&mut self, ev: UiEvent) -> Result<()> {
         match ev {
             UiEvent::Search(q) => {
-                self.assets.set_query(q);
-                let u = self.list_updates();
+                self.bench.assets.set_query(q);
+                let u = self.bench.list_updates();
                 self.view.apply(u);
             }
-            UiEvent::SelectAsset(id) => self.select(&id).await?,
+            UiEvent::SelectAsset(id) => self.bench.select(&id).await?,
             UiEvent::StepAsset(step) => {
-                let current = self.open.as_ref().map(|o| o.asset.id.to_string());
-                if let Some(id) = self.assets.step(current.as_deref(), step) {
-                    self.select(&id).await?;
+                let current = self.bench.open.as_ref().map(|o| o.asset.id.to_string());
+                if let Some(id) = self.bench.assets.step(current.as_deref(), step) {
+                    self.bench.select(&id).await?;
                 }
             }
             UiEvent::PickFile => self.pick_file(),
             UiEvent::ImportFile(path) => {
                 let img = imports::read_file(&path, self.config.max_import_bytes).await?;
-                self.create_asset(&img).await?;
+                self.bench.create_asset(&img).await?;
             }
             UiEvent::Dropped(paths) => self.read_files(paths, true),
             UiEvent::Paste { explicit } => self.paste(explicit),
-            UiEvent::IncomingAs(as_version) => self.take_incoming(as_version).await?,
+            UiEvent::IncomingAs(as_version) => self.bench.take_incoming(as_version).await?,
             UiEvent::IncomingCancel => {
-                self.incoming.clear();
+                self.bench.drop_incoming();
                 self.view.apply(vec![ViewUpdate::Incoming(None)]);
             }
             UiEvent::NewFromPrompt {
                 prompt,
                 model_index,
                 aspect,
-            } => self.new_from_prompt(&prompt, model_index, &aspect).await?,
+            } => {
+                self.bench
+                    .new_from_prompt(&prompt, model_index, &aspect)
+                    .await?
+            }
             UiEvent::ToolChanged(i) => {
-                self.tool = TOOLS.get(i).copied().unwrap_or(Tool::Edit);
-                self.model_index = 0;
-                let u = self.composer_update();
+                self.bench.tool = TOOLS.get(i).copied().unwrap_or(Tool::Edit);
+                self.bench.model_index = 0;
+                let u = self.bench.composer_update();
                 self.view.apply(vec![u]);
             }
             UiEvent::ModelChanged(i) => {
-                self.model_index = i;
-                let u = self.composer_update();
+                self.bench.model_index = i;
+                let u = self.bench.composer_update();
                 self.view.apply(vec![u]);
             }
             UiEvent::Send {
                 prompt,
                 aspect,
                 scale,
-            } => self.send(prompt, aspect, scale).await?,
-            UiEvent::Rollback(version) => self.rollback(&version).await?,
+            } => self.bench.send(prompt, aspect, scale).await?,
+            UiEvent::Rollback(version) => self.bench.rollback(&version).await?,
             UiEvent::RollbackPrevious => {
                 let prev = self
+                    .bench
                     .open
                     .as_ref()
                     .ok_or(ControllerError::NoAsset)?
@@ -286,22 +272,23 @@ impl Controller {
                     .ok_or_else(|| {
                         ControllerError::Refused("there is no earlier version".into())
                     })?;
-                self.rollback(&prev).await?;
+                self.bench.rollback(&prev).await?;
             }
-            UiEvent::Retry(message) => self.retry(&message).await?,
-            UiEvent::Cancel(message) => self.cancel(&message).await?,
-            UiEvent::LoadEarlier => self.load_earlier()?,
+            UiEvent::Retry(message) => self.bench.retry(&message).await?,
+            UiEvent::Cancel(message) => self.bench.cancel(&message).await?,
+            UiEvent::LoadEarlier => self.bench.load_earlier()?,
             UiEvent::SaveImage(v) => self.save_image(v.as_deref())?,
             UiEvent::CopyImage(v) => self.copy_image(v.as_deref())?,
             UiEvent::Compare(v) => self.show_compare(v.as_deref())?,
             UiEvent::CloseCompare => {
-                self.compare = None;
+                self.bench.compare = None;
                 self.view.apply(vec![ViewUpdate::Compare(None)]);
             }
             UiEvent::ShowDashboard(show) => self.show_dashboard(show),
             UiEvent::DashboardFilter(form) => {
-                self.filter = form;
-                self.dashboard_update();
+                if let Some(u) = self.costs.set_filter(form) {
+                    self.view.apply(vec![u]);
+                }
             }
             UiEvent::ExportCsv => self.export_csv(),
             UiEvent::PaletteQuery(q) => self.palette_query(&q),
@@ -311,27 +298,27 @@ impl Controller {
                 }
             }
             UiEvent::SignIn(token) => {
-                if let Some(l) = self.link.clone() {
+                if let Some(l) = self.bench.link.clone() {
                     l.sign_in_token(token).await;
                 }
             }
             UiEvent::SignInBrowser => {
-                if let Some(l) = self.link.clone() {
+                if let Some(l) = self.bench.link.clone() {
                     l.sign_in_browser().await;
                 }
             }
             UiEvent::SignOut => {
-                if let Some(l) = self.link.clone() {
+                if let Some(l) = self.bench.link.clone() {
                     l.sign_out().await;
                 }
             }
             UiEvent::GoOffline => {
-                if let Some(l) = self.link.clone() {
+                if let Some(l) = self.bench.link.clone() {
                     l.pause().await;
                 }
             }
             UiEvent::GoOnline => {
-                if let Some(l) = self.link.clone() {
+                if let Some(l) = self.bench.link.clone() {
                     l.resume().await;
                 }
             }
@@ -344,221 +331,6 @@ impl Controller {
             UiEvent::Shutdown => {}
         }
         Ok(())
-    }
-
-    // ------------------------------------------------------------ asset list
-
-    async fn refresh_list(&mut self) -> Vec<ViewUpdate> {
-        match self.store.list().await {
-            Ok(l) => {
-                self.assets.set_listings(l);
-                self.list_updates()
-            }
-            Err(e) => vec![ViewUpdate::Notice(format!("Cannot list assets: {e}"))],
-        }
-    }
-
-    fn list_updates(&mut self) -> Vec<ViewUpdate> {
-        self.assets.updates(now_millis(), format::local_offset())
-    }
-
-    // ------------------------------------------------------------ the open asset
-
-    async fn select(&mut self, id: &str) -> Result<()> {
-        let id: DocId = id
-            .parse()
-            .map_err(|_| ControllerError::Refused(format!("{id:?} is not an asset id")))?;
-        let started = std::time::Instant::now();
-        let asset = self.store.load(&id).await?;
-        let loaded = started.elapsed();
-        self.open_asset(asset);
-        tracing::debug!(doc = %id, ?loaded, total = ?started.elapsed(), "asset opened");
-        Ok(())
-    }
-
-    fn open_asset(&mut self, asset: LocalAsset) {
-        let id = asset.id.to_string();
-        self.compare = None;
-        self.screen = Screen::Asset;
-        let (now, offset) = (now_millis(), format::local_offset());
-        let mut updates = vec![
-            ViewUpdate::Selected(id),
-            ViewUpdate::Screen(Screen::Asset),
-            ViewUpdate::Compare(None),
-        ];
-        let opened = OpenAsset::open(
-            asset,
-            &Env {
-                tools: &self.tools,
-                now,
-                offset,
-            },
-        );
-        match opened {
-            Ok((open, timeline)) => {
-                updates.push(timeline);
-                self.open = Some(open);
-                updates.push(self.composer_update());
-                self.view.apply(updates);
-                // Versions and the inspector after the first screen.
-                let env = Env {
-                    tools: &self.tools,
-                    now,
-                    offset,
-                };
-                let more = self.open.as_mut().map(|o| o.complete(&env));
-                match more {
-                    Some(Ok(u)) => self.view.apply(u),
-                    Some(Err(e)) => self.view.apply(vec![ViewUpdate::Notice(format!(
-                        "Cannot show its versions: {e}"
-                    ))]),
-                    None => {}
-                }
-            }
-            Err(e) => {
-                updates.push(ViewUpdate::Notice(format!("Cannot show this asset: {e}")));
-                self.view.apply(updates);
-            }
-        }
-    }
-
-    fn load_earlier(&mut self) -> Result<()> {
-        let env = Env {
-            tools: &self.tools,
-            now: now_millis(),
-            offset: format::local_offset(),
-        };
-        if let Some(open) = self.open.as_mut()
-            && let Some(u) = open.load_earlier(&env)?
-        {
-            self.view.apply(vec![u]);
-        }
-        Ok(())
-    }
-
-    /// Shows what changed in the open asset: from the store when another
-    /// writer (the sync client) changed it, else from its own edits.
-    async fn refresh_open(&mut self, from_store: bool) -> Vec<ViewUpdate> {
-        let Some(open) = self.open.as_mut() else {
-            return Vec::new();
-        };
-        if from_store && let Err(e) = self.store.refresh(&mut open.asset).await {
-            return vec![ViewUpdate::Notice(format!("Cannot reload the asset: {e}"))];
-        }
-        let had_image = open.active_version.is_some();
-        let env = Env {
-            tools: &self.tools,
-            now: now_millis(),
-            offset: format::local_offset(),
-        };
-        let mut updates = match open.apply_changes(&env) {
-            Ok(u) => u,
-            Err(e) => vec![ViewUpdate::Notice(format!("Cannot show this asset: {e}"))],
-        };
-        if had_image != open.active_version.is_some() {
-            updates.push(self.composer_update());
-        }
-        updates
-    }
-
-    /// Applies `change` to the open asset, saves it, and shows the result.
-    async fn edit<T>(
-        &mut self,
-        change: impl FnOnce(&mut AssetDoc, Option<&str>) -> Result<T>,
-    ) -> Result<T> {
-        let open = self.open.as_mut().ok_or(ControllerError::NoAsset)?;
-        let out = change(&mut open.asset.doc, open.active_version.as_deref())?;
-        if let Err(e) = self.store.save(&mut open.asset).await {
-            // Not stored: do not show it either. Back to what the store has.
-            if let Ok(a) = self.store.load(&open.asset.id).await {
-                self.open_asset(a);
-            }
-            return Err(e.into());
-        }
-        self.nudge_sync();
-        let mut updates = self.refresh_open(false).await;
-        updates.extend(self.refresh_list().await);
-        self.view.apply(updates);
-        Ok(out)
-    }
-
-    async fn send(&mut self, prompt: String, aspect: String, scale: String) -> Result<()> {
-        let draft = Draft {
-            tool: self.tool,
-            model_index: self.model_index,
-            prompt,
-            aspect,
-            scale,
-        };
-        let tools = self.tools.clone();
-        self.edit(move |doc, active| {
-            let msg = tools
-                .request(&draft, active)
-                .map_err(ControllerError::Refused)?;
-            Ok(doc.append_message(msg, now_millis())?)
-        })
-        .await
-        .map(|_| ())
-    }
-
-    async fn rollback(&mut self, version: &str) -> Result<()> {
-        let version = version.to_owned();
-        self.edit(move |doc, _| Ok(doc.set_active_version(&version, now_millis())?))
-            .await
-            .map(|_| ())
-    }
-
-    /// Sends a failed (or canceled) request again, as a new request.
-    async fn retry(&mut self, message: &str) -> Result<()> {
-        let message = message.to_owned();
-        self.edit(move |doc, _| {
-            let old = doc.message(&message)?;
-            if old.kind != MessageKind::ToolRequest {
-                return Err(ControllerError::Refused(
-                    "only tool requests can be retried".into(),
-                ));
-            }
-            let again = NewMessage {
-                input_version_ids: old.input_version_ids,
-                params: old.params,
-                ..NewMessage::tool_request(
-                    old.tool.unwrap_or_default(),
-                    old.provider.unwrap_or_default(),
-                    old.model.unwrap_or_default(),
-                    old.text.unwrap_or_default(),
-                )
-            };
-            Ok(doc.append_message(again, now_millis())?)
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// Stops a queued or running request: the server's job sees the status
-    /// at its next check, cancels the provider's work and records what was
-    /// spent.
-    async fn cancel(&mut self, message: &str) -> Result<()> {
-        let message = message.to_owned();
-        self.edit(move |doc, _| {
-            let m = doc.message(&message)?;
-            match m.status {
-                Some(MessageStatus::Queued | MessageStatus::Running) => {}
-                _ => {
-                    return Err(ControllerError::Refused(
-                        "only queued or running requests can be canceled".into(),
-                    ));
-                }
-            }
-            Ok(doc.update_message(
-                &message,
-                MessageUpdate {
-                    status: Some(MessageStatus::Canceled),
-                    ..Default::default()
-                },
-                now_millis(),
-            )?)
-        })
-        .await
     }
 
     // ------------------------------------------------------------ new assets
@@ -578,11 +350,7 @@ impl Controller {
         let tx = self.work_tx.clone();
         let max = self.config.max_import_bytes;
         tokio::spawn(async move {
-            let mut out = Vec::new();
-            for p in paths {
-                out.push(imports::read_file(&p, max).await);
-            }
-            let _ = tx.send(Work::Incoming(out, ask));
+            let _ = tx.send(Work::Incoming(imports::read_paths(paths, max).await, ask));
         });
     }
 
@@ -591,133 +359,32 @@ impl Controller {
         let clipboard = self.config.clipboard.clone();
         let max = self.config.max_import_bytes;
         tokio::spawn(async move {
-            let content = tokio::task::spawn_blocking(move || clipboard.read())
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-            let work = match content {
-                Ok(ClipboardContent::Image(px)) => {
-                    let r = tokio::task::spawn_blocking(move || imports::from_pixels(&px, max))
-                        .await
-                        .expect("image checks do not panic");
-                    Work::Incoming(vec![r], true)
-                }
-                Ok(ClipboardContent::Files(paths)) => {
-                    let mut out = Vec::new();
-                    for p in paths {
-                        out.push(imports::read_file(&p, max).await);
-                    }
-                    Work::Incoming(out, true)
-                }
-                Ok(ClipboardContent::Other) if explicit => Work::Done(Err(
+            let work = match imports::read_clipboard(clipboard, max).await {
+                Ok(Some(images)) => Work::Incoming(images, true),
+                Ok(None) if explicit => Work::Done(Err(
                     "The clipboard holds no image: copy an image or an image file first.".into(),
                 )),
-                Ok(ClipboardContent::Other) => return,
+                Ok(None) => return,
                 Err(e) => Work::Done(Err(format!("Cannot read the clipboard: {e}"))),
             };
             let _ = tx.send(work);
         });
     }
 
-    /// Checked images arrived: with an asset open, ask what they become;
-    /// otherwise each becomes an asset.
-    async fn on_incoming(&mut self, results: Vec<Result<IncomingImage>>, ask: bool) {
-        let mut errors = Vec::new();
-        let mut images = Vec::new();
-        for r in results {
-            match r {
-                Ok(i) => images.push(i),
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        if !errors.is_empty() {
-            self.view.apply(vec![ViewUpdate::Notice(errors.join("; "))]);
-        }
-        if images.is_empty() {
-            return;
-        }
-        if ask && let Some(open) = &self.open {
-            let what = match images.as_slice() {
-                [one] => one.describe(),
-                many => format!("{} images", many.len()),
-            };
-            let vm = IncomingVm {
-                what,
-                asset: open.title.clone(),
-            };
-            self.incoming = images;
-            self.view.apply(vec![ViewUpdate::Incoming(Some(vm))]);
-            return;
-        }
-        for img in images {
-            if let Err(e) = self.create_asset(&img).await {
-                self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
-            }
-        }
-    }
+    // ------------------------------------------------------------ images out
 
-    async fn take_incoming(&mut self, as_version: bool) -> Result<()> {
-        let images = std::mem::take(&mut self.incoming);
-        self.view.apply(vec![ViewUpdate::Incoming(None)]);
-        for img in images {
-            if as_version && self.open.is_some() {
-                let now = now_millis();
-                let blobs = imports::store_blobs(self.store.as_ref(), &img, now).await?;
-                self.edit(move |doc, active| {
-                    imports::add_version(doc, &img, blobs, active.map(str::to_owned), now)
-                })
-                .await?;
-            } else {
-                self.create_asset(&img).await?;
-            }
+    fn show_compare(&mut self, version: Option<&str>) -> Result<()> {
+        let vm = self.bench.compare(version)?;
+        let keys = [vm.left.key.clone(), vm.right.key.clone()];
+        self.view.apply(vec![ViewUpdate::Compare(Some(vm))]);
+        for k in keys {
+            self.need_image(k);
         }
         Ok(())
     }
 
-    /// A new asset from a checked image; it opens.
-    async fn create_asset(&mut self, img: &IncomingImage) -> Result<DocId> {
-        let now = now_millis();
-        let blobs = imports::store_blobs(self.store.as_ref(), img, now).await?;
-        let doc = imports::new_asset(img, blobs, now)?;
-        self.insert_and_open(doc).await
-    }
-
-    /// Creates an asset from a prompt: a queued text-to-image request.
-    async fn new_from_prompt(&mut self, prompt: &str, model_index: usize, aspect: &str) -> Result<()> {
-        let draft = Draft {
-            tool: Tool::Generate,
-            model_index,
-            prompt: prompt.to_owned(),
-            aspect: aspect.to_owned(),
-            scale: String::new(),
-        };
-        let msg = self
-            .tools
-            .request(&draft, None)
-            .map_err(ControllerError::Refused)?;
-        let now = now_millis();
-        let mut doc = AssetDoc::create(&format::headline(prompt, 60), now);
-        doc.append_message(msg, now)?;
-        self.insert_and_open(doc).await.map(|_| ())
-    }
-
-    async fn insert_and_open(&mut self, doc: AssetDoc) -> Result<DocId> {
-        let asset = self.store.insert(DocId::random(), doc).await?;
-        let id = asset.id.clone();
-        self.nudge_sync();
-        self.assets.clear_query();
-        let updates = self.refresh_list().await;
-        self.view.apply(updates);
-        self.open_asset(asset);
-        Ok(id)
-    }
-
-    // ------------------------------------------------------------ images out
-
     fn save_image(&mut self, version: Option<&str>) -> Result<()> {
-        let open = self.open.as_ref().ok_or(ControllerError::NoAsset)?;
-        let (i, v) = open
-            .version(version)
-            .ok_or_else(|| ControllerError::Refused("this asset has no image yet".into()))?;
+        let (open, i, v) = self.bench.version_of(version)?;
         let name = exports::suggested_name(&open.title, &format!("v{}", i + 1), &v.blob.mime);
         let (sha, mime) = (v.blob.sha256.clone(), v.blob.mime.clone());
         let dialog = self
@@ -734,13 +401,10 @@ impl Controller {
     }
 
     fn copy_image(&mut self, version: Option<&str>) -> Result<()> {
-        let open = self.open.as_ref().ok_or(ControllerError::NoAsset)?;
-        let (i, v) = open
-            .version(version)
-            .ok_or_else(|| ControllerError::Refused("this asset has no image yet".into()))?;
+        let (open, i, v) = self.bench.version_of(version)?;
         let label = format!("v{} of {}", i + 1, open.title);
         let sha = v.blob.sha256.clone();
-        let blobs = self.store.blobs();
+        let blobs = self.bench.store.blobs();
         let clipboard = self.config.clipboard.clone();
         let tx = self.work_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -759,60 +423,35 @@ impl Controller {
         Ok(())
     }
 
-    fn show_compare(&mut self, version: Option<&str>) -> Result<()> {
-        let open = self.open.as_ref().ok_or(ControllerError::NoAsset)?;
-        let vm = open.compare(version).ok_or_else(|| {
-            ControllerError::Refused("compare needs two versions of this asset".into())
-        })?;
-        let keys = [vm.left.key.clone(), vm.right.key.clone()];
-        self.compare = Some(vm.clone());
-        self.view.apply(vec![ViewUpdate::Compare(Some(vm))]);
-        for k in keys {
-            self.need_image(k);
-        }
-        Ok(())
-    }
-
-    // ------------------------------------------------------------ composer
-
-    fn composer_update(&mut self) -> ViewUpdate {
-        let has_image = self
-            .open
-            .as_ref()
-            .is_some_and(|o| o.active_version.is_some());
-        let vm: ComposerVm = self.tools.composer(self.tool, self.model_index, has_image);
-        self.model_index = vm.model_index;
-        ViewUpdate::Composer(vm)
-    }
-
     // ------------------------------------------------------------ dashboard
 
     fn show_dashboard(&mut self, show: bool) {
-        self.screen = if show { Screen::Dashboard } else { Screen::Asset };
-        self.view.apply(vec![ViewUpdate::Screen(self.screen)]);
+        self.costs.shown = show;
+        let screen = if show {
+            Screen::Dashboard
+        } else {
+            Screen::Asset
+        };
+        let mut updates = vec![ViewUpdate::Screen(screen)];
+        updates.extend(self.costs.update());
+        self.view.apply(updates);
         if show {
-            self.dashboard_update();
             self.read_costs();
         }
     }
 
-    /// Reads the costs of assets changed since they were last read.
+    /// Reads the costs of assets changed since they were last read (in the
+    /// background); an export waiting for them goes once they are.
     fn read_costs(&mut self) {
-        if self.costs_reading {
-            return;
-        }
-        let stale = self.costs.stale(self.assets.listings());
-        if stale.is_empty() {
-            if self.export_when_read {
-                self.export_when_read = false;
+        let Some(stale) = self.costs.start_read(self.bench.assets.listings()) else {
+            if self.costs.export_due() {
                 self.export_csv();
             }
             return;
-        }
-        self.costs_reading = true;
+        };
         let total = stale.len();
         let tx = self.work_tx.clone();
-        let store = self.store.clone();
+        let store = self.bench.store.clone();
         tokio::spawn(async move {
             let progress_tx = tx.clone();
             let read = costbook::read(store, stale, move |n| {
@@ -823,38 +462,16 @@ impl Controller {
         });
     }
 
-    fn dashboard_update(&mut self) {
-        if self.screen != Screen::Dashboard {
-            return;
-        }
-        let started = std::time::Instant::now();
-        let vm = dashboard::build(
-            self.costs.rows(),
-            self.costs.models(),
-            &self.labels,
-            &self.filter,
-            now_millis(),
-            format::local_offset(),
-        );
-        self.filter = vm.form.clone();
-        tracing::debug!(elapsed = ?started.elapsed(), events = vm.table.len(), "dashboard computed");
-        self.view.apply(vec![ViewUpdate::Dashboard(Box::new(vm))]);
-    }
-
     fn export_csv(&mut self) {
-        if self.screen != Screen::Dashboard || self.costs_reading {
+        if !self.costs.ready_to_export() {
             // Export what the dashboard shows, once it has read the costs.
-            self.export_when_read = true;
             self.show_dashboard(true);
             return;
         }
-        let form = dashboard::resolve_preset(&self.filter, now_millis());
-        let name = format!(
-            "atelier-costs-{}-{}.csv",
-            if form.from.is_empty() { "start" } else { &form.from },
-            if form.to.is_empty() { "today" } else { &form.to }
-        );
-        let dialog = self.config.saver.save("Export costs as CSV", &name, &["csv"]);
+        let dialog =
+            self.config
+                .saver
+                .save("Export costs as CSV", &self.costs.export_name(), &["csv"]);
         let tx = self.work_tx.clone();
         self.view.apply(vec![ViewUpdate::Picking(true)]);
         tokio::spawn(async move {
@@ -862,49 +479,20 @@ impl Controller {
         });
     }
 
-    fn write_csv(&self, path: PathBuf) -> std::result::Result<String, String> {
-        let vm = dashboard::build(
-            self.costs.rows(),
-            self.costs.models(),
-            &self.labels,
-            &self.filter,
-            now_millis(),
-            format::local_offset(),
-        );
-        if !vm.error.is_empty() {
-            return Err(vm.error);
-        }
-        let path = ports::with_extension(&path, &["csv"]);
-        let rows = self.costs.rows();
-        // The CSV lists events oldest first; the table newest first.
-        let out: Vec<&core_sync::costs::CostRow> =
-            vm.table.shown.iter().rev().map(|&i| &rows[i as usize]).collect();
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".part");
-        let tmp = PathBuf::from(tmp);
-        let written = std::fs::File::create(&tmp)
-            .and_then(|f| core_sync::costs::write_csv(std::io::BufWriter::new(f), out))
-            .and_then(|n| std::fs::rename(&tmp, &path).map(|_| n))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                format!("Cannot write {}: {e}", path.display())
-            })?;
-        Ok(format!(
-            "Exported {written} cost event{} to {}",
-            if written == 1 { "" } else { "s" },
-            path.display()
-        ))
-    }
-
     // ------------------------------------------------------------ palette
 
     fn palette_query(&mut self, query: &str) {
         if query.is_empty() || self.palette.is_empty() {
+            let screen = if self.costs.shown {
+                Screen::Dashboard
+            } else {
+                Screen::Asset
+            };
             let items = actions::palette_items(
-                self.assets.listings(),
-                self.open.as_ref(),
-                &self.session,
-                self.screen,
+                self.bench.assets.listings(),
+                self.bench.open.as_ref(),
+                self.session.state(),
+                screen,
             );
             self.palette.set_items(items);
         }
@@ -914,39 +502,11 @@ impl Controller {
 
     /// Runs a palette action.
     async fn run_action(&mut self, action: crate::palette::Action) -> Result<()> {
-        use crate::palette::Action as A;
-        let ui = |c| vec![ViewUpdate::Ui(c)];
-        match action {
-            A::NewAsset => self.view.apply(ui(UiCommand::NewAsset)),
-            A::Upload => self.pick_file(),
-            A::Paste => self.paste(true),
-            A::Send => self.view.apply(ui(UiCommand::FocusComposer)),
-            A::Tool(i) => {
-                self.dispatch(UiEvent::ToolChanged(i)).await?;
-                self.view.apply(ui(UiCommand::FocusComposer));
+        for step in actions::plan(action, self.session.browser()) {
+            match step {
+                actions::Step::Event(e) => Box::pin(self.dispatch(e)).await?,
+                actions::Step::Ui(c) => self.view.apply(vec![ViewUpdate::Ui(c)]),
             }
-            A::RollbackPrevious => self.dispatch(UiEvent::RollbackPrevious).await?,
-            A::Rollback(v) => self.rollback(&v).await?,
-            // An empty id: back to the asset view.
-            A::Open(id) if id.is_empty() => self.show_dashboard(false),
-            A::Open(id) => self.select(&id).await?,
-            A::NextAsset => self.dispatch(UiEvent::StepAsset(1)).await?,
-            A::PreviousAsset => self.dispatch(UiEvent::StepAsset(-1)).await?,
-            A::Search => self.view.apply(ui(UiCommand::FocusSearch)),
-            A::Dashboard => self.show_dashboard(true),
-            A::ExportCsv => self.export_csv(),
-            A::SaveImage => self.save_image(None)?,
-            A::CopyImage => self.copy_image(None)?,
-            A::Compare => self.show_compare(None)?,
-            A::GoOffline => self.dispatch(UiEvent::GoOffline).await?,
-            A::GoOnline => self.dispatch(UiEvent::GoOnline).await?,
-            A::SignIn if self.session.browser => self.dispatch(UiEvent::SignInBrowser).await?,
-            A::SignIn => self.view.apply(ui(UiCommand::TokenSheet)),
-            A::SignOut => self.dispatch(UiEvent::SignOut).await?,
-            A::Settings => self.view.apply(ui(UiCommand::Settings)),
-            A::Shortcuts => self.view.apply(ui(UiCommand::Shortcuts)),
-            A::About => self.view.apply(ui(UiCommand::About)),
-            A::Quit => self.view.apply(ui(UiCommand::Quit)),
         }
         Ok(())
     }
@@ -959,25 +519,12 @@ impl Controller {
             .data
             .clone()
             .ok_or_else(|| ControllerError::Refused("settings are not kept here".into()))?;
-        let settings = form
-            .parse()
-            .map_err(|e| ControllerError::Refused(e.to_string()))?;
-        let old = Settings::load(&data).unwrap_or_default();
-        settings
+        let (settings, form) = form
             .save(&data)
             .map_err(|e| ControllerError::Refused(e.to_string()))?;
-        if let Some(l) = self.link.clone() {
+        if let Some(l) = self.bench.link.clone() {
             l.apply_settings(&settings).await;
         }
-        let mut form = SettingsForm::of(&settings);
-        let restart = old.server_url != settings.server_url
-            || old.auth_url != settings.auth_url
-            || old.client_id != settings.client_id;
-        form.note = if restart {
-            "Saved. The server and sign-in apply when Atelier starts again.".into()
-        } else {
-            "Saved.".into()
-        };
         self.view.apply(vec![
             ViewUpdate::Settings(form),
             ViewUpdate::Info("Settings saved.".into()),
@@ -987,52 +534,26 @@ impl Controller {
 
     // ------------------------------------------------------------ sync
 
-    fn nudge_sync(&self) {
-        if let Some(l) = &self.link {
-            l.nudge();
-        }
-    }
-
-    fn session_update(&self) -> ViewUpdate {
-        let s = &self.session;
-        ViewUpdate::Session(SessionVm {
-            offer_sign_in: s.needs_sign_in || (self.token_refused && !s.browser),
-            browser: s.browser,
-            waiting: s.waiting,
-            user: s.user.clone().unwrap_or_default(),
-            can_sign_out: s.can_sign_out,
-            paused: s.paused,
-            syncs: s.syncs,
-        })
-    }
-
     async fn on_link(&mut self, ev: LinkEvent) {
         match ev {
             LinkEvent::Sync(SyncEvent::Status(s)) => {
-                let vm = viewmodel::sync_vm(&s, now_millis(), format::local_offset());
-                let mut updates = vec![ViewUpdate::Sync(vm)];
-                // A refused token (expired, revoked): offer to sign in again.
-                let refused = s
-                    .last_error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("answered 401"));
-                if refused != self.token_refused {
-                    self.token_refused = refused;
-                    updates.push(self.session_update());
-                }
-                self.view.apply(updates);
+                let u = self
+                    .session
+                    .on_status(&s, now_millis(), format::local_offset());
+                self.view.apply(u);
             }
             LinkEvent::Sync(SyncEvent::Pulled(docs)) => {
-                let mut updates = self.refresh_list().await;
+                let mut updates = self.bench.refresh_list().await;
                 let open_changed = self
+                    .bench
                     .open
                     .as_ref()
                     .is_some_and(|o| docs.contains(&o.asset.id));
                 if open_changed {
-                    updates.extend(self.refresh_open(true).await);
+                    updates.extend(self.bench.refresh_open(true).await);
                 }
                 self.view.apply(updates);
-                if self.screen == Screen::Dashboard {
+                if self.costs.shown {
                     self.read_costs();
                 }
                 // Blobs arrive with the documents that use them.
@@ -1041,19 +562,16 @@ impl Controller {
                 }
             }
             LinkEvent::Session(s) => {
-                self.token_refused = false;
-                let server = s.server.clone();
-                self.session = s;
-                let u = self.session_update();
-                self.view.apply(vec![u, ViewUpdate::ServerLabel(server)]);
+                let u = self.session.on_session(s);
+                self.view.apply(u);
             }
             LinkEvent::Failed(msg) => self.view.apply(vec![ViewUpdate::Notice(msg)]),
             LinkEvent::NotSyncing(why) => self
                 .view
                 .apply(vec![ViewUpdate::Sync(viewmodel::sync_off(&why))]),
             LinkEvent::Keys(keys) => {
-                self.tools.set_keys(keys);
-                let u = self.composer_update();
+                self.bench.tools.set_keys(keys);
+                let u = self.bench.composer_update();
                 self.view.apply(vec![u]);
             }
         }
@@ -1061,27 +579,10 @@ impl Controller {
 
     // ------------------------------------------------------------ images
 
-    /// Where `key` is shown.
-    fn refs(&self, key: &str) -> RowRefs {
-        RowRefs {
-            assets: self.assets.rows_with(key),
-            messages: self
-                .open
-                .as_ref()
-                .map(|o| o.rows_with(key))
-                .unwrap_or_default(),
-            versions: self
-                .open
-                .as_ref()
-                .map(|o| o.versions_with(key))
-                .unwrap_or_default(),
-        }
-    }
-
     fn need_image(&mut self, key: String) {
         match self.decoder.want(key.clone()) {
             Want::Ready(pixels) => {
-                let at = self.refs(&key);
+                let at = self.bench.refs(&key);
                 self.view
                     .apply(vec![ViewUpdate::ImageReady { key, pixels, at }]);
             }
@@ -1091,9 +592,10 @@ impl Controller {
 
     fn pump_decodes(&mut self) {
         let tx = self.work_tx.clone();
-        self.decoder.pump(&self.store.blobs(), move |key, result| {
-            let _ = tx.send(Work::Decoded { key, result });
-        });
+        self.decoder
+            .pump(&self.bench.store.blobs(), move |key, result| {
+                let _ = tx.send(Work::Decoded { key, result });
+            });
     }
 
     async fn on_work(&mut self, work: Work) {
@@ -1102,11 +604,11 @@ impl Controller {
                 let (pixels, evicted) = self.decoder.finished(&key, result);
                 let mut updates = Vec::new();
                 if let Some(pixels) = pixels {
-                    let at = self.refs(&key);
+                    let at = self.bench.refs(&key);
                     updates.push(ViewUpdate::ImageReady { key, pixels, at });
                 }
                 for k in evicted {
-                    let at = self.refs(&k);
+                    let at = self.bench.refs(&k);
                     updates.push(ViewUpdate::ImageDropped { key: k, at });
                 }
                 if !updates.is_empty() {
@@ -1119,7 +621,7 @@ impl Controller {
                     Picked::File(path) => {
                         match imports::read_file(&path, self.config.max_import_bytes).await {
                             Ok(img) => {
-                                if let Err(e) = self.create_asset(&img).await {
+                                if let Err(e) = self.bench.create_asset(&img).await {
                                     self.view.apply(vec![ViewUpdate::Notice(e.to_string())]);
                                 }
                             }
@@ -1137,11 +639,11 @@ impl Controller {
                 // dialog closed sees what came of it.
                 self.view.apply(vec![ViewUpdate::Picking(false)]);
             }
-            Work::Incoming(results, ask) => self.on_incoming(results, ask).await,
+            Work::Incoming(results, ask) => self.bench.on_incoming(results, ask).await,
             Work::SaveTo { sha, mime, picked } => {
                 let result = match picked {
                     Picked::File(path) => {
-                        let blobs = self.store.blobs();
+                        let blobs = self.bench.store.blobs();
                         tokio::task::spawn_blocking(move || {
                             exports::save_blob(&blobs, &sha, &mime, &path)
                         })
@@ -1158,7 +660,7 @@ impl Controller {
             }
             Work::ExportTo(picked) => {
                 let result = match picked {
-                    Picked::File(path) => self.write_csv(path),
+                    Picked::File(path) => self.costs.write_csv(path),
                     Picked::Unavailable => Err(NO_DIALOG.into()),
                     Picked::Canceled => Ok(String::new()),
                 };
@@ -1167,27 +669,17 @@ impl Controller {
             }
             Work::Done(result) => self.done(result),
             Work::CostProgress(n, total) => {
-                let vm = dashboard::DashboardVm {
-                    loading: format!("Reading costs: {n} of {total} assets…"),
-                    ..dashboard::DashboardVm::default()
-                };
-                if self.costs.rows().is_empty() && self.screen == Screen::Dashboard {
-                    self.view.apply(vec![ViewUpdate::Dashboard(Box::new(vm))]);
+                if let Some(u) = self.costs.progress(n, total) {
+                    self.view.apply(vec![u]);
                 }
             }
             Work::Costs(read) => {
-                self.costs_reading = false;
-                let changed = self.costs.update(read, self.assets.listings());
-                if changed {
-                    self.labels = Arc::new(
-                        self.costs
-                            .models()
-                            .iter()
-                            .map(|m| (m.clone(), self.tools.model_label(m)))
-                            .collect(),
-                    );
+                let u =
+                    self.costs
+                        .finish_read(read, self.bench.assets.listings(), &self.bench.tools);
+                if let Some(u) = u {
+                    self.view.apply(vec![u]);
                 }
-                self.dashboard_update();
                 // Anything changed meanwhile is read next.
                 self.read_costs();
             }

@@ -27,7 +27,8 @@ pub trait AssetStore: Send + Sync + 'static {
     async fn refresh(&self, asset: &mut LocalAsset) -> Result<bool, StoreError>;
     async fn save(&self, asset: &mut LocalAsset) -> Result<(), StoreError>;
     async fn insert(&self, id: DocId, doc: AssetDoc) -> Result<LocalAsset, StoreError>;
-    async fn put_blob(&self, bytes: Vec<u8>, mime: &str, now: Millis) -> Result<String, StoreError>;
+    async fn put_blob(&self, bytes: Vec<u8>, mime: &str, now: Millis)
+    -> Result<String, StoreError>;
     /// The blob files, for reads on blocking threads.
     fn blobs(&self) -> BlobStore;
 }
@@ -49,7 +50,12 @@ impl AssetStore for Store {
     async fn insert(&self, id: DocId, doc: AssetDoc) -> Result<LocalAsset, StoreError> {
         Store::insert(self, id, doc).await
     }
-    async fn put_blob(&self, bytes: Vec<u8>, mime: &str, now: Millis) -> Result<String, StoreError> {
+    async fn put_blob(
+        &self,
+        bytes: Vec<u8>,
+        mime: &str,
+        now: Millis,
+    ) -> Result<String, StoreError> {
         Store::put_blob(self, bytes, mime, now).await
     }
     fn blobs(&self) -> BlobStore {

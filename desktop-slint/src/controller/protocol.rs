@@ -30,7 +30,9 @@ pub enum UiEvent {
     /// An image (or image files) from the clipboard. `explicit`: asked
     /// for by name (menu, palette), so "no image there" is said; Ctrl+V in
     /// a text field with text on the clipboard stays quiet.
-    Paste { explicit: bool },
+    Paste {
+        explicit: bool,
+    },
     /// What to make of the incoming image: a new version of the open
     /// asset (true) or a new asset (false).
     IncomingAs(bool),

@@ -15,9 +15,7 @@ use super::protocol::ViewUpdate;
 use crate::format;
 use crate::images::{ImageKey, ImageSize};
 use crate::tools::{Tools, tool_title};
-use crate::viewmodel::{
-    self, CompareSide, CompareVm, InspectorVm, MessageRow, TimelineContext,
-};
+use crate::viewmodel::{self, CompareSide, CompareVm, InspectorVm, MessageRow, TimelineContext};
 
 /// Messages shown when an asset opens (more than a screen holds).
 pub const FIRST_PAGE: usize = 40;
@@ -78,13 +76,7 @@ impl OpenAsset {
             asset,
         };
         // Only the versions the page shows, for now.
-        for m in &open.views {
-            if let Some(v) = m.output_version_ids.last()
-                && let Some(view) = open.asset.doc.reader().version(v)?
-            {
-                open.version_map.insert(v.clone(), view);
-            }
-        }
+        open.learn_versions(0..open.views.len())?;
         open.rows = open.compute_rows(0..open.views.len(), env);
         open.reindex();
         let update = ViewUpdate::Timeline {
@@ -104,6 +96,20 @@ impl OpenAsset {
             .map(|v| (v.id.clone(), v.clone()))
             .collect();
         Ok(self.refresh_inspector(env))
+    }
+
+    /// Reads the result versions of the loaded messages `range` that are
+    /// not known yet (one lookup each, not the whole version map).
+    fn learn_versions(&mut self, range: std::ops::Range<usize>) -> ModelResult<()> {
+        for m in &self.views[range] {
+            if let Some(v) = m.output_version_ids.last()
+                && !self.version_map.contains_key(v)
+                && let Some(view) = self.asset.doc.reader().version(v)?
+            {
+                self.version_map.insert(v.clone(), view);
+            }
+        }
+        Ok(())
     }
 
     fn compute_rows(&self, range: std::ops::Range<usize>, env: &Env<'_>) -> Vec<MessageRow> {
@@ -167,15 +173,8 @@ impl OpenAsset {
         let start = self.first.saturating_sub(PAGE);
         let earlier = self.asset.doc.messages_range(start..self.first)?;
         let n = earlier.len();
-        for m in &earlier {
-            if let Some(v) = m.output_version_ids.last()
-                && !self.version_map.contains_key(v)
-                && let Some(view) = self.asset.doc.reader().version(v)?
-            {
-                self.version_map.insert(v.clone(), view);
-            }
-        }
         self.views.splice(0..0, earlier);
+        self.learn_versions(0..n)?;
         let rows = self.compute_rows(0..n, env);
         self.rows.splice(0..0, rows.clone());
         self.first = start;

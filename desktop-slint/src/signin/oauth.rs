@@ -304,20 +304,16 @@ async fn listen(
     port: u16,
 ) -> Result<(u16, mpsc::Receiver<Answer>, oneshot::Sender<()>), SignInError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let listener =
-        tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| SignInError::Listen {
-                addr: addr.to_string(),
-                message: e.to_string(),
-            })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| SignInError::Listen {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
-    let v6 = tokio::net::TcpListener::bind(SocketAddr::from((
-        [0u16, 0, 0, 0, 0, 0, 0, 1],
-        port,
-    )))
-    .await
-    .ok();
+    let v6 = tokio::net::TcpListener::bind(SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], port)))
+        .await
+        .ok();
     let (tx, rx) = mpsc::channel::<Answer>(4);
     let (stop, stopped) = oneshot::channel::<()>();
     let app = axum::Router::new().route(
@@ -371,7 +367,9 @@ mod tests {
         let c = OAuthClient::new(OAuthConfig::new("https://auth.example.com/", "cid"));
         let p = Pkce::new();
         let url = c.authorize_url("http://localhost:1/callback", "st", &p);
-        assert!(url.starts_with("https://auth.example.com/oauth2/authorize?response_type=code&client_id=cid"));
+        assert!(url.starts_with(
+            "https://auth.example.com/oauth2/authorize?response_type=code&client_id=cid"
+        ));
         assert!(url.contains(&p.challenge) && url.contains("code_challenge_method=S256"));
         assert!(!url.contains(&p.verifier));
         assert!(url.contains("redirect_uri=http%3A%2F%2Flocalhost%3A1%2Fcallback"));

@@ -62,7 +62,12 @@ impl Session {
     }
 
     /// Kept tokens from a fresh token answer.
-    pub fn stored(server: &str, t: &Tokens, now: i64, previous_refresh: Option<String>) -> StoredTokens {
+    pub fn stored(
+        server: &str,
+        t: &Tokens,
+        now: i64,
+        previous_refresh: Option<String>,
+    ) -> StoredTokens {
         StoredTokens {
             server: server.to_owned(),
             access_token: t.access_token.clone(),
@@ -179,9 +184,15 @@ impl Transport for RefreshingTransport {
     }
 
     async fn put_blob(&self, sha256: &str, bytes: Vec<u8>, _: &str) -> Result<(), SyncError> {
-        let r = self.inner.put_blob(sha256, bytes.clone(), &self.token().await?).await;
+        let r = self
+            .inner
+            .put_blob(sha256, bytes.clone(), &self.token().await?)
+            .await;
         if unauthorized(&r) {
-            return self.inner.put_blob(sha256, bytes, &self.fresh_token().await?).await;
+            return self
+                .inner
+                .put_blob(sha256, bytes, &self.fresh_token().await?)
+                .await;
         }
         r
     }
@@ -189,7 +200,10 @@ impl Transport for RefreshingTransport {
     async fn get_blob(&self, sha256: &str, _: &str) -> Result<Option<Vec<u8>>, SyncError> {
         let r = self.inner.get_blob(sha256, &self.token().await?).await;
         if unauthorized(&r) {
-            return self.inner.get_blob(sha256, &self.fresh_token().await?).await;
+            return self
+                .inner
+                .get_blob(sha256, &self.fresh_token().await?)
+                .await;
         }
         r
     }

@@ -304,7 +304,10 @@ fn set_dashboard(b: &Bridge<'_>, d: DashboardVm) {
         d.by_model.iter().map(rows::spend_row).collect::<Vec<_>>(),
     )));
     b.set_dash_by_provider(ModelRc::new(VecModel::from(
-        d.by_provider.iter().map(rows::spend_row).collect::<Vec<_>>(),
+        d.by_provider
+            .iter()
+            .map(rows::spend_row)
+            .collect::<Vec<_>>(),
     )));
     b.set_dash_bars(ModelRc::new(VecModel::from(
         d.bars.iter().map(rows::bar_row).collect::<Vec<_>>(),
@@ -328,6 +331,22 @@ fn scroll_to_end(w: &AppWindow) {
     });
 }
 
+/// Updates rows `at` of `model` with `patch` (which returns `None` for a row
+/// that no longer shows what it was meant to).
+fn patch_rows<T: Clone + 'static>(
+    model: &ModelRc<T>,
+    at: &[usize],
+    patch: impl Fn(&mut T) -> Option<()>,
+) {
+    for &i in at {
+        if let Some(mut r) = model.row_data(i)
+            && patch(&mut r).is_some()
+        {
+            model.set_row_data(i, r);
+        }
+    }
+}
+
 /// Puts `image` (or the placeholder) into the rows the controller says show
 /// `key` (checked, in case a row changed meanwhile), the preview and the
 /// compare view.
@@ -335,36 +354,24 @@ fn set_image(b: &Bridge<'_>, key: &str, image: Option<slint::Image>, at: &RowRef
     let has = image.is_some();
     let img = image.unwrap_or_default();
     let key_s = SharedString::from(key);
-    let assets = b.get_assets();
-    for &i in &at.assets {
-        if let Some(mut r) = assets.row_data(i)
-            && r.thumb_key == key_s
-        {
+    patch_rows(&b.get_assets(), &at.assets, |r: &mut AssetRow| {
+        (r.thumb_key == key_s).then(|| {
             r.thumb = img.clone();
             r.has_thumb = has;
-            assets.set_row_data(i, r);
-        }
-    }
-    let messages = b.get_messages();
-    for &i in &at.messages {
-        if let Some(mut r) = messages.row_data(i)
-            && r.image_key == key_s
-        {
+        })
+    });
+    patch_rows(&b.get_messages(), &at.messages, |r: &mut MessageRow| {
+        (r.image_key == key_s).then(|| {
             r.image = img.clone();
             r.has_image = has;
-            messages.set_row_data(i, r);
-        }
-    }
-    let versions = b.get_versions();
-    for &i in &at.versions {
-        if let Some(mut r) = versions.row_data(i)
-            && r.thumb_key == key_s
-        {
+        })
+    });
+    patch_rows(&b.get_versions(), &at.versions, |r: &mut VersionRow| {
+        (r.thumb_key == key_s).then(|| {
             r.thumb = img.clone();
             r.has_thumb = has;
-            versions.set_row_data(i, r);
-        }
-    }
+        })
+    });
     if b.get_preview_key() == key_s {
         b.set_preview(img.clone());
         b.set_has_preview(has);

@@ -102,14 +102,13 @@ pub fn files_dropped(w: &AppWindow, paths: Vec<PathBuf>) {
         slint::Timer::single_shot(std::time::Duration::ZERO, move || {
             let paths = DROPPED.with(|d| std::mem::take(&mut *d.borrow_mut()));
             if let Some(w) = weak.upgrade() {
-                w.global::<Bridge>().invoke_files_dropped(
-                    ModelRc::new(VecModel::from(
+                w.global::<Bridge>()
+                    .invoke_files_dropped(ModelRc::new(VecModel::from(
                         paths
                             .iter()
                             .map(|p| SharedString::from(p.to_string_lossy().as_ref()))
                             .collect::<Vec<_>>(),
-                    )),
-                );
+                    )));
             }
         });
     }
@@ -171,6 +170,10 @@ pub fn install(window: &AppWindow, events: mpsc::UnboundedSender<UiEvent>) {
         let _ = events.send(ev);
     };
     macro_rules! on {
+        ($cb:ident, || $ev:expr) => {{
+            let s = send.clone();
+            bridge.$cb(move || s($ev));
+        }};
         ($cb:ident, |$($arg:ident),*| $ev:expr) => {{
             let s = send.clone();
             bridge.$cb(move |$($arg),*| s($ev));
@@ -179,11 +182,13 @@ pub fn install(window: &AppWindow, events: mpsc::UnboundedSender<UiEvent>) {
     on!(on_search, |q| UiEvent::Search(q.into()));
     on!(on_select_asset, |id| UiEvent::SelectAsset(id.into()));
     on!(on_step_asset, |step| UiEvent::StepAsset(step));
-    on!(on_new_from_file, | | UiEvent::PickFile);
-    on!(on_new_from_prompt, |prompt, model, aspect| UiEvent::NewFromPrompt {
-        prompt: prompt.into(),
-        model_index: model.max(0) as usize,
-        aspect: aspect.into(),
+    on!(on_new_from_file, || UiEvent::PickFile);
+    on!(on_new_from_prompt, |prompt, model, aspect| {
+        UiEvent::NewFromPrompt {
+            prompt: prompt.into(),
+            model_index: model.max(0) as usize,
+            aspect: aspect.into(),
+        }
     });
     on!(on_send, |prompt, aspect, scale| UiEvent::Send {
         prompt: prompt.into(),
@@ -191,39 +196,46 @@ pub fn install(window: &AppWindow, events: mpsc::UnboundedSender<UiEvent>) {
         scale: scale.into(),
     });
     on!(on_tool_changed, |i| UiEvent::ToolChanged(i.max(0) as usize));
-    on!(on_model_changed, |i| UiEvent::ModelChanged(i.max(0) as usize));
+    on!(on_model_changed, |i| UiEvent::ModelChanged(
+        i.max(0) as usize
+    ));
     on!(on_rollback, |v| UiEvent::Rollback(v.into()));
-    on!(on_rollback_previous, | | UiEvent::RollbackPrevious);
+    on!(on_rollback_previous, || UiEvent::RollbackPrevious);
     on!(on_retry, |m| UiEvent::Retry(m.into()));
     on!(on_cancel, |m| UiEvent::Cancel(m.into()));
-    on!(on_load_earlier, | | UiEvent::LoadEarlier);
+    on!(on_load_earlier, || UiEvent::LoadEarlier);
     on!(on_sign_in, |t| UiEvent::SignIn(t.into()));
-    on!(on_sign_in_browser, | | UiEvent::SignInBrowser);
-    on!(on_sign_out, | | UiEvent::SignOut);
-    on!(on_go_offline, | | UiEvent::GoOffline);
-    on!(on_go_online, | | UiEvent::GoOnline);
+    on!(on_sign_in_browser, || UiEvent::SignInBrowser);
+    on!(on_sign_out, || UiEvent::SignOut);
+    on!(on_go_offline, || UiEvent::GoOffline);
+    on!(on_go_online, || UiEvent::GoOnline);
     on!(on_need_image, |k| UiEvent::NeedImage(k.into()));
-    on!(on_dismiss_notice, | | UiEvent::DismissNotice);
+    on!(on_dismiss_notice, || UiEvent::DismissNotice);
     on!(on_paste, |explicit| UiEvent::Paste { explicit });
     on!(on_incoming_as, |as_version| UiEvent::IncomingAs(as_version));
-    on!(on_incoming_cancel, | | UiEvent::IncomingCancel);
+    on!(on_incoming_cancel, || UiEvent::IncomingCancel);
     on!(on_save_image, |v| UiEvent::SaveImage(some(v)));
     on!(on_copy_image, |v| UiEvent::CopyImage(some(v)));
     on!(on_compare, |v| UiEvent::Compare(some(v)));
-    on!(on_close_compare, | | UiEvent::CloseCompare);
+    on!(on_close_compare, || UiEvent::CloseCompare);
     on!(on_show_dashboard, |show| UiEvent::ShowDashboard(show));
-    on!(on_dashboard_filter, |from, to, model, preset| UiEvent::DashboardFilter(
-        DashboardFilterForm {
+    on!(on_dashboard_filter, |from, to, model, preset| {
+        UiEvent::DashboardFilter(DashboardFilterForm {
             from: from.into(),
             to: to.into(),
             model: model.max(0) as usize,
             preset: preset.into(),
-        }
-    ));
-    on!(on_export_csv, | | UiEvent::ExportCsv);
+        })
+    });
+    on!(on_export_csv, || UiEvent::ExportCsv);
     on!(on_palette_query, |q| UiEvent::PaletteQuery(q.into()));
     on!(on_palette_run, |i| UiEvent::PaletteRun(i.max(0) as usize));
-    on!(on_save_settings, |server, auth, client, gemini, replicate, cadence| {
+    on!(on_save_settings, |server,
+                           auth,
+                           client,
+                           gemini,
+                           replicate,
+                           cadence| {
         UiEvent::SaveSettings(SettingsForm {
             server_url: server.into(),
             auth_url: auth.into(),

@@ -57,7 +57,9 @@ pub async fn server_for(o: &RunningOAuth) -> Server {
         AuthConfig::access(o.config().issuer.clone(), o.config().client_id.clone()),
         HttpJwks(o.jwks_url()),
     );
-    let state = AppState::embedded(dir.path(), verifier, None).await.unwrap();
+    let state = AppState::embedded(dir.path(), verifier, None)
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -83,4 +85,3 @@ pub fn oauth_config(o: &RunningOAuth) -> OAuthConfig {
         ..OAuthConfig::new(&o.base_url(), &o.config().client_id)
     }
 }
-

@@ -3,10 +3,10 @@
 //! link the test plays), and fixture images.
 #![allow(dead_code)]
 
-mod view_state;
 pub mod auth;
 pub mod ports;
 pub mod ui;
+mod view_state;
 
 pub use view_state::ViewState;
 
@@ -14,16 +14,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use desktop_slint::backend::{Backend, BackendOptions};
-use desktop_slint::config::Config;
 use cloud_lambda::registry::{BUILTIN, Registry};
 use core_sync::store::{Store, StoreOptions};
+use desktop_slint::backend::{Backend, BackendOptions};
+use desktop_slint::config::Config;
 use desktop_slint::controller::{
     Controller, ControllerConfig, LinkEvent, UiEvent, View, ViewUpdate,
 };
 use desktop_slint::tools::{Keys, Tools};
 use tokio::sync::{Notify, mpsc};
-
 
 /// A view that keeps the state the updates describe, and wakes waiters.
 #[derive(Default)]
@@ -171,6 +170,18 @@ pub async fn local(keys: Keys, config: ControllerConfig) -> Local {
         pulled,
         link,
         _dir: dir,
+    }
+}
+
+/// Sync tuned for tests: quick polls and quick retries.
+pub fn fast_engine() -> core_sync::sync::engine::EngineConfig {
+    core_sync::sync::engine::EngineConfig {
+        fast_poll: Duration::from_millis(100),
+        idle_poll_min: Duration::from_millis(200),
+        idle_poll_max: Duration::from_secs(1),
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(500),
+        ..core_sync::sync::engine::EngineConfig::default()
     }
 }
 

@@ -21,6 +21,21 @@ pub fn init_backend() {
     .unwrap();
 }
 
+/// The app in a 1360×840 window, shown, its worker started.
+pub fn start_app(
+    config: desktop_slint::config::Config,
+    backend: desktop_slint::backend::BackendOptions,
+    controller: desktop_slint::controller::ControllerConfig,
+) -> (AppWindow, desktop_slint::app::Worker) {
+    let window = AppWindow::new().unwrap();
+    window
+        .window()
+        .set_size(slint::LogicalSize::new(1360.0, 840.0));
+    let worker = desktop_slint::app::start(&window, config, backend, controller).unwrap();
+    window.show().unwrap();
+    (window, worker)
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures/images")
@@ -65,18 +80,26 @@ pub fn press(w: &AppWindow, text: &str, ctrl: bool, shift: bool) {
     let win = w.window();
     let key = |k: Key| -> slint::SharedString { k.into() };
     if ctrl {
-        win.dispatch_event(WindowEvent::KeyPressed { text: key(Key::Control) });
+        win.dispatch_event(WindowEvent::KeyPressed {
+            text: key(Key::Control),
+        });
     }
     if shift {
-        win.dispatch_event(WindowEvent::KeyPressed { text: key(Key::Shift) });
+        win.dispatch_event(WindowEvent::KeyPressed {
+            text: key(Key::Shift),
+        });
     }
     win.dispatch_event(WindowEvent::KeyPressed { text: text.into() });
     win.dispatch_event(WindowEvent::KeyReleased { text: text.into() });
     if shift {
-        win.dispatch_event(WindowEvent::KeyReleased { text: key(Key::Shift) });
+        win.dispatch_event(WindowEvent::KeyReleased {
+            text: key(Key::Shift),
+        });
     }
     if ctrl {
-        win.dispatch_event(WindowEvent::KeyReleased { text: key(Key::Control) });
+        win.dispatch_event(WindowEvent::KeyReleased {
+            text: key(Key::Control),
+        });
     }
 }
 
