@@ -492,3 +492,75 @@ async fn settings_are_kept_and_applied() {
         ["apply_settings".to_owned()]
     );
 }
+
+/// Cancel on a running Replicate job: the server's job sees the status,
+/// cancels the prediction at Replicate, and the card stays canceled with
+/// what was spent, if anything, shown.
+#[tokio::test]
+async fn canceling_a_running_job_cancels_the_prediction() {
+    let fakes = fakes::spawn(FakeConfig {
+        step: Duration::from_millis(1500),
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = BackendOptions {
+        engine: fast_engine(),
+        providers: ProviderConfig {
+            gemini_base: fakes.base_url().into(),
+            gemini_key: Some(fakes::DEFAULT_API_KEY.into()),
+            replicate_base: fakes.base_url().into(),
+            replicate_token: Some(fakes::DEFAULT_REPLICATE_TOKEN.into()),
+            ..ProviderConfig::default()
+        },
+        jobs: JobConfig {
+            poll_interval: Duration::from_millis(100),
+            ..JobConfig::default()
+        },
+        ..BackendOptions::default()
+    };
+    let d = device_with(
+        Config::plain(dir.path().join("data"), Mode::Embedded),
+        options,
+        test_config(),
+    )
+    .await;
+    d.view.wait("start", |s| s.composer.is_some()).await;
+    d.send(UiEvent::ImportFile(write_png(dir.path(), "a.png", 64, 64, 4)));
+    d.view.wait("the asset", |s| s.versions().len() == 1).await;
+    d.send(UiEvent::ToolChanged(3));
+    d.send(UiEvent::Send {
+        prompt: String::new(),
+        aspect: String::new(),
+        scale: "2".into(),
+    });
+    let s = d
+        .view
+        .wait("running", |s| {
+            s.messages.last().is_some_and(|m| m.status == "running")
+        })
+        .await;
+    let id = s.messages.last().unwrap().id.clone();
+    d.send(UiEvent::Cancel(id));
+    d.view
+        .wait("canceled", |s| {
+            s.messages.last().is_some_and(|m| m.status == "canceled" && m.can_retry)
+        })
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !fakes
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path.ends_with("/cancel"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the prediction was never canceled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = d.view.now();
+    assert_eq!(s.versions().len(), 1, "no result after a cancel");
+    d.stop().await;
+}

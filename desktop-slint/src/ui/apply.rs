@@ -1,21 +1,50 @@
 //! Applying [`ViewUpdate`]s to the `Bridge` on the UI thread, and the
 //! `ui state` log line that says what the window shows.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
 
-use super::rows::{self, EventRows, IMAGES, image_for};
-use super::{
-    AppWindow, AssetRow, BarRow, Bridge, FIRST_ASSETS, FIRST_TIMELINE, MessageRow, PaletteRow,
-    SpendRow, UI_LOG, VersionRow, strings,
+use super::rows::{self, EventRows, IMAGES, image_for, strings};
+use super::types::{
+    AppWindow, AssetRow, BarRow, Bridge, MessageRow, PaletteRow, SpendRow, VersionRow,
 };
 use crate::controller::{RowRefs, Screen, UiCommand, ViewUpdate};
 use crate::dashboard::DashboardVm;
 use crate::viewmodel::CompareVm;
 
+/// The log target of what the window shows (`RUST_LOG=atelier::ui=debug`):
+/// a `ui state` line after every batch of updates and a `ui shows` line
+/// when a sheet opens or closes, so a tool driving the real window (the
+/// Xvfb test) waits on what is on screen instead of sleeping.
+pub const UI_LOG: &str = "atelier::ui";
+
 thread_local! {
     static EVENT_ROWS: Rc<EventRows> = Rc::new(EventRows::new());
+    /// Called once, the first time the asset list gets rows (start-up
+    /// timing).
+    static FIRST_ASSETS: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    /// Called once, the first time a timeline is shown.
+    static FIRST_TIMELINE: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    /// Called after every batch of updates (benchmarks time with it).
+    static AFTER_UPDATES: RefCell<Option<Box<dyn FnMut(&AppWindow)>>> = RefCell::new(None);
+}
+
+/// Runs `f` on the UI thread once the asset list first shows rows (or
+/// learns there are none).
+pub fn on_first_assets(f: impl FnOnce() + 'static) {
+    FIRST_ASSETS.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+}
+
+/// Runs `f` on the UI thread once a timeline is first shown.
+pub fn on_first_timeline(f: impl FnOnce() + 'static) {
+    FIRST_TIMELINE.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+}
+
+/// Runs `f` on the UI thread after every batch of updates is applied.
+pub fn after_updates(f: impl FnMut(&AppWindow) + 'static) {
+    AFTER_UPDATES.with(|h| *h.borrow_mut() = Some(Box::new(f)));
 }
 
 pub fn install_models(b: &Bridge<'_>) {
@@ -34,7 +63,7 @@ pub fn apply_updates(w: &AppWindow, updates: Vec<ViewUpdate>) {
     if tracing::enabled!(target: UI_LOG, tracing::Level::DEBUG) {
         log_state(&w.global::<Bridge>());
     }
-    super::AFTER_UPDATES.with(|h| {
+    AFTER_UPDATES.with(|h| {
         if let Some(f) = h.borrow_mut().as_mut() {
             f(w);
         }

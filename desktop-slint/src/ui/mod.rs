@@ -8,6 +8,7 @@
 
 mod apply;
 mod rows;
+mod types;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -20,43 +21,14 @@ use crate::dashboard::DashboardFilterForm;
 use crate::palette::SHORTCUTS;
 use crate::settings::{CADENCES, SettingsForm};
 
-slint::include_modules!();
-
-pub use apply::log_state;
-
-/// The log target of what the window shows (`RUST_LOG=atelier::ui=debug`):
-/// a `ui state` line after every batch of updates and a `ui shows` line
-/// when a sheet opens or closes, so a tool driving the real window (the
-/// Xvfb test) waits on what is on screen instead of sleeping.
-pub const UI_LOG: &str = "atelier::ui";
+pub use apply::{UI_LOG, after_updates, log_state, on_first_assets, on_first_timeline};
+use rows::strings;
+pub use types::*;
 
 thread_local! {
-    /// Called once, the first time the asset list gets rows (start-up
-    /// timing).
-    static FIRST_ASSETS: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
-    /// Called once, the first time a timeline is shown.
-    static FIRST_TIMELINE: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
-    /// Called after every batch of updates (benchmarks time with it).
-    static AFTER_UPDATES: RefCell<Option<Box<dyn FnMut(&AppWindow)>>> = RefCell::new(None);
     /// Files dropped in this turn of the event loop (winit sends one
     /// event per file).
     static DROPPED: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on the UI thread once the asset list first shows rows (or
-/// learns there are none).
-pub fn on_first_assets(f: impl FnOnce() + 'static) {
-    FIRST_ASSETS.with(|h| *h.borrow_mut() = Some(Box::new(f)));
-}
-
-/// Runs `f` on the UI thread once a timeline is first shown.
-pub fn on_first_timeline(f: impl FnOnce() + 'static) {
-    FIRST_TIMELINE.with(|h| *h.borrow_mut() = Some(Box::new(f)));
-}
-
-/// Runs `f` on the UI thread after every batch of updates is applied.
-pub fn after_updates(f: impl FnMut(&AppWindow) + 'static) {
-    AFTER_UPDATES.with(|h| *h.borrow_mut() = Some(Box::new(f)));
 }
 
 /// The view the controller talks to: hands updates to the UI thread.
@@ -79,12 +51,6 @@ impl View for SlintView {
             .window
             .upgrade_in_event_loop(move |w| apply::apply_updates(&w, updates));
     }
-}
-
-fn strings(v: impl IntoIterator<Item = impl Into<SharedString>>) -> ModelRc<SharedString> {
-    ModelRc::new(VecModel::from(
-        v.into_iter().map(Into::into).collect::<Vec<SharedString>>(),
-    ))
 }
 
 /// Files dropped on the window (from winit, or a test): sent to the

@@ -4,9 +4,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use slint::{Model, ModelNotify, ModelTracker, Rgba8Pixel, SharedPixelBuffer};
+use slint::{
+    Model, ModelNotify, ModelRc, ModelTracker, Rgba8Pixel, SharedPixelBuffer, SharedString,
+    VecModel,
+};
 
-use super::{AssetRow, BarRow, EventRow, MessageRow, PaletteRow, SpendRow, VersionRow};
+use super::types::{AssetRow, BarRow, EventRow, MessageRow, PaletteRow, SpendRow, VersionRow};
 use crate::dashboard;
 use crate::images::Pixels;
 use crate::palette;
@@ -16,6 +19,12 @@ thread_local! {
     /// Slint images by key, for rows that show them. UI thread only
     /// (`slint::Image` is not `Send`).
     pub static IMAGES: RefCell<HashMap<String, slint::Image>> = RefCell::new(HashMap::new());
+}
+
+pub fn strings(v: impl IntoIterator<Item = impl Into<SharedString>>) -> ModelRc<SharedString> {
+    ModelRc::new(VecModel::from(
+        v.into_iter().map(Into::into).collect::<Vec<SharedString>>(),
+    ))
 }
 
 pub fn image_for(key: &str) -> Option<slint::Image> {
