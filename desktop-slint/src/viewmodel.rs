@@ -230,6 +230,7 @@ pub fn unreadable_row(u: &Unreadable) -> MessageRow {
         progress: -1.0,
         error: String::new(),
         can_retry: false,
+        can_cancel: false,
         cost: String::new(),
         time: "kept as it is".into(),
         image_key: String::new(),

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use core_sync::model::{
-    CostEventView, MessageKind, MessageView, Millis, ModelResult, Touched, VersionView,
+    CostEventView, Entry, MessageKind, MessageView, Millis, ModelResult, Touched, VersionView,
 };
 use core_sync::store::LocalAsset;
 use time::UtcOffset;
@@ -37,7 +37,8 @@ pub struct OpenAsset {
     total: usize,
     /// Position of the first loaded message.
     first: usize,
-    views: Vec<MessageView>,
+    /// The loaded entries (unreadable ones kept where they stand).
+    views: Vec<Entry<MessageView>>,
     rows: Vec<MessageRow>,
     /// Every version, oldest first (after [`Self::complete`]).
     versions: Vec<VersionView>,
@@ -58,7 +59,7 @@ impl OpenAsset {
         let summary = asset.doc.summary()?;
         let total = asset.doc.reader().message_count()? as usize;
         let first = total.saturating_sub(FIRST_PAGE);
-        let views = asset.doc.messages_range(first..total)?;
+        let views = asset.doc.reader().timeline_range(first..total)?;
         let costs = asset.doc.cost_events()?;
         let mut open = OpenAsset {
             title: summary.title,
@@ -101,7 +102,7 @@ impl OpenAsset {
     /// Reads the result versions of the loaded messages `range` that are
     /// not known yet (one lookup each, not the whole version map).
     fn learn_versions(&mut self, range: std::ops::Range<usize>) -> ModelResult<()> {
-        for m in &self.views[range] {
+        for m in self.views[range].iter().filter_map(Entry::as_read) {
             if let Some(v) = m.output_version_ids.last()
                 && !self.version_map.contains_key(v)
                 && let Some(view) = self.asset.doc.reader().version(v)?
@@ -122,7 +123,10 @@ impl OpenAsset {
         };
         self.views[range]
             .iter()
-            .map(|m| viewmodel::message_row(m, &cx))
+            .map(|e| match e {
+                Entry::Read(m) => viewmodel::message_row(m, &cx),
+                Entry::Unreadable(u) => viewmodel::unreadable_row(u),
+            })
             .collect()
     }
 
@@ -171,7 +175,7 @@ impl OpenAsset {
             return Ok(None);
         }
         let start = self.first.saturating_sub(PAGE);
-        let earlier = self.asset.doc.messages_range(start..self.first)?;
+        let earlier = self.asset.doc.reader().timeline_range(start..self.first)?;
         let n = earlier.len();
         self.views.splice(0..0, earlier);
         self.learn_versions(0..n)?;
@@ -215,7 +219,7 @@ impl OpenAsset {
         if touched.reordered || new_total < self.total {
             // Rare (a container replaced): read the loaded window again.
             self.first = self.first.min(new_total);
-            self.views = self.asset.doc.messages_range(self.first..new_total)?;
+            self.views = self.asset.doc.reader().timeline_range(self.first..new_total)?;
             self.total = new_total;
             self.rows = self.compute_rows(0..self.views.len(), env);
             self.reindex();
@@ -230,7 +234,7 @@ impl OpenAsset {
         // Re-read the touched messages that are loaded, then the new ones.
         let mut changed: Vec<usize> = Vec::new();
         for &i in touched.messages.range(self.first..self.total) {
-            if let Some(m) = self.asset.doc.messages_range(i..i + 1)?.pop() {
+            if let Some(m) = self.asset.doc.reader().timeline_range(i..i + 1)?.pop() {
                 self.views[i - self.first] = m;
                 changed.push(i - self.first);
             }
@@ -247,7 +251,7 @@ impl OpenAsset {
             }
         }
         if new_total > self.total {
-            let added = self.asset.doc.messages_range(self.total..new_total)?;
+            let added = self.asset.doc.reader().timeline_range(self.total..new_total)?;
             let from = self.views.len();
             self.views.extend(added);
             let rows = self.compute_rows(from..self.views.len(), env);
@@ -310,7 +314,12 @@ impl OpenAsset {
             let made_by = v
                 .created_by_message_id
                 .as_ref()
-                .and_then(|m| self.views.iter().find(|x| &x.id == m))
+                .and_then(|m| {
+                    self.views
+                        .iter()
+                        .filter_map(Entry::as_read)
+                        .find(|x| &x.id == m)
+                })
                 .and_then(|m| m.tool.as_deref())
                 .map(tool_title)
                 .unwrap_or_else(|| "Upload".into());
