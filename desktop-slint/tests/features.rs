@@ -527,7 +527,13 @@ async fn canceling_a_running_job_cancels_the_prediction() {
     )
     .await;
     d.view.wait("start", |s| s.composer.is_some()).await;
-    d.send(UiEvent::ImportFile(write_png(dir.path(), "a.png", 64, 64, 4)));
+    d.send(UiEvent::ImportFile(write_png(
+        dir.path(),
+        "a.png",
+        64,
+        64,
+        4,
+    )));
     d.view.wait("the asset", |s| s.versions().len() == 1).await;
     d.send(UiEvent::ToolChanged(3));
     d.send(UiEvent::Send {
@@ -545,7 +551,9 @@ async fn canceling_a_running_job_cancels_the_prediction() {
     d.send(UiEvent::Cancel(id));
     d.view
         .wait("canceled", |s| {
-            s.messages.last().is_some_and(|m| m.status == "canceled" && m.can_retry)
+            s.messages
+                .last()
+                .is_some_and(|m| m.status == "canceled" && m.can_retry)
         })
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -219,7 +219,11 @@ impl OpenAsset {
         if touched.reordered || new_total < self.total {
             // Rare (a container replaced): read the loaded window again.
             self.first = self.first.min(new_total);
-            self.views = self.asset.doc.reader().timeline_range(self.first..new_total)?;
+            self.views = self
+                .asset
+                .doc
+                .reader()
+                .timeline_range(self.first..new_total)?;
             self.total = new_total;
             self.rows = self.compute_rows(0..self.views.len(), env);
             self.reindex();
@@ -251,7 +255,11 @@ impl OpenAsset {
             }
         }
         if new_total > self.total {
-            let added = self.asset.doc.reader().timeline_range(self.total..new_total)?;
+            let added = self
+                .asset
+                .doc
+                .reader()
+                .timeline_range(self.total..new_total)?;
             let from = self.views.len();
             self.views.extend(added);
             let rows = self.compute_rows(from..self.views.len(), env);

@@ -37,7 +37,13 @@ pub struct Workbench {
     pub compare: Option<viewmodel::CompareVm>,
     /// An asset opened since [`Self::take_opened`] (the asset view shows).
     opened: bool,
+    /// The documents of assets open lately, newest first: opening one again
+    /// applies what changed since instead of loading it whole.
+    recent: Vec<LocalAsset>,
 }
+
+/// Documents kept of assets open lately.
+const RECENT: usize = 3;
 
 impl Workbench {
     pub fn new(store: Arc<dyn AssetStore>, tools: Tools, view: Arc<dyn View>) -> Workbench {
@@ -53,6 +59,7 @@ impl Workbench {
             incoming: Vec::new(),
             compare: None,
             opened: false,
+            recent: Vec::new(),
         }
     }
 
@@ -89,7 +96,19 @@ impl Workbench {
             .parse()
             .map_err(|_| ControllerError::Refused(format!("{id:?} is not an asset id")))?;
         let started = std::time::Instant::now();
-        let asset = self.store.load(&id).await?;
+        let cached = self
+            .recent
+            .iter()
+            .position(|a| a.id == id)
+            .map(|i| self.recent.remove(i));
+        let asset = match cached {
+            // Opened lately: only what others stored since is applied.
+            Some(mut a) => {
+                self.store.refresh(&mut a).await?;
+                a
+            }
+            None => self.store.load(&id).await?,
+        };
         let loaded = started.elapsed();
         self.open_asset(asset);
         tracing::debug!(doc = %id, ?loaded, total = ?started.elapsed(), "asset opened");
@@ -97,6 +116,12 @@ impl Workbench {
     }
 
     pub fn open_asset(&mut self, asset: LocalAsset) {
+        if let Some(old) = self.open.take()
+            && old.asset.id != asset.id
+        {
+            self.recent.insert(0, old.asset);
+            self.recent.truncate(RECENT);
+        }
         let id = asset.id.to_string();
         self.compare = None;
         self.opened = true;
