@@ -243,7 +243,7 @@ impl Rollup {
                 })
                 .collect();
             // Stable: equal spends keep the name order of the map.
-            v.sort_by(|a, b| b.nano_usd.cmp(&a.nano_usd));
+            v.sort_by_key(|b| std::cmp::Reverse(b.nano_usd));
             v
         };
         Rollup {

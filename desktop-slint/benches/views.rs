@@ -157,7 +157,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let big = rt.block_on(seed(&data));
     eprintln!(
-        "seeded {ASSETS} assets, {} cost events, two of {MESSAGES} messages in {:.1} s",
+        "seeded {ASSETS} assets, {} cost events, {BIG} of {MESSAGES} messages in {:.1} s",
         COST_ASSETS * EVENTS_PER_ASSET,
         t.elapsed().as_secs_f64()
     );
@@ -188,7 +188,7 @@ fn main() {
         let b = || w.global::<Bridge>();
         let started = Instant::now();
         settle(&w, &batches, 0, started, |w| {
-            w.global::<Bridge>().get_assets().row_count() == ASSETS + 2
+            w.global::<Bridge>().get_assets().row_count() == ASSETS + BIG
         })
         .await;
 

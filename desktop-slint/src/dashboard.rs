@@ -148,7 +148,7 @@ fn count(n: u64, one: &str, many: &str) -> String {
     let digits = n.to_string();
     let mut grouped = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
@@ -347,7 +347,7 @@ mod tests {
                 ev(40, "gemini", "google", 1_000_000_000),
             ],
         );
-        r.sort_by(|a, b| b.event.ts.cmp(&a.event.ts));
+        r.sort_by_key(|x| std::cmp::Reverse(x.event.ts));
         Arc::new(r)
     }
 

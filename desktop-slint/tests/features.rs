@@ -206,7 +206,7 @@ async fn images_come_in_by_drop_and_paste_and_go_out_by_save_and_copy() {
         .await;
     let m = s.messages.last().unwrap();
     assert!(m.can_retry && !m.can_cancel);
-    assert_eq!(*l.link.nudges.lock().unwrap() > 0, true, "sync nudged");
+    assert!(*l.link.nudges.lock().unwrap() > 0, "sync nudged");
     l.send(UiEvent::Cancel(req.id.clone()));
     l.view
         .wait("refused", |s| s.notice.contains("only queued or running"))

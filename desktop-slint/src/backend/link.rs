@@ -32,10 +32,10 @@ pub enum Target {
     Off(String),
     /// The embedded server, restarted when provider keys change.
     Embedded {
-        server: Mutex<Option<EmbeddedServer>>,
-        options: StdMutex<EmbeddedOptions>,
+        server: Box<Mutex<Option<EmbeddedServer>>>,
+        options: Box<StdMutex<EmbeddedOptions>>,
         /// Keys from the environment (they win over settings).
-        env_providers: ProviderConfig,
+        env_providers: Box<ProviderConfig>,
     },
     /// A remote server; browser sign-in when `oauth` is set, else tokens.
     Remote {

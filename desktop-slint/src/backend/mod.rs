@@ -102,9 +102,9 @@ impl Backend {
                 };
                 let server = EmbeddedServer::start(embedded.clone()).await?;
                 let target = Target::Embedded {
-                    server: Mutex::new(Some(server)),
-                    options: std::sync::Mutex::new(embedded),
-                    env_providers: options.providers.clone(),
+                    server: Box::new(Mutex::new(Some(server))),
+                    options: Box::new(std::sync::Mutex::new(embedded)),
+                    env_providers: Box::new(options.providers.clone()),
                 };
                 (keys, target, None)
             }

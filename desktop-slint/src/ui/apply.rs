@@ -20,6 +20,9 @@ use crate::viewmodel::CompareVm;
 /// Xvfb test) waits on what is on screen instead of sleeping.
 pub const UI_LOG: &str = "atelier::ui";
 
+/// Called after every batch of updates.
+type Hook = Box<dyn FnMut(&AppWindow)>;
+
 thread_local! {
     static EVENT_ROWS: Rc<EventRows> = Rc::new(EventRows::new());
     /// Called once, the first time the asset list gets rows (start-up
@@ -28,7 +31,7 @@ thread_local! {
     /// Called once, the first time a timeline is shown.
     static FIRST_TIMELINE: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
     /// Called after every batch of updates (benchmarks time with it).
-    static AFTER_UPDATES: RefCell<Option<Box<dyn FnMut(&AppWindow)>>> = RefCell::new(None);
+    static AFTER_UPDATES: RefCell<Option<Hook>> = RefCell::new(None);
 }
 
 /// Runs `f` on the UI thread once the asset list first shows rows (or
