@@ -35,6 +35,25 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The embedded server's jobs run against `fakes`, sync polls fast.
+fn with_fakes(fakes: &fakes::RunningFakes) -> BackendOptions {
+    BackendOptions {
+        engine: fast_engine(),
+        providers: ProviderConfig {
+            gemini_base: fakes.base_url().into(),
+            gemini_key: Some(fakes::DEFAULT_API_KEY.into()),
+            replicate_base: fakes.base_url().into(),
+            replicate_token: Some(fakes::DEFAULT_REPLICATE_TOKEN.into()),
+            ..ProviderConfig::default()
+        },
+        jobs: JobConfig {
+            poll_interval: Duration::from_millis(100),
+            ..JobConfig::default()
+        },
+        ..BackendOptions::default()
+    }
+}
+
 #[tokio::test]
 async fn images_come_in_by_drop_and_paste_and_go_out_by_save_and_copy() {
     let dir = tempfile::tempdir().unwrap();
@@ -299,21 +318,7 @@ async fn the_dashboard_filters_exports_and_agrees_with_the_server() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let saver = SaveTo::new(dir.path().join("costs"));
-    let options = BackendOptions {
-        engine: fast_engine(),
-        providers: ProviderConfig {
-            gemini_base: fakes.base_url().into(),
-            gemini_key: Some(fakes::DEFAULT_API_KEY.into()),
-            replicate_base: fakes.base_url().into(),
-            replicate_token: Some(fakes::DEFAULT_REPLICATE_TOKEN.into()),
-            ..ProviderConfig::default()
-        },
-        jobs: JobConfig {
-            poll_interval: Duration::from_millis(100),
-            ..JobConfig::default()
-        },
-        ..BackendOptions::default()
-    };
+    let options = with_fakes(&fakes);
     let data = dir.path().join("data");
     let d = device_with(
         Config::plain(data.clone(), Mode::Embedded),
@@ -505,21 +510,7 @@ async fn canceling_a_running_job_cancels_the_prediction() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let options = BackendOptions {
-        engine: fast_engine(),
-        providers: ProviderConfig {
-            gemini_base: fakes.base_url().into(),
-            gemini_key: Some(fakes::DEFAULT_API_KEY.into()),
-            replicate_base: fakes.base_url().into(),
-            replicate_token: Some(fakes::DEFAULT_REPLICATE_TOKEN.into()),
-            ..ProviderConfig::default()
-        },
-        jobs: JobConfig {
-            poll_interval: Duration::from_millis(100),
-            ..JobConfig::default()
-        },
-        ..BackendOptions::default()
-    };
+    let options = with_fakes(&fakes);
     let d = device_with(
         Config::plain(dir.path().join("data"), Mode::Embedded),
         options,
