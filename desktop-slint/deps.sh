@@ -4,11 +4,12 @@
 #
 #   build: pkg-config, fontconfig headers
 #   window: X11/xkb libraries, a font, Mesa (GL for the FemtoVG renderer)
-#   tests: Xvfb, xauth, xdotool, ImageMagick (real-window tests, screenshots)
+#   tests: Xvfb, xauth, xdotool, ImageMagick (real-window tests, screenshots),
+#          python3 (its csv module reads the exported cost CSV)
 
 ATELIER_BUILD_DEBS="pkg-config libfontconfig-dev"
 ATELIER_WINDOW_DEBS="libxkbcommon-x11-0 libx11-xcb1 libxcursor1 libxi6 libxrandr2 fonts-dejavu-core libgl1 libgl1-mesa-dri libegl1 libegl-mesa0 libglx-mesa0"
-ATELIER_TEST_DEBS="xvfb xauth xdotool imagemagick"
+ATELIER_TEST_DEBS="xvfb xauth xdotool imagemagick python3"
 
 # ensure_debs PKG... : installs the packages dpkg does not list as installed.
 ensure_debs() {

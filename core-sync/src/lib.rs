@@ -5,6 +5,7 @@
 //!   state, blob index).
 //! - [`blob`]: the content-addressed blob store on disk.
 //! - [`image_header`]: an image's type and size from its header alone.
+//! - [`costs`]: cost rollups and the cost CSV (dashboard and `GET /costs`). No IO.
 //! - [`backup`]: export, import and verification of a whole store.
 //! - [`ids`]: document and entity ids.
 //! - [`sync`]: the HTTP sync protocol shared with the server.
@@ -13,6 +14,7 @@
 
 pub mod backup;
 pub mod blob;
+pub mod costs;
 pub mod ids;
 pub mod image_header;
 pub mod model;

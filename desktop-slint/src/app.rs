@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 
 use crate::backend::{Backend, BackendOptions};
 use crate::config::Config;
-use crate::controller::{Controller, ControllerConfig, SyncLink, UiEvent, View, ViewUpdate};
+use crate::controller::{Controller, ControllerConfig, UiEvent, View, ViewUpdate};
+use crate::instance::{Instance, InstanceError};
 use crate::ui::{self, AppWindow, SlintView};
 use crate::viewmodel;
 
@@ -20,6 +21,8 @@ pub enum AppError {
     Platform(#[from] slint::PlatformError),
     #[error("cannot start the background runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
 }
 
 /// Start-up timings, measured from `started`.
@@ -72,6 +75,10 @@ pub fn start(
 ) -> Result<Worker, AppError> {
     let (events, rx) = mpsc::unbounded_channel();
     ui::install(window, events.clone());
+    let controller = ControllerConfig {
+        data: controller.data.or(Some(config.data.clone())),
+        ..controller
+    };
     let view: Arc<dyn View> = Arc::new(SlintView::new(window));
     let thread = spawn_worker(config, backend, controller, view, rx)?;
     Ok(Worker { events, thread })
@@ -80,7 +87,15 @@ pub fn start(
 /// Runs the app until its window closes.
 pub fn run(config: Config, options: RunOptions) -> Result<(), AppError> {
     let started = options.started.unwrap_or_else(Instant::now);
+    // One app per data directory: a second one raises the first and stops.
+    let instance = Instance::acquire(&config.data)?;
     let window = AppWindow::new()?;
+    {
+        let weak = window.as_weak();
+        instance.listen(move || {
+            let _ = weak.upgrade_in_event_loop(|w| ui::raise(&w));
+        });
+    }
     let times = Arc::new(Mutex::new(StartupTimes::default()));
     watch_startup(&window, started, times.clone(), options.exit_after_startup);
     let waits_for_timeline = options.open.is_some();
@@ -106,6 +121,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), AppError> {
     slint::run_event_loop()?;
     window.hide()?;
     worker.stop();
+    drop(instance);
     if options.exit_after_startup {
         let t = *times.lock().unwrap();
         let ms = |d: Option<Duration>| {
@@ -214,17 +230,14 @@ fn spawn_worker(
             runtime.block_on(async move {
                 match Backend::start(&config, backend_options).await {
                     Ok(mut backend) => {
-                        let sync = backend
-                            .sync
-                            .take()
-                            .unwrap_or_else(|| SyncLink::Off("not started".into()));
+                        let link_events = backend.link_events.take().expect("taken once");
                         let controller = Controller::new(
-                            backend.store.clone(),
+                            Arc::new(backend.store.clone()),
                             backend.tools.clone(),
                             view,
                             controller_config,
                         );
-                        controller.run(rx, sync).await;
+                        controller.run(rx, backend.link.clone(), link_events).await;
                         backend.stop().await;
                     }
                     Err(e) => {

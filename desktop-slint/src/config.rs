@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::settings::Settings;
+use crate::signin::oauth::OAuthConfig;
+
 /// Atelier: every image asset with its chat timeline of edits, local-first.
 ///
 /// With no options the app keeps its data in the platform data directory and
@@ -25,6 +28,22 @@ pub struct Args {
     /// dev-token` prints one for a local server).
     #[arg(long, env = "ATELIER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Sign in to `--server` in the browser through this OAuth 2.0 server
+    /// (the Cognito hosted UI's domain, e.g.
+    /// `https://atelier.auth.eu-central-1.amazoncognito.com`).
+    #[arg(long, env = "ATELIER_AUTH_URL", requires = "client_id")]
+    pub auth_url: Option<String>,
+    /// The app client id for `--auth-url`.
+    #[arg(long, env = "ATELIER_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// The loopback port registered as the sign-in callback
+    /// (`http://localhost:PORT/callback`); 0 picks any free port.
+    #[arg(long, env = "ATELIER_REDIRECT_PORT", default_value_t = crate::signin::oauth::DEFAULT_REDIRECT_PORT)]
+    pub redirect_port: u16,
+    /// Keep sign-in tokens in a private file in the data directory even
+    /// when an OS keyring is available.
+    #[arg(long, env = "ATELIER_NO_KEYRING")]
+    pub no_keyring: bool,
     /// Never sync: everything stays on this computer and tool requests wait
     /// in the queue.
     #[arg(long)]
@@ -49,6 +68,8 @@ pub enum Mode {
     Remote {
         url: String,
         token: Option<String>,
+        /// Browser sign-in (OAuth with PKCE); `None`: a pasted token.
+        auth: Option<OAuthConfig>,
     },
     Offline,
 }
@@ -57,21 +78,58 @@ pub enum Mode {
 pub struct Config {
     pub data: PathBuf,
     pub mode: Mode,
+    /// The settings file's content (flags and environment win over it).
+    pub settings: Settings,
+    /// Keep tokens in the OS keyring when there is one.
+    pub keyring: bool,
 }
 
 impl Config {
+    /// Flags and environment over the settings kept in the data directory
+    /// (a settings file that does not read is reported and ignored).
     pub fn from_args(args: &Args) -> Config {
-        let mode = match (&args.server, args.offline) {
+        let data = args.data.clone().unwrap_or_else(default_data_dir);
+        let settings = Settings::load(&data).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring the settings file");
+            Settings::default()
+        });
+        Config::resolve(args, data, settings)
+    }
+
+    pub fn resolve(args: &Args, data: PathBuf, settings: Settings) -> Config {
+        let server = args.server.clone().or(settings.server_url.clone());
+        let auth = match (&args.auth_url, &args.client_id) {
+            (Some(u), Some(c)) => Some((u.clone(), c.clone())),
+            _ => settings.auth_url.clone().zip(settings.client_id.clone()),
+        }
+        .map(|(u, c)| OAuthConfig {
+            redirect_port: args.redirect_port,
+            ..OAuthConfig::new(&u, &c)
+        });
+        let mode = match (server, args.offline) {
             (_, true) => Mode::Offline,
             (Some(url), false) => Mode::Remote {
                 url: url.trim_end_matches('/').to_owned(),
                 token: args.token.clone().filter(|t| !t.trim().is_empty()),
+                auth,
             },
             (None, false) => Mode::Embedded,
         };
         Config {
-            data: args.data.clone().unwrap_or_else(default_data_dir),
+            data,
             mode,
+            settings,
+            keyring: !args.no_keyring,
+        }
+    }
+
+    /// A config with no settings file and no keyring (tests, benchmarks).
+    pub fn plain(data: PathBuf, mode: Mode) -> Config {
+        Config {
+            data,
+            mode,
+            settings: Settings::default(),
+            keyring: false,
         }
     }
 }
@@ -90,7 +148,8 @@ mod tests {
     fn parse(args: &[&str]) -> Config {
         let args =
             Args::try_parse_from(std::iter::once("atelier").chain(args.iter().copied())).unwrap();
-        Config::from_args(&args)
+        let data = args.data.clone().unwrap_or_default();
+        Config::resolve(&args, data, Settings::default())
     }
 
     #[test]
@@ -102,9 +161,33 @@ mod tests {
             parse(&["--server", "http://127.0.0.1:9/", "--token", "t"]).mode,
             Mode::Remote {
                 url: "http://127.0.0.1:9".into(),
-                token: Some("t".into())
+                token: Some("t".into()),
+                auth: None,
             }
         );
+        let with_auth = parse(&[
+            "--server",
+            "https://sync.example.com",
+            "--auth-url",
+            "https://auth.example.com",
+            "--client-id",
+            "cid",
+        ]);
+        match with_auth.mode {
+            Mode::Remote { auth: Some(a), .. } => {
+                assert_eq!(a.client_id, "cid");
+                assert_eq!(a.redirect_port, crate::signin::oauth::DEFAULT_REDIRECT_PORT);
+            }
+            m => panic!("{m:?}"),
+        }
+        // The settings file names the server when no flag does.
+        let args = Args::try_parse_from(["atelier"]).unwrap();
+        let settings = Settings {
+            server_url: Some("https://s.example.com/".into()),
+            ..Settings::default()
+        };
+        let c = Config::resolve(&args, PathBuf::from("/d"), settings);
+        assert!(matches!(c.mode, Mode::Remote { ref url, .. } if url == "https://s.example.com"));
         assert!(
             Args::try_parse_from(["atelier", "--offline", "--server", "http://x"]).is_err(),
             "offline and a server contradict each other"

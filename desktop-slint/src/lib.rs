@@ -3,26 +3,35 @@
 //! The app is three layers, kept apart so that everything but the last is
 //! tested without a window:
 //!
-//! - [`viewmodel`], [`tools`], [`format`] and [`images`]: pure data and
-//!   functions — the rows, the inspector, the composer's choices, how
-//!   times and money read, image decoding and the image cache.
+//! - [`viewmodel`], [`dashboard`], [`palette`], [`tools`], [`format`],
+//!   [`images`], [`settings`]: pure data and functions — the rows, the
+//!   inspector, the cost dashboard, the command palette and shortcuts, the
+//!   composer's choices, how times and money read, image decoding.
 //! - [`controller`]: the app's state and behaviour as a task on the tokio
-//!   runtime. It reads and writes the store, nudges sync, decodes images
-//!   on blocking threads, and sends [`controller::ViewUpdate`]s to a
-//!   [`controller::View`].
+//!   runtime, over small traits for the store, the sync link, dialogs and
+//!   the clipboard ([`controller::ports`]); it sends
+//!   [`controller::ViewUpdate`]s to a [`controller::View`].
 //! - [`ui`]: the Slint adapter, the only code touching generated Slint
 //!   types; it applies updates on the UI thread. The `.slint` files live in
 //!   `desktop-slint/ui/` (views, widgets, theme, and the `Bridge` global).
 //!
-//! [`backend`] starts the IO side (store, embedded server, sync client) and
-//! [`app`] puts it all together for the `atelier` binary and the tests.
+//! [`backend`] starts the IO side (store, embedded server, the sync link
+//! with sign-in from [`signin`]), [`platform`] holds the native dialogs,
+//! clipboard and browser, [`instance`] keeps one app per data directory,
+//! and [`app`] puts it all together for the `atelier` binary and the tests.
 
 pub mod app;
 pub mod backend;
 pub mod config;
 pub mod controller;
+pub mod dashboard;
 pub mod format;
 pub mod images;
+pub mod instance;
+pub mod palette;
+pub mod platform;
+pub mod settings;
+pub mod signin;
 pub mod tools;
 pub mod ui;
 pub mod viewmodel;

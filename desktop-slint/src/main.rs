@@ -29,6 +29,11 @@ fn main() -> ExitCode {
     };
     match app::run(Config::from_args(&args), options) {
         Ok(()) => ExitCode::SUCCESS,
+        // Not an error: the running app came forward.
+        Err(app::AppError::Instance(e @ desktop_slint::instance::InstanceError::Raised { .. })) => {
+            eprintln!("{e}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -108,6 +108,19 @@ impl Tools {
         Tools { registry, keys }
     }
 
+    /// The provider keys changed (settings).
+    pub fn set_keys(&mut self, keys: Keys) {
+        self.keys = keys;
+    }
+
+    /// Every model the registry knows: (id, label).
+    pub fn model_labels(&self) -> Vec<(String, String)> {
+        self.registry
+            .models()
+            .map(|m| (m.id.clone(), m.label.clone()))
+            .collect()
+    }
+
     /// The active models that can run `tool`, registry order.
     pub fn models(&self, tool: Tool) -> Vec<&Model> {
         self.registry

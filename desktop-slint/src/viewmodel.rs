@@ -92,6 +92,8 @@ pub struct MessageRow {
     pub progress: f32,
     pub error: String,
     pub can_retry: bool,
+    /// Queued or running: the card offers Cancel.
+    pub can_cancel: bool,
     pub cost: String,
     pub time: String,
     pub image_key: String,
@@ -196,6 +198,11 @@ pub fn message_row(m: &MessageView, cx: &TimelineContext<'_>) -> MessageRow {
                 m.status,
                 Some(MessageStatus::Failed | MessageStatus::Canceled)
             ),
+        can_cancel: kind == "request"
+            && matches!(
+                m.status,
+                Some(MessageStatus::Queued | MessageStatus::Running)
+            ),
         cost: cx
             .costs
             .get(&m.id)
@@ -223,6 +230,7 @@ pub fn unreadable_row(u: &Unreadable) -> MessageRow {
         progress: -1.0,
         error: String::new(),
         can_retry: false,
+        can_cancel: false,
         cost: String::new(),
         time: "kept as it is".into(),
         image_key: String::new(),
@@ -361,6 +369,49 @@ pub fn sync_off(reason: &str) -> SyncVm {
         label: "Not syncing".into(),
         detail: reason.to_owned(),
     }
+}
+
+/// The sign-in part of the status bar.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionVm {
+    /// "Sign in…" is offered (the server needs it).
+    pub offer_sign_in: bool,
+    /// The sign-in opens the browser (else a token sheet).
+    pub browser: bool,
+    /// "Waiting for the browser…" while a sign-in is under way.
+    pub waiting: bool,
+    /// "alice@example.com" when signed in.
+    pub user: String,
+    pub can_sign_out: bool,
+    /// Syncing is paused by the user (Go online offered).
+    pub paused: bool,
+    pub syncs: bool,
+}
+
+/// One side of the compare view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompareSide {
+    pub version_id: String,
+    /// "v2 · Edit · 1024 × 768"
+    pub label: String,
+    /// The image, large.
+    pub key: String,
+}
+
+/// Two versions of the open asset, the older on the left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompareVm {
+    pub left: CompareSide,
+    pub right: CompareSide,
+}
+
+/// The question an arriving image (drop, paste) asks while an asset is open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncomingVm {
+    /// "harbour.jpg (800 × 600)" or "3 images".
+    pub what: String,
+    /// The open asset's title.
+    pub asset: String,
 }
 
 /// How a list changed: the least a view must do to show the new rows.

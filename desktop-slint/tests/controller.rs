@@ -10,63 +10,19 @@ use atelier_fixtures::fakes::{self, FakeConfig};
 use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer};
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::providers::ProviderConfig;
-use cloud_lambda::registry::{BUILTIN, Registry};
-use common::{Recorder, device, write_png};
+use common::{device, fast_engine, local, write_png};
 use core_sync::ids::DocId;
 use core_sync::model::{BlobRef, ErrorInfo, MessageStatus, MessageUpdate, NewVersion};
 use core_sync::now_millis;
-use core_sync::store::{Store, StoreOptions};
 use core_sync::sync::client::SyncEvent;
-use core_sync::sync::engine::EngineConfig;
 use desktop_slint::backend::BackendOptions;
 use desktop_slint::config::{Config, Mode};
-use desktop_slint::controller::{Controller, ControllerConfig, SyncLink, UiEvent};
-use desktop_slint::tools::{Keys, Tools};
-use tokio::sync::{Notify, mpsc};
-
-fn tools(keys: Keys) -> Tools {
-    Tools::new(Registry::parse(BUILTIN).unwrap(), keys)
-}
-
-struct Local {
-    store: Store,
-    view: Arc<Recorder>,
-    events: mpsc::UnboundedSender<UiEvent>,
-    pulled: mpsc::UnboundedSender<SyncEvent>,
-    _dir: tempfile::TempDir,
-}
-
-/// A controller over a store, with a sync link the test plays itself.
-async fn local(keys: Keys, config: ControllerConfig) -> Local {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("data"), StoreOptions::default())
-        .await
-        .unwrap();
-    let view = Arc::new(Recorder::default());
-    let controller = Controller::new(store.clone(), tools(keys), view.clone(), config);
-    let (events, rx) = mpsc::unbounded_channel();
-    let (pulled, sync_rx) = mpsc::unbounded_channel();
-    tokio::spawn(controller.run(
-        rx,
-        SyncLink::On {
-            nudge: Arc::new(Notify::new()),
-            events: sync_rx,
-            label: "test".into(),
-            connector: None,
-        },
-    ));
-    Local {
-        store,
-        view,
-        events,
-        pulled,
-        _dir: dir,
-    }
-}
+use desktop_slint::controller::{ControllerConfig, LinkEvent, UiEvent};
+use desktop_slint::tools::Keys;
 
 #[tokio::test]
 async fn upload_request_rollback_and_retry_show_up_as_the_user_expects() {
-    let l = local(Keys::Offline, ControllerConfig::default()).await;
+    let l = local(Keys::Offline, common::ports::test_config()).await;
     l.view
         .wait("the empty list", |s| s.composer.is_some())
         .await;
@@ -166,7 +122,9 @@ async fn upload_request_rollback_and_retry_show_up_as_the_user_expects() {
         )
         .unwrap();
     l.store.save(&mut asset).await.unwrap();
-    l.pulled.send(SyncEvent::Pulled(vec![id.clone()])).unwrap();
+    l.pulled
+        .send(LinkEvent::Sync(SyncEvent::Pulled(vec![id.clone()])))
+        .unwrap();
     let s = l
         .view
         .wait("the failure with its reason", |s| {
@@ -219,7 +177,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         },
         ControllerConfig {
             max_import_bytes: 200_000,
-            ..ControllerConfig::default()
+            ..common::ports::test_config()
         },
     )
     .await;
@@ -328,17 +286,6 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     );
 }
 
-fn fast_engine() -> EngineConfig {
-    EngineConfig {
-        fast_poll: Duration::from_millis(100),
-        idle_poll_min: Duration::from_millis(200),
-        idle_poll_max: Duration::from_secs(2),
-        backoff_base: Duration::from_millis(100),
-        backoff_max: Duration::from_millis(500),
-        ..EngineConfig::default()
-    }
-}
-
 /// Two devices of one user against a server running jobs with the fake
 /// providers: what one does, the other sees without doing anything.
 #[tokio::test]
@@ -374,14 +321,17 @@ async fn a_second_device_sees_uploads_and_job_results_by_itself() {
     let options = BackendOptions {
         engine: fast_engine(),
         providers,
-        jobs: JobConfig::default(),
+        ..BackendOptions::default()
     };
-    let remote = |dir: &tempfile::TempDir| Config {
-        data: dir.path().join("data"),
-        mode: Mode::Remote {
-            url: server.url(),
-            token: Some(token.clone()),
-        },
+    let remote = |dir: &tempfile::TempDir| {
+        Config::plain(
+            dir.path().join("data"),
+            Mode::Remote {
+                url: server.url(),
+                token: Some(token.clone()),
+                auth: None,
+            },
+        )
     };
     let a = device(remote(&dirs[0]), options.clone()).await;
     let b = device(remote(&dirs[1]), options.clone()).await;
@@ -458,13 +408,14 @@ async fn sync_status_follows_the_server_away_and_back() {
     let addr = server.addr();
     let token = server.token("bob", Duration::from_secs(3600));
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data: dir.path().join("data"),
-        mode: Mode::Remote {
+    let config = Config::plain(
+        dir.path().join("data"),
+        Mode::Remote {
             url: server.url(),
             token: Some(token),
+            auth: None,
         },
-    };
+    );
     let d = device(
         config,
         BackendOptions {
@@ -529,13 +480,14 @@ async fn signing_in_to_a_remote_server() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data: dir.path().join("data"),
-        mode: Mode::Remote {
+    let config = Config::plain(
+        dir.path().join("data"),
+        Mode::Remote {
             url: server.url(),
             token: None,
+            auth: None,
         },
-    };
+    );
     let options = BackendOptions {
         engine: fast_engine(),
         ..BackendOptions::default()
@@ -543,9 +495,17 @@ async fn signing_in_to_a_remote_server() {
     let d = device(config.clone(), options.clone()).await;
     let s = d
         .view
-        .wait("the sign-in offer", |s| !s.sign_in.is_empty())
+        .wait("the sign-in offer", |s| s.session.offer_sign_in)
         .await;
-    assert_eq!(s.sign_in, server.url());
+    assert_eq!(s.server_label, server.url());
+    assert!(
+        !s.session.browser,
+        "a token sheet: this server has no browser sign-in"
+    );
+    let s = d
+        .view
+        .wait("not syncing, and why", |s| s.sync.is_some())
+        .await;
     let sync = s.sync.unwrap();
     assert_eq!(sync.state, "off");
     assert!(sync.detail.contains("sign in"), "{sync:?}");
@@ -570,14 +530,14 @@ async fn signing_in_to_a_remote_server() {
                 .is_some_and(|v| v.state == "offline" && v.detail.contains("401"))
         })
         .await;
-    assert_eq!(s.sign_in, server.url(), "still offered");
+    assert!(s.session.offer_sign_in, "still offered");
 
     // A good token: synced, the asset made before is on the server.
     let token = server.token("erin", Duration::from_secs(3600));
     d.send(UiEvent::SignIn(token.clone()));
     d.view
         .wait("synced, nothing pending", |s| {
-            s.sign_in.is_empty()
+            !s.session.offer_sign_in
                 && s.sync
                     .as_ref()
                     .is_some_and(|v| v.state == "synced" && !v.detail.contains("waiting"))
@@ -601,7 +561,7 @@ async fn signing_in_to_a_remote_server() {
             s.sync.as_ref().is_some_and(|v| v.state == "synced")
         })
         .await;
-    assert!(d.view.now().sign_in.is_empty());
+    assert!(!d.view.now().session.offer_sign_in);
     d.stop().await;
     server.stop().await;
 }
@@ -610,20 +570,8 @@ async fn signing_in_to_a_remote_server() {
 /// open (no portal, no zenity) is said plainly instead of doing nothing.
 #[tokio::test]
 async fn the_file_dialog_picks_or_says_why_it_cannot() {
-    use std::future::Future;
-    use std::pin::Pin;
-
-    use desktop_slint::controller::FilePicker;
-
+    use common::ports::Answer as Picker;
     use desktop_slint::controller::Picked;
-
-    struct Picker(Picked);
-    impl FilePicker for Picker {
-        fn pick(&self) -> Pin<Box<dyn Future<Output = Picked> + Send>> {
-            let p = self.0.clone();
-            Box::pin(async move { p })
-        }
-    }
 
     let dir = tempfile::tempdir().unwrap();
     let file = write_png(dir.path(), "picked.png", 30, 20, 6);
@@ -637,7 +585,7 @@ async fn the_file_dialog_picks_or_says_why_it_cannot() {
             Keys::Offline,
             ControllerConfig {
                 picker: Arc::new(picker),
-                ..ControllerConfig::default()
+                ..common::ports::test_config()
             },
         )
         .await;

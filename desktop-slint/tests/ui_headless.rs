@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,13 +16,11 @@ use atelier_fixtures::fakes::{self, FakeConfig};
 use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer};
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::providers::ProviderConfig;
-use core_sync::sync::engine::EngineConfig;
-use desktop_slint::app;
+use common::ui::{element, fixture, init_backend, shows, snapshot, start_app, until};
 use desktop_slint::backend::BackendOptions;
 use desktop_slint::config::{Config, Mode};
 use desktop_slint::controller::{ControllerConfig, FilePicker, Picked};
-use desktop_slint::ui::{AppWindow, Bridge};
-use i_slint_backend_testing::{ElementHandle, TestingBackend, TestingBackendOptions};
+use desktop_slint::ui::Bridge;
 use slint::platform::PointerEventButton;
 use slint::{ComponentHandle, Model};
 
@@ -32,73 +28,15 @@ use slint::{ComponentHandle, Model};
 struct FixturePicker(PathBuf);
 
 impl FilePicker for FixturePicker {
-    fn pick(&self) -> Pin<Box<dyn Future<Output = Picked> + Send>> {
+    fn pick(&self) -> desktop_slint::controller::ports::BoxFuture<Picked> {
         let p = self.0.clone();
         Box::pin(async move { Picked::File(p) })
     }
 }
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/images")
-        .join(name)
-}
-
-async fn sleep(ms: u64) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    slint::Timer::single_shot(Duration::from_millis(ms), move || {
-        let _ = tx.send(());
-    });
-    let _ = rx.await;
-}
-
-/// Polls `ok` on the UI thread (up to 30 s) while the event loop runs,
-/// drawing a frame each turn as a screen would (list rows are made, and
-/// ask for their images, when drawn).
-async fn until(w: &AppWindow, what: &str, ok: impl Fn() -> bool) {
-    for _ in 0..300 {
-        let _ = w.window().take_snapshot();
-        if ok() {
-            return;
-        }
-        sleep(100).await;
-    }
-    snapshot(w, "failure");
-    panic!("timed out waiting for {what}");
-}
-
-fn element(w: &AppWindow, id: &str) -> ElementHandle {
-    ElementHandle::find_by_element_id(w, id)
-        .next()
-        .unwrap_or_else(|| panic!("no element {id} on screen"))
-}
-
-fn shows(w: &AppWindow, text: &str) -> bool {
-    ElementHandle::find_by_accessible_label(w, text).any(|e| e.is_valid() && e.size().width > 0.0)
-}
-
-fn snapshot(w: &AppWindow, name: &str) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-headless");
-    std::fs::create_dir_all(&dir).unwrap();
-    let shot = w
-        .window()
-        .take_snapshot()
-        .expect("software renderer snapshots");
-    let img =
-        image::RgbaImage::from_raw(shot.width(), shot.height(), shot.as_bytes().to_vec()).unwrap();
-    let path = dir.join(format!("{name}.png"));
-    img.save(&path).unwrap();
-    eprintln!("snapshot: {}", path.display());
-}
-
 #[test]
 fn click_through_upload_request_rollback_and_sync_status() {
-    slint::platform::set_platform(Box::new(TestingBackend::new(TestingBackendOptions {
-        mock_time: false,
-        threading: true,
-        renderer_name: Some("software".into()),
-    })))
-    .unwrap();
+    init_backend();
 
     // The cloud: an embedded server running jobs against the fake providers.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -132,37 +70,24 @@ fn click_through_upload_request_rollback_and_sync_status() {
     let token = server.token("carol", Duration::from_secs(3600));
 
     let data = tempfile::tempdir().unwrap();
-    let window = AppWindow::new().unwrap();
-    window
-        .window()
-        .set_size(slint::LogicalSize::new(1360.0, 840.0));
-    let worker = app::start(
-        &window,
-        Config {
-            data: data.path().join("data"),
-            mode: Mode::Remote {
+    let (window, worker) = start_app(
+        Config::plain(
+            data.path().join("data"),
+            Mode::Remote {
                 url: server.url(),
                 token: Some(token),
+                auth: None,
             },
-        },
+        ),
         BackendOptions {
-            engine: EngineConfig {
-                fast_poll: Duration::from_millis(100),
-                idle_poll_min: Duration::from_millis(200),
-                idle_poll_max: Duration::from_secs(1),
-                backoff_base: Duration::from_millis(100),
-                backoff_max: Duration::from_millis(500),
-                ..EngineConfig::default()
-            },
+            engine: common::fast_engine(),
             ..BackendOptions::default()
         },
         ControllerConfig {
             picker: Arc::new(FixturePicker(fixture("harbour.jpg"))),
-            ..ControllerConfig::default()
+            ..common::ports::test_config()
         },
-    )
-    .unwrap();
-    window.show().unwrap();
+    );
 
     let handle = rt.handle().clone();
     let weak = window.as_weak();

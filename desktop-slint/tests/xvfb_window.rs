@@ -270,8 +270,8 @@ fn a_real_window_through_a_whole_flow() {
     app.wait_images();
     x.screenshot("05-edited");
 
-    // Click "Roll back" on v1 (the second row of the inspector's versions).
-    app.click(&x, (1304, 463));
+    // Roll back to v1 with the keyboard (Ctrl+R: the previous version).
+    app.key(&x, "ctrl+r");
     rt.block_on(wait_store(
         &store,
         "the rollback",
@@ -340,6 +340,50 @@ fn a_real_window_through_a_whole_flow() {
         last.and_then(|m| m.tool).as_deref(),
         Some("remove-background")
     );
+    // Compare the active version with the one before (Ctrl+Shift+D).
+    app.key(&x, "ctrl+shift+d");
+    app.wait_state("the comparison, drawn", |l| {
+        field(l, "compare") == true && field(l, "images_waiting") == 0
+    });
+    x.screenshot("11-compare");
+    app.key(&x, "Escape");
+    app.wait_state("the comparison closed", |l| field(l, "compare") == false);
+
+    // The command palette (Ctrl+K): "dash" finds the cost dashboard.
+    let before = app.mark();
+    app.key(&x, "ctrl+k");
+    app.wait_shown(before, "palette");
+    x.xdotool(&["type", "--delay", "20", "dash"]);
+    app.wait_state("the palette's results", |l| {
+        field(l, "palette_rows").as_u64().is_some_and(|n| n >= 1)
+    });
+    x.screenshot("12-palette");
+    x.xdotool(&["key", "Return"]);
+    // Four provider calls: the generation, two edits, the background removal.
+    app.wait_state("the cost dashboard", |l| {
+        field(l, "screen") == "dashboard" && field(l, "dashboard_events") == 4
+    });
+    x.screenshot("13-dashboard");
+
+    // A second `atelier` on the same data directory brings this window
+    // forward and exits instead of running beside it.
+    let before = app.mark();
+    let second = Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .arg("--data")
+        .arg(data.path().join("store"))
+        .env("DISPLAY", &x.display)
+        .env("SLINT_BACKEND", "winit-software")
+        .env_remove("ATELIER_SERVER")
+        .env_remove("ATELIER_DATA")
+        .output()
+        .unwrap();
+    assert!(second.status.success(), "{second:?}");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("already running") && said.contains("brought forward"),
+        "{said}"
+    );
+    app.wait_shown(before, "raised");
 
     // Ctrl+Q quits cleanly.
     app.key(&x, "ctrl+q");

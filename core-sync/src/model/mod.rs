@@ -16,6 +16,7 @@ mod parse;
 mod persist;
 mod read;
 pub mod schema;
+mod touched;
 mod types;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ pub use error::{ModelError, ModelResult};
 pub use persist::{ChangeInfo, check_chunks};
 pub use read::Reader;
 pub use schema::SCHEMA_VERSION;
+pub use touched::Touched;
 pub use types::*;
 
 use crate::ids::new_id;

@@ -350,6 +350,56 @@ impl Store {
         Ok(asset)
     }
 
+    /// Brings a loaded asset up to date with what other writers (the sync
+    /// client) stored since it was loaded: applies only the chunks it has
+    /// not seen, instead of loading the whole document again. Returns
+    /// whether anything was applied. Bytes are parsed strictly; a damaged
+    /// chunk is an error naming the asset and changes nothing.
+    pub async fn refresh(&self, asset: &mut LocalAsset) -> StoreResult<bool> {
+        let seen = asset.chunk_ids.iter().copied().max().unwrap_or(0);
+        let rows = sqlx::query(
+            "SELECT chunk_id, kind, bytes FROM chunks WHERE doc_id = ? AND chunk_id > ? ORDER BY chunk_id",
+        )
+        .bind(asset.id.as_str())
+        .bind(seen)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let corrupt = |source| StoreError::Corrupt {
+            doc_id: asset.id.clone(),
+            source,
+        };
+        // Every chunk is checked before any is applied.
+        for row in &rows {
+            crate::model::check_chunks(row.try_get("bytes")?).map_err(corrupt)?;
+        }
+        let up_to_date = !asset.doc.has_unsaved_changes();
+        for row in &rows {
+            let bytes: &[u8] = row.try_get("bytes")?;
+            asset
+                .doc
+                .apply_incremental(bytes)
+                .map_err(|source| StoreError::Corrupt {
+                    doc_id: asset.id.clone(),
+                    source,
+                })?;
+            if row.try_get::<i64, _>("kind")? == SNAPSHOT {
+                asset.snapshot_bytes += bytes.len() as u64;
+            } else {
+                asset.incremental_bytes += bytes.len() as u64;
+            }
+            asset.chunk_ids.push(row.try_get::<i64, _>("chunk_id")?);
+        }
+        if up_to_date {
+            // Everything applied came from the store: it is durable.
+            let heads = asset.doc.heads();
+            asset.doc.mark_saved(heads);
+        }
+        Ok(true)
+    }
+
     /// Folds all of this asset's chunks into one snapshot. Crash-safe: the
     /// snapshot and the deletion of exactly the folded chunks commit together.
     pub async fn compact(&self, asset: &mut LocalAsset) -> StoreResult<()> {

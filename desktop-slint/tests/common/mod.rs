@@ -1,16 +1,27 @@
-//! Shared test harness: a recording view, devices (controller + backend),
-//! and fixture images.
+//! Shared test harness: a recording view (the [`ViewState`] test double),
+//! devices (controller + backend), test ports (dialogs, clipboard, a sync
+//! link the test plays), and fixture images.
 #![allow(dead_code)]
+
+pub mod auth;
+pub mod ports;
+pub mod ui;
+mod view_state;
+
+pub use view_state::ViewState;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cloud_lambda::registry::{BUILTIN, Registry};
+use core_sync::store::{Store, StoreOptions};
 use desktop_slint::backend::{Backend, BackendOptions};
 use desktop_slint::config::Config;
 use desktop_slint::controller::{
-    Controller, ControllerConfig, UiEvent, View, ViewState, ViewUpdate,
+    Controller, ControllerConfig, LinkEvent, UiEvent, View, ViewUpdate,
 };
+use desktop_slint::tools::{Keys, Tools};
 use tokio::sync::{Notify, mpsc};
 
 /// A view that keeps the state the updates describe, and wakes waiters.
@@ -93,22 +104,84 @@ impl Device {
 
 /// A device over a started backend.
 pub async fn device(config: Config, options: BackendOptions) -> Device {
+    device_with(config, options, ports::test_config()).await
+}
+
+/// A device over a started backend, with these controller settings.
+pub async fn device_with(
+    config: Config,
+    options: BackendOptions,
+    controller: ControllerConfig,
+) -> Device {
     let mut backend = Backend::start(&config, options).await.unwrap();
     let view = Arc::new(Recorder::default());
     let controller = Controller::new(
-        backend.store.clone(),
+        Arc::new(backend.store.clone()),
         backend.tools.clone(),
         view.clone(),
-        ControllerConfig::default(),
+        controller,
     );
     let (events, rx) = mpsc::unbounded_channel();
-    let sync = backend.sync.take().unwrap();
-    let task = tokio::spawn(controller.run(rx, sync));
+    let link_events = backend.link_events.take().unwrap();
+    let task = tokio::spawn(controller.run(rx, backend.link.clone(), link_events));
     Device {
         events,
         view,
         backend: Some(backend),
         task,
+    }
+}
+
+pub fn tools(keys: Keys) -> Tools {
+    Tools::new(Registry::parse(BUILTIN).unwrap(), keys)
+}
+
+/// A controller over a store, with a sync link the test plays itself.
+pub struct Local {
+    pub store: Store,
+    pub view: Arc<Recorder>,
+    pub events: mpsc::UnboundedSender<UiEvent>,
+    /// Link events, as the sync link would send them.
+    pub pulled: mpsc::UnboundedSender<LinkEvent>,
+    pub link: Arc<ports::TestLink>,
+    pub _dir: tempfile::TempDir,
+}
+
+impl Local {
+    pub fn send(&self, ev: UiEvent) {
+        self.events.send(ev).unwrap();
+    }
+}
+
+pub async fn local(keys: Keys, config: ControllerConfig) -> Local {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("data"), StoreOptions::default())
+        .await
+        .unwrap();
+    let view = Arc::new(Recorder::default());
+    let controller = Controller::new(Arc::new(store.clone()), tools(keys), view.clone(), config);
+    let (events, rx) = mpsc::unbounded_channel();
+    let (link, pulled, link_rx) = ports::test_link();
+    tokio::spawn(controller.run(rx, link.clone(), link_rx));
+    Local {
+        store,
+        view,
+        events,
+        pulled,
+        link,
+        _dir: dir,
+    }
+}
+
+/// Sync tuned for tests: quick polls and quick retries.
+pub fn fast_engine() -> core_sync::sync::engine::EngineConfig {
+    core_sync::sync::engine::EngineConfig {
+        fast_poll: Duration::from_millis(100),
+        idle_poll_min: Duration::from_millis(200),
+        idle_poll_max: Duration::from_secs(1),
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(500),
+        ..core_sync::sync::engine::EngineConfig::default()
     }
 }
 
