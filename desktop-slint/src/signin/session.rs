@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use core_sync::sync::client::{HttpTransport, SyncError, Transport};
+use core_sync::blob::BlobStore;
+use core_sync::sync::client::{HttpTransport, OutgoingBlob, SyncError, Transport};
 use core_sync::sync::protocol::{SyncRequest, SyncResponse};
 use tokio::sync::Mutex;
 
@@ -183,26 +184,26 @@ impl Transport for RefreshingTransport {
         r
     }
 
-    async fn put_blob(&self, sha256: &str, bytes: Vec<u8>, _: &str) -> Result<(), SyncError> {
-        let r = self
-            .inner
-            .put_blob(sha256, bytes.clone(), &self.token().await?)
-            .await;
+    async fn put_blob(&self, blob: &OutgoingBlob<'_>, _: &str) -> Result<(), SyncError> {
+        let r = self.inner.put_blob(blob, &self.token().await?).await;
         if unauthorized(&r) {
             return self
                 .inner
-                .put_blob(sha256, bytes, &self.fresh_token().await?)
+                .put_blob(blob, &self.fresh_token().await?)
                 .await;
         }
         r
     }
 
-    async fn get_blob(&self, sha256: &str, _: &str) -> Result<Option<Vec<u8>>, SyncError> {
-        let r = self.inner.get_blob(sha256, &self.token().await?).await;
+    async fn get_blob(&self, sha256: &str, into: &BlobStore, _: &str) -> Result<bool, SyncError> {
+        let r = self
+            .inner
+            .get_blob(sha256, into, &self.token().await?)
+            .await;
         if unauthorized(&r) {
             return self
                 .inner
-                .get_blob(sha256, &self.fresh_token().await?)
+                .get_blob(sha256, into, &self.fresh_token().await?)
                 .await;
         }
         r
