@@ -5,6 +5,7 @@
 //! clients use presigned S3 URLs that pin the checksum instead.)
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,17 +15,30 @@ use crate::error::ApiError;
 use crate::images;
 use crate::storage::validate_sha256;
 
+/// Uploads an image, named by the SHA-256 of its bytes.
+#[utoipa::path(put, path = "/v1/blobs/{sha256}", tag = "blobs",
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "SHA-256 of the bytes")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "A PNG, JPEG or WebP image within the size and pixel limits"),
+    responses((status = 201, description = "Stored"), (status = 200, description = "Already stored")),
+    security(("bearer" = [])))]
 pub async fn put_blob(
     State(state): State<AppState>,
     Path(sha): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let user = state.user(&headers).await?;
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(core_sync::sync::protocol::MAX_REQUEST_BYTES)
+        } else {
+            ApiError::BadRequest(r.body_text())
+        }
+    })?;
     validate_sha256(&sha).map_err(|_| ApiError::BadRequest(format!("{sha:?} is not a SHA-256")))?;
-    if images::sniff(&body).is_none() {
-        return Err(ApiError::UnsupportedMediaType);
-    }
+    // By content: type, size, and the pixels its header claims.
+    crate::api::validate::image(&body, &state.limits.config)?;
     let actual = core_sync::blob::sha256_hex(&body);
     if actual != sha {
         return Err(ApiError::BadRequest(format!(
@@ -38,6 +52,12 @@ pub async fn put_blob(
     Ok(StatusCode::CREATED)
 }
 
+/// Downloads an image the user stored.
+#[utoipa::path(get, path = "/v1/blobs/{sha256}", tag = "blobs",
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "SHA-256 of the bytes")),
+    responses((status = 200, description = "The image", body = Vec<u8>, content_type = "image/*"),
+        (status = 404, description = "The user has no such image", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn get_blob(
     State(state): State<AppState>,
     Path(sha): Path<String>,
@@ -49,7 +69,7 @@ pub async fn get_blob(
         .blobs
         .get(&user, &sha)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("blob {sha}")))?;
+        .ok_or_else(|| ApiError::Missing(format!("There is no image {sha} in this account.")))?;
     let mime = images::sniff(&bytes).unwrap_or("application/octet-stream");
     Ok((
         [

@@ -45,6 +45,7 @@ use super::{
 };
 
 mod jobs;
+mod projection;
 
 /// The database file inside the store directory.
 pub const DB_FILE: &str = "cloud.db";
@@ -333,6 +334,10 @@ impl DocStore for EmbeddedStore {
         let mut tx = writer.begin().await?;
         let result = compact_in(&mut tx, user, doc.as_str(), to_sql(upto), snapshot).await;
         Self::finish(tx, result).await
+    }
+
+    fn projections(&self) -> &dyn super::projection::ProjectionStore {
+        self
     }
 
     async fn user_head(&self, user: &str) -> Result<u64, StorageError> {
