@@ -74,6 +74,15 @@ impl AppState {
     ) -> Result<AppState, StorageError> {
         let store = Arc::new(EmbeddedStore::open(dir).await?);
         let blobs = Arc::new(EmbeddedBlobs::open(dir)?);
+        // Documents stored before the REST projections existed get listed.
+        let unlisted = store.clone();
+        tokio::spawn(async move {
+            match crate::projection::backfill(unlisted).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(documents = n, "listed documents stored before listings"),
+                Err(e) => tracing::error!(error = %e, "cannot list older documents"),
+            }
+        });
         Ok(AppState::new(store.clone(), blobs, store, verifier, jwks))
     }
 

@@ -256,6 +256,7 @@ fn csv_stream(
     range: CostRange,
     first: Vec<crate::storage::projection::CostEventRow>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    use futures::StreamExt as _;
     let start = CsvState {
         store,
         user,
@@ -294,6 +295,8 @@ fn csv_stream(
         }
         Some((Ok(Bytes::from(chunk)), s))
     })
+    // The body may be polled once more after its end.
+    .fuse()
 }
 
 #[cfg(test)]

@@ -158,6 +158,11 @@ async fn post_message(
     query_pairs(query.as_deref(), &[])?;
     let id = super::doc_id(&id)?;
     let limits = &state.limits.config;
+    if let PostMessage::Upscale(UpscaleRequest { scale: Some(s), .. }) = &body
+        && !(2..=4).contains(s)
+    {
+        return Err(ApiError::invalid("bad_parameter", "scale must be 2, 3 or 4"));
+    }
     let message = match body.tool() {
         Err(note) => {
             validate::prompt("text", &note, limits)?;

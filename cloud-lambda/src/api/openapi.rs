@@ -159,7 +159,49 @@ pub fn document(registry: &Registry) -> Value {
         .insert("Problem".into(), problem);
     add_errors(&mut doc);
     add_models(&mut doc, registry);
+    // After the models: the variants take copies of their structs.
+    for tagged in ["CreateAsset", "PostMessage"] {
+        flatten_tagged(&mut doc, tagged);
+    }
     doc
+}
+
+/// Makes each variant of the internally tagged enum `name` one closed
+/// object: its struct's properties plus the tag. (As utoipa writes it, an
+/// `allOf` of the closed struct and the tag, no object could match: the
+/// struct's `additionalProperties: false` refuses the tag.)
+fn flatten_tagged(doc: &mut Value, name: &str) {
+    let schemas = doc["components"]["schemas"].clone();
+    let Some(variants) = doc["components"]["schemas"][name]["oneOf"].as_array_mut() else {
+        return;
+    };
+    for variant in variants {
+        let Some(parts) = variant["allOf"].as_array() else {
+            continue;
+        };
+        let mut merged = json!({"type": "object", "properties": {}, "required": [], "additionalProperties": false});
+        if let Some(d) = variant.get("description") {
+            merged["description"] = d.clone();
+        }
+        for part in parts {
+            let part = match part.get("$ref").and_then(Value::as_str) {
+                Some(r) => &schemas[r.trim_start_matches("#/components/schemas/")],
+                None => part,
+            };
+            if let Some(props) = part["properties"].as_object() {
+                for (k, v) in props {
+                    merged["properties"][k] = v.clone();
+                }
+            }
+            if let Some(req) = part["required"].as_array() {
+                merged["required"]
+                    .as_array_mut()
+                    .expect("required")
+                    .extend(req.iter().cloned());
+            }
+        }
+        *variant = merged;
+    }
 }
 
 fn problem(description: &str) -> Value {

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use crate::store::StoreError;
-use crate::sync::protocol::{ErrorBody, SYNC_PATH, SyncRequest, SyncResponse};
+use crate::sync::protocol::{ErrorBody, ProblemBody, SYNC_PATH, SyncRequest, SyncResponse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -117,8 +117,9 @@ pub fn encode_request(req: &SyncRequest) -> Result<Vec<u8>, SyncError> {
 /// Turns a status and body into a response or the server's error.
 pub fn decode_response(status: u16, bytes: &[u8]) -> Result<SyncResponse, SyncError> {
     if !(200..300).contains(&status) {
-        let message = serde_json::from_slice::<ErrorBody>(bytes)
-            .map(|b| b.error.message)
+        let message = serde_json::from_slice::<ProblemBody>(bytes)
+            .map(|p| p.detail)
+            .or_else(|_| serde_json::from_slice::<ErrorBody>(bytes).map(|b| b.error.message))
             .unwrap_or_else(|_| String::from_utf8_lossy(bytes).chars().take(300).collect());
         return Err(SyncError::Server { status, message });
     }

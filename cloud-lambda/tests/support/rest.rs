@@ -1,0 +1,257 @@
+//! The REST tests' one set-up: a real Router on the embedded backend served
+//! on loopback (optionally with provider jobs against the fake providers
+//! in `fixtures/`), two users with tokens, an HTTP client, and helpers to
+//! call routes, check problem details, upload images and wait for jobs.
+//!
+//! Included by each REST test file with
+//! `#[path = "support/rest.rs"] mod rest;`.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use atelier_fixtures::fakes::{self, FakeConfig, RunningFakes};
+use cloud_lambda::app::{AppState, router};
+use cloud_lambda::auth::LocalIssuer;
+use cloud_lambda::jobs::JobConfig;
+use cloud_lambda::limits::{ApiConfig, ApiLimits, SpendLimits};
+use cloud_lambda::providers::ProviderConfig;
+use cloud_lambda::registry::{BUILTIN, Registry};
+use cloud_lambda::storage::DocStore;
+use cloud_lambda::storage::jobs::{JobStore, OpStatus};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// One signing key for the whole test binary (RSA keygen is slow).
+pub fn issuer() -> &'static LocalIssuer {
+    static KEYS: OnceLock<(TempDir, LocalIssuer)> = OnceLock::new();
+    &KEYS
+        .get_or_init(|| {
+            let d = tempfile::tempdir().unwrap();
+            let i = LocalIssuer::load_or_create(d.path(), "atelier-local", "atelier-desktop")
+                .unwrap();
+            (d, i)
+        })
+        .1
+}
+
+/// A user of the server under test.
+#[derive(Clone)]
+pub struct User {
+    pub name: &'static str,
+    /// What storage scopes by (the token's `sub`).
+    pub sub: String,
+    pub token: String,
+}
+
+pub fn user(name: &'static str) -> User {
+    User {
+        name,
+        sub: LocalIssuer::user_id(name),
+        token: issuer().mint(name, Duration::from_secs(3600)),
+    }
+}
+
+/// How to set the server up.
+#[derive(Default)]
+pub struct Options {
+    /// Run provider jobs against the fake providers.
+    pub jobs: bool,
+    pub api: ApiConfig,
+    pub spend: Option<SpendLimits>,
+}
+
+pub struct World {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub store: Arc<dyn DocStore>,
+    pub ops: Arc<dyn JobStore>,
+    pub alice: User,
+    pub bob: User,
+    pub fakes: Option<RunningFakes>,
+    pub dir: TempDir,
+}
+
+/// An answer: status, headers and body.
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The JSON body of a success with `status`.
+    #[track_caller]
+    pub fn json(&self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+
+    /// Checks an RFC 9457 problem with `status` and `code`; returns its
+    /// detail.
+    #[track_caller]
+    pub fn problem(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.text()
+        );
+        let p: Value = serde_json::from_slice(&self.body).unwrap();
+        assert_eq!(p["code"], code, "{p}");
+        assert_eq!(p["status"], status, "{p}");
+        assert_eq!(p["type"], format!("urn:atelier:problem:{code}"), "{p}");
+        let detail = p["detail"].as_str().unwrap().to_owned();
+        assert!(!detail.is_empty());
+        detail
+    }
+}
+
+pub async fn world(options: Options) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mut state = AppState::embedded(dir.path(), issuer().verifier(), None)
+        .await
+        .unwrap()
+        .with_limits(ApiLimits::new(options.api));
+    let mut running = None;
+    if options.jobs {
+        let f = fakes::spawn(FakeConfig {
+            step: Duration::from_millis(50),
+            ..FakeConfig::default()
+        })
+        .await
+        .unwrap();
+        let providers = ProviderConfig {
+            gemini_base: f.base_url().into(),
+            gemini_key: Some(fakes::DEFAULT_API_KEY.into()),
+            replicate_base: f.base_url().into(),
+            replicate_token: Some(fakes::DEFAULT_REPLICATE_TOKEN.into()),
+            replicate_webhook_secret: Some(fakes::DEFAULT_WEBHOOK_SECRET.into()),
+            ..ProviderConfig::default()
+        };
+        let config = JobConfig {
+            retry_base: Duration::from_millis(50),
+            poll_interval: Duration::from_millis(200),
+            public_url: Some(url.clone()),
+            limits: options.spend.unwrap_or_default(),
+            ..JobConfig::default()
+        };
+        state = state.with_jobs(Registry::parse(BUILTIN).unwrap(), providers, config);
+        running = Some(f);
+    }
+    let (store, ops) = (state.store.clone(), state.ops.clone());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    World {
+        url,
+        http: reqwest::Client::new(),
+        store,
+        ops,
+        alice: user("alice"),
+        bob: user("bob"),
+        fakes: running,
+        dir,
+    }
+}
+
+impl World {
+    /// Sends `method path` as `user` (`None`: no token) with a JSON body.
+    pub async fn call(
+        &self,
+        user: Option<&User>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(u) = user {
+            req = req.bearer_auth(&u.token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        Resp {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.bytes().await.unwrap().to_vec(),
+        }
+    }
+
+    pub async fn get(&self, user: &User, path: &str) -> Resp {
+        self.call(Some(user), Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, user: &User, path: &str, body: Value) -> Resp {
+        self.call(Some(user), Method::POST, path, Some(body)).await
+    }
+
+    /// Uploads `bytes` as `user`'s blob; returns its SHA-256.
+    pub async fn upload(&self, user: &User, bytes: &[u8]) -> String {
+        let sha = core_sync::blob::sha256_hex(bytes);
+        let resp = self
+            .http
+            .put(format!("{}/v1/blobs/{sha}", self.url))
+            .bearer_auth(&user.token)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        sha
+    }
+
+    /// A new asset of `user` from an uploaded image; returns its id.
+    pub async fn asset_with_image(&self, user: &User, title: &str) -> String {
+        let sha = self.upload(user, &png(64, 48)).await;
+        let created = self
+            .post(user, "/assets", serde_json::json!({"from": "blob", "sha256": sha, "title": title}))
+            .await
+            .json(201);
+        created["asset"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until the job of request `id` has ended (every write of a job
+    /// comes before its operation turns terminal).
+    pub async fn job_ended(&self, user: &User, id: &str) -> OpStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(op) = self.ops.get_operation(&user.sub, id).await.unwrap()
+                && op.status.is_terminal()
+            {
+                return op.status;
+            }
+            assert!(Instant::now() < deadline, "the job of {id} never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How many documents `user` has in storage (to see nothing was stored).
+    pub async fn doc_count(&self, user: &User) -> usize {
+        self.store.feed_since(&user.sub, 0, 100_000).await.unwrap().len()
+    }
+}
+
+/// A real PNG of `w` × `h` pixels.
+pub fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(w, h, |x, y| {
+        image::Rgba([(x * 4) as u8, (y * 4) as u8, 200, 255])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
