@@ -244,6 +244,29 @@ impl World {
     }
 }
 
+/// A device of `user`: a local store synced with the server over HTTP.
+pub struct Device {
+    pub store: core_sync::Store,
+    pub sync: core_sync::sync::client::SyncClient,
+    pub dir: TempDir,
+}
+
+pub async fn device(w: &World, user: &User) -> Device {
+    let dir = tempfile::tempdir().unwrap();
+    let store = core_sync::Store::open(dir.path(), core_sync::StoreOptions::default())
+        .await
+        .unwrap();
+    let sync = core_sync::sync::client::SyncClient::new(
+        store.clone(),
+        &w.url,
+        user.token.clone(),
+        core_sync::sync::engine::EngineConfig::default(),
+    )
+    .await
+    .unwrap();
+    Device { store, sync, dir }
+}
+
 /// A real PNG of `w` × `h` pixels.
 pub fn png(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbaImage::from_fn(w, h, |x, y| {
