@@ -40,12 +40,21 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 struct CostParams {
     /// First UTC day (`2026-11-01`) or instant (`2026-11-01T00:00:00Z`), inclusive.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$")]
     from: Option<String>,
-    /// Last UTC day (inclusive) or instant (exclusive).
+    /// Last UTC day (inclusive) or instant (exclusive); after `from`.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$")]
     to: Option<String>,
     /// Only these models (repeat, or separate with commas).
+    #[param(inline, value_type = Option<Vec<ModelName>>)]
     model: Option<Vec<String>>,
 }
+
+/// Model ids, comma-separated.
+#[derive(ToSchema)]
+#[schema(pattern = r"^\s*[^,\s][^,]*(,\s*[^,\s][^,]*)*$")]
+#[allow(dead_code)]
+struct ModelName(String);
 
 /// What a filter adds up to.
 #[derive(Debug, Serialize, ToSchema)]

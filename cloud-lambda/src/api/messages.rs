@@ -86,8 +86,8 @@ pub struct RemoveBackgroundRequest {
 pub struct UpscaleRequest {
     pub model: Option<String>,
     /// 2 to 4 (default 4).
-    #[schema(minimum = 2, maximum = 4)]
-    pub scale: Option<u8>,
+    #[schema(value_type = Option<i32>, minimum = 2, maximum = 4)]
+    pub scale: Option<f64>,
     #[schema(pattern = "^[0-9a-f]{32}$")]
     pub input_version_id: Option<String>,
 }
@@ -130,7 +130,7 @@ impl PostMessage {
                 tool: Tool::Upscale,
                 prompt: None,
                 model: r.model,
-                params: params(None, None, r.scale),
+                params: params(None, None, r.scale.map(|s| s as u8)),
                 input: r.input_version_id,
             },
         })
@@ -159,7 +159,7 @@ async fn post_message(
     let id = super::doc_id(&id)?;
     let limits = &state.limits.config;
     if let PostMessage::Upscale(UpscaleRequest { scale: Some(s), .. }) = &body
-        && !(2..=4).contains(s)
+        && !(*s == s.trunc() && (2.0..=4.0).contains(s))
     {
         return Err(ApiError::invalid("bad_parameter", "scale must be 2, 3 or 4"));
     }

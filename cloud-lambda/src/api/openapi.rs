@@ -41,14 +41,15 @@ pub struct SyncRequestDoc {
     /// Everything in the user's feed up to here is applied.
     #[schema(minimum = 0)]
     feed_cursor: u64,
-    #[schema(default = json!([]))]
-    push: Option<Vec<DocPushDoc>>,
+    #[serde(default)]
+    push: Vec<DocPushDoc>,
     /// Documents to send in full.
-    #[schema(default = json!([]))]
-    resync: Option<Vec<DocIdDoc>>,
+    #[serde(default)]
+    resync: Vec<DocIdDoc>,
     /// Long poll: hold an idle request up to this long.
-    #[schema(minimum = 0, maximum = 25000, default = 0)]
-    wait_ms: Option<u64>,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 25000)]
+    wait_ms: u64,
 }
 
 /// A document id: 32 lowercase hex characters.
@@ -157,6 +158,17 @@ pub fn document(registry: &Registry) -> Value {
         .as_object_mut()
         .expect("schemas")
         .insert("Problem".into(), problem);
+    // The sync protocol's counters are u64: any whole number up to 2^64 - 1
+    // (utoipa's `int64` format would cap them at 2^63 - 1).
+    for field in ["feedCursor", "waitMs"] {
+        let prop = &mut doc["components"]["schemas"]["SyncRequest"]["properties"][field];
+        if let Some(p) = prop.as_object_mut() {
+            p.remove("format");
+            if field == "feedCursor" {
+                p.insert("maximum".into(), json!(u64::MAX));
+            }
+        }
+    }
     add_errors(&mut doc);
     add_models(&mut doc, registry);
     // After the models: the variants take copies of their structs.
