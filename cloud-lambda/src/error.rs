@@ -69,7 +69,7 @@ pub enum ApiError {
 
 /// An RFC 9457 problem details body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[schema(example = json!({"type": "urn:atelier:problem:not_found", "title": "Not found",
+#[schema(example = json!({"type": "urn:atelier:problem:not_found", "title": "Not Found",
     "status": 404, "code": "not_found", "detail": "There is no asset 3f2a…."}))]
 pub struct Problem {
     /// `urn:atelier:problem:{code}`.
