@@ -152,7 +152,8 @@ async fn p50(http: &reqwest::Client, s: &Server, tok: &str, path: &str, runs: us
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (assets, small, large, runs) = if quick { (1_000, 1_000, 10_000, 3) } else { (10_000, 10_000, 100_000, 15) };
+    let (assets, small, large, runs): (usize, usize, usize, usize) =
+        if quick { (1_000, 1_000, 10_000, 3) } else { (10_000, 10_000, 100_000, 15) };
     let dir = tempfile::tempdir().unwrap();
     let (lister, smaller, larger) = ("lister", "ten-thousand", "hundred-thousand");
     let seeded = Instant::now();

@@ -1,5 +1,5 @@
 //! `ListingStore` and `CostStore` on the embedded SQLite database (tables
-//! `listings` and `cost_events`, migration `20261129000001_projections`).
+//! `listings` and `cost_events`, migration `20261129000002_projections`).
 //!
 //! Rollups are one `GROUP BY` over the index `(user_id, ts, …)`; sums are
 //! split into whole dollars and the nano-dollar remainder per event, so SQL
