@@ -2,11 +2,16 @@
 //! on loopback (optionally with provider jobs against the fake providers
 //! in `fixtures/`), two users with tokens, an HTTP client, and helpers to
 //! call routes, check problem details, upload images and wait for jobs.
+//! The signing key, provider settings and test images come from the job
+//! tests' support module (`support/mod.rs`).
 //!
 //! Included by each REST test file with
 //! `#[path = "support/rest.rs"] mod rest;`.
 
 #![allow(dead_code)]
+
+#[path = "mod.rs"]
+mod shared;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,7 +21,6 @@ use cloud_lambda::app::{AppState, router};
 use cloud_lambda::auth::LocalIssuer;
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::limits::{ApiConfig, ApiLimits, SpendLimits};
-use cloud_lambda::providers::ProviderConfig;
 use cloud_lambda::registry::{BUILTIN, Registry};
 use cloud_lambda::storage::DocStore;
 use cloud_lambda::storage::jobs::{JobStore, OpStatus};
@@ -24,18 +28,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// One signing key for the whole test binary (RSA keygen is slow).
+/// The signing key of the whole test binary (RSA keygen is slow).
 pub fn issuer() -> &'static LocalIssuer {
-    static KEYS: OnceLock<(TempDir, LocalIssuer)> = OnceLock::new();
-    &KEYS
-        .get_or_init(|| {
-            let d = tempfile::tempdir().unwrap();
-            let i = LocalIssuer::load_or_create(d.path(), "atelier-local", "atelier-desktop")
-                .unwrap();
-            (d, i)
-        })
-        .1
+    static ISSUER: OnceLock<LocalIssuer> = OnceLock::new();
+    ISSUER.get_or_init(shared::issuer)
 }
+
+pub use shared::png;
 
 /// A user of the server under test.
 #[derive(Clone)]
@@ -134,14 +133,7 @@ pub async fn world(options: Options) -> World {
         })
         .await
         .unwrap();
-        let providers = ProviderConfig {
-            gemini_base: f.base_url().into(),
-            gemini_key: Some(fakes::DEFAULT_API_KEY.into()),
-            replicate_base: f.base_url().into(),
-            replicate_token: Some(fakes::DEFAULT_REPLICATE_TOKEN.into()),
-            replicate_webhook_secret: Some(fakes::DEFAULT_WEBHOOK_SECRET.into()),
-            ..ProviderConfig::default()
-        };
+        let providers = shared::providers(&f);
         let config = JobConfig {
             retry_base: Duration::from_millis(50),
             poll_interval: Duration::from_millis(200),
@@ -267,14 +259,3 @@ pub async fn device(w: &World, user: &User) -> Device {
     Device { store, sync, dir }
 }
 
-/// A real PNG of `w` × `h` pixels.
-pub fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbaImage::from_fn(w, h, |x, y| {
-        image::Rgba([(x * 4) as u8, (y * 4) as u8, 200, 255])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgba8(img)
-        .write_to(&mut out, image::ImageFormat::Png)
-        .unwrap();
-    out.into_inner()
-}
