@@ -39,8 +39,8 @@ impl Server {
 
     /// Peak RSS since the last reset, in MiB.
     fn peak_mib(&self) -> f64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -105,7 +105,12 @@ async fn seed(store: &EmbeddedStore, user: &str, assets: usize, events: usize) {
         };
         p.put_listing(user, &l).await.unwrap();
     }
-    let models = ["gemini-3.1-flash-image", "gemini-3-pro-image", "nightmareai/real-esrgan", "bria/remove-background"];
+    let models = [
+        "gemini-3.1-flash-image",
+        "gemini-3-pro-image",
+        "nightmareai/real-esrgan",
+        "bria/remove-background",
+    ];
     for chunk in 0..events.div_ceil(100) {
         let doc = DocId::random();
         let batch: Vec<CostEvent> = (0..100.min(events - chunk * 100))
@@ -130,7 +135,13 @@ async fn seed(store: &EmbeddedStore, user: &str, assets: usize, events: usize) {
 
 /// p50 wall time (ms) of `runs` GETs of `path`, reading every body byte,
 /// and the body size of the last one.
-async fn p50(http: &reqwest::Client, s: &Server, tok: &str, path: &str, runs: usize) -> (f64, usize) {
+async fn p50(
+    http: &reqwest::Client,
+    s: &Server,
+    tok: &str,
+    path: &str,
+    runs: usize,
+) -> (f64, usize) {
     let mut times = Vec::with_capacity(runs);
     let mut size = 0;
     for _ in 0..runs {
@@ -152,8 +163,11 @@ async fn p50(http: &reqwest::Client, s: &Server, tok: &str, path: &str, runs: us
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (assets, small, large, runs): (usize, usize, usize, usize) =
-        if quick { (1_000, 1_000, 10_000, 3) } else { (10_000, 10_000, 100_000, 15) };
+    let (assets, small, large, runs): (usize, usize, usize, usize) = if quick {
+        (1_000, 1_000, 10_000, 3)
+    } else {
+        (10_000, 10_000, 100_000, 15)
+    };
     let dir = tempfile::tempdir().unwrap();
     let (lister, smaller, larger) = ("lister", "ten-thousand", "hundred-thousand");
     let seeded = Instant::now();
@@ -165,7 +179,10 @@ async fn main() {
         store.close().await;
     }
     eprintln!("seeded in {:.1} s", seeded.elapsed().as_secs_f64());
-    let tokens: Vec<String> = [lister, smaller, larger].iter().map(|u| token(dir.path(), u)).collect();
+    let tokens: Vec<String> = [lister, smaller, larger]
+        .iter()
+        .map(|u| token(dir.path(), u))
+        .collect();
     let server = start_server(dir.path()).await;
     let http = reqwest::Client::new();
     // Warm up (connections, SQLite page cache).
@@ -175,14 +192,23 @@ async fn main() {
     println!("| request | data | p50 | body | server peak RSS |");
     println!("|---|---|---|---|---|");
     let rows: [(&str, usize, String, &str); 5] = [
-        ("GET /assets (first page, 50)", 0, format!("{assets} assets"), "/assets"),
+        (
+            "GET /assets (first page, 50)",
+            0,
+            format!("{assets} assets"),
+            "/assets",
+        ),
         ("GET /costs", 1, format!("{small} events"), "/costs"),
         ("GET /costs", 2, format!("{large} events"), "/costs"),
         ("GET /costs.csv", 1, format!("{small} events"), "/costs.csv"),
         ("GET /costs.csv", 2, format!("{large} events"), "/costs.csv"),
     ];
     for (what, user, data, path) in rows {
-        let n = if path == "/costs.csv" { runs.div_ceil(3).max(3) } else { runs };
+        let n = if path == "/costs.csv" {
+            runs.div_ceil(3).max(3)
+        } else {
+            runs
+        };
         server.reset_peak();
         let (ms, size) = p50(&http, &server, &tokens[user], path, n).await;
         println!(

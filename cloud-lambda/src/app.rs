@@ -9,9 +9,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::{Json, Router};
+use core_sync::sync::protocol::{MAX_REQUEST_BYTES, SyncRequest, SyncResponse};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use core_sync::sync::protocol::{MAX_REQUEST_BYTES, SyncRequest, SyncResponse};
 
 use crate::auth::Verifier;
 use crate::error::ApiError;

@@ -65,11 +65,10 @@ pub async fn get_blob(
 ) -> Result<Response, ApiError> {
     let user = state.user(&headers).await?;
     validate_sha256(&sha).map_err(|_| ApiError::BadRequest(format!("{sha:?} is not a SHA-256")))?;
-    let bytes = state
-        .blobs
-        .get(&user, &sha)
-        .await?
-        .ok_or_else(|| ApiError::Missing(format!("There is no image {sha} in this account.")))?;
+    let bytes =
+        state.blobs.get(&user, &sha).await?.ok_or_else(|| {
+            ApiError::Missing(format!("There is no image {sha} in this account."))
+        })?;
     let mime = images::sniff(&bytes).unwrap_or("application/octet-stream");
     Ok((
         [

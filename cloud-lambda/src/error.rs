@@ -238,12 +238,18 @@ pub async fn problem_layer(response: Response) -> Response {
         return response;
     }
     let (code, detail) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "There is no such resource; see /openapi.json for the routes."),
+        StatusCode::NOT_FOUND => (
+            "not_found",
+            "There is no such resource; see /openapi.json for the routes.",
+        ),
         StatusCode::METHOD_NOT_ALLOWED => (
             "method_not_allowed",
             "This route does not take that method; the Allow header lists those it takes.",
         ),
-        StatusCode::REQUEST_TIMEOUT => ("timeout", "The request took longer than the server allows; retry it."),
+        StatusCode::REQUEST_TIMEOUT => (
+            "timeout",
+            "The request took longer than the server allows; retry it.",
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large."),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             "unsupported_media_type",
@@ -254,7 +260,9 @@ pub async fn problem_layer(response: Response) -> Response {
     };
     let (mut parts, _) = response.into_parts();
     let problem = Problem::new(status, code, detail);
-    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_ENCODING);
     let body = serde_json::to_vec(&problem).expect("a problem always serialises");

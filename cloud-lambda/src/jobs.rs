@@ -195,15 +195,24 @@ impl Jobs {
                 continue;
             }
             let now = now_millis();
-            let refusal =
-                crate::limits::admit(&self.config.limits, self.ops.as_ref(), self.docs.docs().as_ref(), user, now)
-                    .await
-                    .err();
+            let refusal = crate::limits::admit(
+                &self.config.limits,
+                self.ops.as_ref(),
+                self.docs.docs().as_ref(),
+                user,
+                now,
+            )
+            .await
+            .err();
             let op = Operation {
                 id,
                 user: user.to_owned(),
                 doc_id: doc_id.clone(),
-                status: if refusal.is_some() { OpStatus::Failed } else { OpStatus::Queued },
+                status: if refusal.is_some() {
+                    OpStatus::Failed
+                } else {
+                    OpStatus::Queued
+                },
                 provider_ref: None,
                 attempts: 0,
                 error: refusal.as_ref().map(|r| r.message.clone()),

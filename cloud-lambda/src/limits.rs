@@ -235,8 +235,14 @@ mod tests {
         assert!(limits.check("a").is_ok());
         assert!(limits.check("a").is_ok());
         let wait = limits.check("a").unwrap_err();
-        assert!(wait > Duration::from_secs(1) && wait <= Duration::from_secs(60), "{wait:?}");
-        assert!(limits.check("b").is_ok(), "another user has their own budget");
+        assert!(
+            wait > Duration::from_secs(1) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert!(
+            limits.check("b").is_ok(),
+            "another user has their own budget"
+        );
         assert!(ApiLimits::default().check("a").is_ok());
     }
 }

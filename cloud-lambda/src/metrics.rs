@@ -21,14 +21,46 @@ pub const NAMESPACE: &str = "Atelier";
 
 /// Every counter, by its Prometheus name, help and EMF metric name.
 const COUNTERS: [(&str, &str, &str); 8] = [
-    ("atelier_http_requests_total", "HTTP requests answered", "Requests"),
-    ("atelier_http_client_errors_total", "HTTP answers 400-499 other than 429", "ClientErrors"),
-    ("atelier_http_server_errors_total", "HTTP answers 500-599", "ServerErrors"),
-    ("atelier_http_throttled_total", "Requests refused by the per-user rate limit (429)", "Throttles"),
-    ("atelier_job_failures_total", "Provider jobs that ended failed", "JobFailures"),
-    ("atelier_jobs_refused_total", "Provider jobs refused by a spend limit", "JobsRefused"),
-    ("atelier_spend_nano_usd_total", "Provider spend recorded, in billionths of a US dollar", "SpendNanoUsd"),
-    ("atelier_projection_failures_total", "Writes whose listing or cost projection failed", "ProjectionFailures"),
+    (
+        "atelier_http_requests_total",
+        "HTTP requests answered",
+        "Requests",
+    ),
+    (
+        "atelier_http_client_errors_total",
+        "HTTP answers 400-499 other than 429",
+        "ClientErrors",
+    ),
+    (
+        "atelier_http_server_errors_total",
+        "HTTP answers 500-599",
+        "ServerErrors",
+    ),
+    (
+        "atelier_http_throttled_total",
+        "Requests refused by the per-user rate limit (429)",
+        "Throttles",
+    ),
+    (
+        "atelier_job_failures_total",
+        "Provider jobs that ended failed",
+        "JobFailures",
+    ),
+    (
+        "atelier_jobs_refused_total",
+        "Provider jobs refused by a spend limit",
+        "JobsRefused",
+    ),
+    (
+        "atelier_spend_nano_usd_total",
+        "Provider spend recorded, in billionths of a US dollar",
+        "SpendNanoUsd",
+    ),
+    (
+        "atelier_projection_failures_total",
+        "Writes whose listing or cost projection failed",
+        "ProjectionFailures",
+    ),
 ];
 
 #[derive(Clone, Copy)]

@@ -147,8 +147,14 @@ pub async fn backfill(store: Arc<EmbeddedStore>) -> Result<usize, ProjectionErro
             let chunks = store.read_all(&user, &doc_id).await?;
             match AssetDoc::load_chunks(chunks.iter().map(|c| c.bytes.as_slice())) {
                 Ok(doc) => {
-                    match update(store.as_ref(), &user, &doc_id, head.last_useq, doc.automerge())
-                        .await
+                    match update(
+                        store.as_ref(),
+                        &user,
+                        &doc_id,
+                        head.last_useq,
+                        doc.automerge(),
+                    )
+                    .await
                     {
                         Ok(()) => listed += 1,
                         Err(e) => {

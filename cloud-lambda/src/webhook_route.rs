@@ -37,7 +37,9 @@ pub async fn replicate_webhook(
     // Not a webhook at all without its three headers, whatever this server runs.
     for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
         if headers.get(name).is_none() {
-            return Err(ApiError::BadSignature(format!("the {name} header is missing")));
+            return Err(ApiError::BadSignature(format!(
+                "the {name} header is missing"
+            )));
         }
     }
     let (Some(jobs), Some(secret)) = (&state.jobs, &state.webhook_secret) else {

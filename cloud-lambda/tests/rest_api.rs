@@ -22,20 +22,35 @@ async fn every_route_but_the_public_ones_wants_a_token() {
     let sha = "a".repeat(64);
     let routes: &[(Method, String, Option<Value>)] = &[
         (Method::GET, "/assets".into(), None),
-        (Method::POST, "/assets".into(), Some(json!({"from": "prompt", "prompt": "x"}))),
+        (
+            Method::POST,
+            "/assets".into(),
+            Some(json!({"from": "prompt", "prompt": "x"})),
+        ),
         (Method::GET, format!("/assets/{id}"), None),
         (Method::GET, format!("/assets/{id}/messages"), None),
-        (Method::POST, format!("/assets/{id}/messages"), Some(json!({"type": "note", "text": "x"}))),
+        (
+            Method::POST,
+            format!("/assets/{id}/messages"),
+            Some(json!({"type": "note", "text": "x"})),
+        ),
         (Method::GET, "/costs".into(), None),
         (Method::GET, "/costs.csv".into(), None),
         (Method::GET, format!("/v1/blobs/{sha}"), None),
         (Method::PUT, format!("/v1/blobs/{sha}"), None),
-        (Method::POST, "/v1/sync".into(), Some(json!({"feedCursor": 0}))),
+        (
+            Method::POST,
+            "/v1/sync".into(),
+            Some(json!({"feedCursor": 0})),
+        ),
     ];
     for (method, path, body) in routes {
         let r = w.call(None, method.clone(), path, body.clone()).await;
         r.problem(401, "unauthorized");
-        assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"), "{method} {path}");
+        assert!(
+            r.header("www-authenticate").unwrap().starts_with("Bearer"),
+            "{method} {path}"
+        );
     }
     // The public ones.
     for path in ["/healthz", "/openapi.json", "/metrics"] {
@@ -50,19 +65,29 @@ async fn an_asset_from_an_upload_is_listed_and_read_by_its_owner_only() {
     let bytes = png(64, 48);
     let sha = w.upload(&w.alice, &bytes).await;
     let r = w
-        .post(&w.alice, "/assets", json!({"from": "blob", "sha256": sha, "title": "Red shoe"}))
+        .post(
+            &w.alice,
+            "/assets",
+            json!({"from": "blob", "sha256": sha, "title": "Red shoe"}),
+        )
         .await;
     let created = r.json(201);
     let id = created["asset"]["id"].as_str().unwrap();
     assert_eq!(r.header("location"), Some(format!("/assets/{id}").as_str()));
     let v = &created["asset"]["versions"][0];
-    assert_eq!((v["image"]["width"].as_u64(), v["image"]["height"].as_u64()), (Some(64), Some(48)));
+    assert_eq!(
+        (v["image"]["width"].as_u64(), v["image"]["height"].as_u64()),
+        (Some(64), Some(48))
+    );
     assert_eq!(v["image"]["sha256"], sha.as_str());
     assert_eq!(v["image"]["bytes"], bytes.len());
     assert_eq!(created["asset"]["activeVersionId"], v["id"]);
     // The cover is the thumbnail, stored as a blob the owner can fetch.
     let cover = created["asset"]["cover"]["sha256"].as_str().unwrap();
-    assert_eq!(w.get(&w.alice, &format!("/v1/blobs/{cover}")).await.status, 200);
+    assert_eq!(
+        w.get(&w.alice, &format!("/v1/blobs/{cover}")).await.status,
+        200
+    );
 
     let list = w.get(&w.alice, "/assets").await.json(200);
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
@@ -70,23 +95,43 @@ async fn an_asset_from_an_upload_is_listed_and_read_by_its_owner_only() {
     assert_eq!(list["items"][0]["cover"]["sha256"], cover);
     let one = w.get(&w.alice, &format!("/assets/{id}")).await.json(200);
     assert_eq!(one["title"], "Red shoe");
-    assert_eq!((one["costUsd"].as_str(), one["costEvents"].as_u64()), (Some("0.00"), Some(0)));
+    assert_eq!(
+        (one["costUsd"].as_str(), one["costEvents"].as_u64()),
+        (Some("0.00"), Some(0))
+    );
 
     // Bob sees nothing of it: not in his list, 404 by id, no leak.
     assert_eq!(w.get(&w.bob, "/assets").await.json(200)["items"], json!([]));
-    for path in [format!("/assets/{id}"), format!("/assets/{id}/messages"), format!("/v1/blobs/{sha}")] {
+    for path in [
+        format!("/assets/{id}"),
+        format!("/assets/{id}/messages"),
+        format!("/v1/blobs/{sha}"),
+    ] {
         let r = w.get(&w.bob, &path).await;
         r.problem(404, "not_found");
         // The answer is the one an absent id gets: nothing of Alice's in it.
-        assert!(!r.text().contains("Red shoe") && !r.text().contains(cover), "{}", r.text());
+        assert!(
+            !r.text().contains("Red shoe") && !r.text().contains(cover),
+            "{}",
+            r.text()
+        );
     }
     let r = w
-        .post(&w.bob, &format!("/assets/{id}/messages"), json!({"type": "note", "text": "mine now"}))
+        .post(
+            &w.bob,
+            &format!("/assets/{id}/messages"),
+            json!({"type": "note", "text": "mine now"}),
+        )
         .await;
     r.problem(404, "not_found");
-    assert_eq!(w.get(&w.alice, &format!("/assets/{id}")).await.json(200)["messageCount"], 0);
+    assert_eq!(
+        w.get(&w.alice, &format!("/assets/{id}")).await.json(200)["messageCount"],
+        0
+    );
     // Bob cannot make an asset of Alice's upload either.
-    w.post(&w.bob, "/assets", json!({"from": "blob", "sha256": sha})).await.problem(404, "not_found");
+    w.post(&w.bob, "/assets", json!({"from": "blob", "sha256": sha}))
+        .await
+        .problem(404, "not_found");
     assert_eq!(w.doc_count(&w.bob).await, 0);
 }
 
@@ -97,26 +142,68 @@ async fn refused_input_stores_nothing() {
     let missing = "b".repeat(64);
     let long = "x".repeat(4001);
     let cases: &[(Value, u16, &str)] = &[
-        (json!({"from": "blob", "sha256": ok, "colour": "red"}), 400, "unknown_field"),
+        (
+            json!({"from": "blob", "sha256": ok, "colour": "red"}),
+            400,
+            "unknown_field",
+        ),
         (json!({"sha256": ok}), 400, "bad_request"),
         (json!({"from": "scan", "sha256": ok}), 400, "bad_request"),
         (json!({"from": "blob", "sha256": missing}), 404, "not_found"),
         (json!({"from": "blob", "sha256": "ABC"}), 400, "bad_sha256"),
-        (json!({"from": "blob", "sha256": ok, "title": "t".repeat(201)}), 400, "text_too_long"),
-        (json!({"from": "blob", "sha256": ok, "title": "a\nb"}), 400, "bad_title"),
+        (
+            json!({"from": "blob", "sha256": ok, "title": "t".repeat(201)}),
+            400,
+            "text_too_long",
+        ),
+        (
+            json!({"from": "blob", "sha256": ok, "title": "a\nb"}),
+            400,
+            "bad_title",
+        ),
         (json!({"from": "prompt", "prompt": "  "}), 400, "empty_text"),
-        (json!({"from": "prompt", "prompt": long}), 400, "text_too_long"),
-        (json!({"from": "prompt", "prompt": "x", "model": "gemini-2.5-flash-image"}), 400, "model_retired"),
-        (json!({"from": "prompt", "prompt": "x", "model": "imagen-4.0-generate-001"}), 400, "model_retired"),
-        (json!({"from": "prompt", "prompt": "x", "model": "dall-e-3"}), 400, "unknown_model"),
-        (json!({"from": "prompt", "prompt": "x", "model": "bria/remove-background"}), 400, "wrong_tool"),
-        (json!({"from": "prompt", "prompt": "x", "aspectRatio": "7:3"}), 400, "bad_request"),
+        (
+            json!({"from": "prompt", "prompt": long}),
+            400,
+            "text_too_long",
+        ),
+        (
+            json!({"from": "prompt", "prompt": "x", "model": "gemini-2.5-flash-image"}),
+            400,
+            "model_retired",
+        ),
+        (
+            json!({"from": "prompt", "prompt": "x", "model": "imagen-4.0-generate-001"}),
+            400,
+            "model_retired",
+        ),
+        (
+            json!({"from": "prompt", "prompt": "x", "model": "dall-e-3"}),
+            400,
+            "unknown_model",
+        ),
+        (
+            json!({"from": "prompt", "prompt": "x", "model": "bria/remove-background"}),
+            400,
+            "wrong_tool",
+        ),
+        (
+            json!({"from": "prompt", "prompt": "x", "aspectRatio": "7:3"}),
+            400,
+            "bad_request",
+        ),
         (json!([1, 2]), 400, "bad_request"),
     ];
     for (body, status, code) in cases {
-        let detail = w.post(&w.alice, "/assets", body.clone()).await.problem(*status, code);
+        let detail = w
+            .post(&w.alice, "/assets", body.clone())
+            .await
+            .problem(*status, code);
         if *code == "model_retired" {
-            assert!(detail.contains("use gemini-3"), "names the replacement: {detail}");
+            assert!(
+                detail.contains("use gemini-3"),
+                "names the replacement: {detail}"
+            );
         }
     }
     // Not JSON at all.
@@ -137,7 +224,10 @@ async fn refused_input_stores_nothing() {
     bomb.extend_from_slice(&100_000u32.to_be_bytes());
     bomb.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
     let gif = b"GIF89a\x01\x00\x01\x00".to_vec();
-    for (bytes, status, code) in [(bomb, 400, "image_too_large"), (gif, 415, "unsupported_image")] {
+    for (bytes, status, code) in [
+        (bomb, 400, "image_too_large"),
+        (gif, 415, "unsupported_image"),
+    ] {
         let sha = core_sync::blob::sha256_hex(&bytes);
         let r = w
             .http
@@ -153,7 +243,9 @@ async fn refused_input_stores_nothing() {
             body: r.bytes().await.unwrap().to_vec(),
         };
         resp.problem(status, code);
-        w.get(&w.alice, &format!("/v1/blobs/{sha}")).await.problem(404, "not_found");
+        w.get(&w.alice, &format!("/v1/blobs/{sha}"))
+            .await
+            .problem(404, "not_found");
     }
 }
 
@@ -170,7 +262,11 @@ async fn the_image_limits_come_from_configuration() {
     .await;
     let r = w
         .http
-        .put(format!("{}/v1/blobs/{}", w.url, core_sync::blob::sha256_hex(&png(40, 40))))
+        .put(format!(
+            "{}/v1/blobs/{}",
+            w.url,
+            core_sync::blob::sha256_hex(&png(40, 40))
+        ))
         .bearer_auth(&w.alice.token)
         .body(png(40, 40))
         .send()
@@ -209,7 +305,10 @@ async fn pages(w: &rest::World, path: &str, limit: usize, key: &str) -> Vec<Vec<
 #[tokio::test]
 async fn asset_pages_are_newest_first_and_end_exactly() {
     let w = world(Options::default()).await;
-    assert_eq!(pages(&w, "/assets", 3, "title").await, vec![Vec::<String>::new()]);
+    assert_eq!(
+        pages(&w, "/assets", 3, "title").await,
+        vec![Vec::<String>::new()]
+    );
     let mut titles = Vec::new();
     for i in 0..7 {
         let t = format!("asset {i}");
@@ -230,7 +329,9 @@ async fn asset_pages_are_newest_first_and_end_exactly() {
         ("limit=1&limit=2", "repeated_parameter"),
         ("page=2", "unknown_parameter"),
     ] {
-        w.get(&w.alice, &format!("/assets?{q}")).await.problem(400, code);
+        w.get(&w.alice, &format!("/assets?{q}"))
+            .await
+            .problem(400, code);
     }
 }
 
@@ -239,10 +340,20 @@ async fn messages_are_written_into_the_document_and_paged_newest_first() {
     let w = world(Options::default()).await;
     let id = w.asset_with_image(&w.alice, "Shoe").await;
     let msgs = format!("/assets/{id}/messages");
-    assert_eq!(pages(&w, &msgs, 2, "text").await, vec![Vec::<String>::new()]);
+    assert_eq!(
+        pages(&w, &msgs, 2, "text").await,
+        vec![Vec::<String>::new()]
+    );
     let mut texts = Vec::new();
     for i in 0..4 {
-        let posted = w.post(&w.alice, &msgs, json!({"type": "note", "text": format!("note {i}")})).await.json(202);
+        let posted = w
+            .post(
+                &w.alice,
+                &msgs,
+                json!({"type": "note", "text": format!("note {i}")}),
+            )
+            .await
+            .json(202);
         assert_eq!(posted["message"]["kind"], "user");
         assert_eq!(posted["operation"], Value::Null);
         texts.push(format!("note {i}"));
@@ -258,37 +369,99 @@ async fn messages_are_written_into_the_document_and_paged_newest_first() {
     assert_eq!(posted["message"]["params"], json!({"scale": 2}));
     assert_eq!(posted["operation"], Value::Null);
     let got = pages(&w, &msgs, 2, "kind").await;
-    assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1], "newest page first");
-    assert_eq!(got[0], ["user", "toolRequest"], "within a page, timeline order");
+    assert_eq!(
+        got.iter().map(Vec::len).collect::<Vec<_>>(),
+        [2, 2, 1],
+        "newest page first"
+    );
+    assert_eq!(
+        got[0],
+        ["user", "toolRequest"],
+        "within a page, timeline order"
+    );
     let page = w.get(&w.alice, &format!("{msgs}?limit=4")).await.json(200);
     assert_eq!(page["items"][0]["text"], "note 1");
     assert_eq!(page["nextCursor"], "1");
-    let page = w.get(&w.alice, &format!("{msgs}?limit=4&cursor=1")).await.json(200);
+    let page = w
+        .get(&w.alice, &format!("{msgs}?limit=4&cursor=1"))
+        .await
+        .json(200);
     assert_eq!(page["items"][0]["text"], texts[0]);
     assert_eq!(page["nextCursor"], Value::Null);
 
     // Refusals write nothing.
     let bare = w.asset_with_image(&w.bob, "x").await;
     let prompt_only = w
-        .post(&w.alice, "/assets", json!({"from": "prompt", "prompt": "a lighthouse"}))
+        .post(
+            &w.alice,
+            "/assets",
+            json!({"from": "prompt", "prompt": "a lighthouse"}),
+        )
         .await
         .json(201)["asset"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let cases: &[(String, Value, u16, &str)] = &[
-        (msgs.clone(), json!({"type": "shout", "text": "x"}), 400, "bad_request"),
-        (msgs.clone(), json!({"type": "note", "text": "x", "pinned": true}), 400, "unknown_field"),
-        (msgs.clone(), json!({"type": "note", "text": ""}), 400, "empty_text"),
-        (msgs.clone(), json!({"type": "edit", "prompt": "x", "model": "gemini-2.5-flash-image"}), 400, "model_retired"),
-        (msgs.clone(), json!({"type": "edit", "prompt": "x", "inputVersionId": "0".repeat(32)}), 409, "unknown_version"),
-        (msgs.clone(), json!({"type": "upscale", "scale": 9}), 400, "bad_parameter"),
-        (format!("/assets/{prompt_only}/messages"), json!({"type": "remove-background"}), 409, "no_image"),
-        (format!("/assets/{bare}/messages"), json!({"type": "note", "text": "x"}), 404, "not_found"),
-        ("/assets/not-an-id/messages".into(), json!({"type": "note", "text": "x"}), 400, "bad_id"),
+        (
+            msgs.clone(),
+            json!({"type": "shout", "text": "x"}),
+            400,
+            "bad_request",
+        ),
+        (
+            msgs.clone(),
+            json!({"type": "note", "text": "x", "pinned": true}),
+            400,
+            "unknown_field",
+        ),
+        (
+            msgs.clone(),
+            json!({"type": "note", "text": ""}),
+            400,
+            "empty_text",
+        ),
+        (
+            msgs.clone(),
+            json!({"type": "edit", "prompt": "x", "model": "gemini-2.5-flash-image"}),
+            400,
+            "model_retired",
+        ),
+        (
+            msgs.clone(),
+            json!({"type": "edit", "prompt": "x", "inputVersionId": "0".repeat(32)}),
+            409,
+            "unknown_version",
+        ),
+        (
+            msgs.clone(),
+            json!({"type": "upscale", "scale": 9}),
+            400,
+            "bad_parameter",
+        ),
+        (
+            format!("/assets/{prompt_only}/messages"),
+            json!({"type": "remove-background"}),
+            409,
+            "no_image",
+        ),
+        (
+            format!("/assets/{bare}/messages"),
+            json!({"type": "note", "text": "x"}),
+            404,
+            "not_found",
+        ),
+        (
+            "/assets/not-an-id/messages".into(),
+            json!({"type": "note", "text": "x"}),
+            400,
+            "bad_id",
+        ),
     ];
     for (path, body, status, code) in cases {
-        w.post(&w.alice, path, body.clone()).await.problem(*status, code);
+        w.post(&w.alice, path, body.clone())
+            .await
+            .problem(*status, code);
     }
     let count = w.get(&w.alice, &format!("/assets/{id}")).await.json(200)["messageCount"].clone();
     assert_eq!(count, 5, "only the five accepted messages");
@@ -325,7 +498,9 @@ async fn over_the_rate_a_user_gets_429_with_retry_after_and_others_do_not() {
 async fn errors_from_outside_handlers_are_problems_too() {
     let w = world(Options::default()).await;
     w.get(&w.alice, "/nowhere").await.problem(404, "no_route");
-    let r = w.call(Some(&w.alice), Method::DELETE, "/assets", None).await;
+    let r = w
+        .call(Some(&w.alice), Method::DELETE, "/assets", None)
+        .await;
     r.problem(405, "method_not_allowed");
     assert!(r.header("allow").unwrap().contains("POST"));
     let r = w
@@ -345,12 +520,20 @@ async fn errors_from_outside_handlers_are_problems_too() {
 #[tokio::test]
 async fn the_openapi_document_matches_the_router_and_the_committed_copy() {
     let w = world(Options::default()).await;
-    let served = w.call(None, Method::GET, "/openapi.json", None).await.json(200);
-    let registry = cloud_lambda::registry::Registry::parse(cloud_lambda::registry::BUILTIN).unwrap();
+    let served = w
+        .call(None, Method::GET, "/openapi.json", None)
+        .await
+        .json(200);
+    let registry =
+        cloud_lambda::registry::Registry::parse(cloud_lambda::registry::BUILTIN).unwrap();
     let generated = cloud_lambda::api::openapi::document(&registry);
     assert_eq!(served, generated);
     assert_eq!(served["openapi"], "3.1.0");
-    assert!(served["paths"].get(core_sync::sync::protocol::SYNC_PATH).is_some());
+    assert!(
+        served["paths"]
+            .get(core_sync::sync::protocol::SYNC_PATH)
+            .is_some()
+    );
 
     // Every documented operation is routed: none answers "no route" or 405.
     let id = w.asset_with_image(&w.alice, "x").await;
@@ -362,7 +545,10 @@ async fn the_openapi_document_matches_the_router_and_the_committed_copy() {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = w.call(Some(&w.alice), m, &concrete, None).await;
             assert!(r.status != 405, "{method} {path}: {}", r.text());
-            assert!(!r.text().contains("no_route"), "{method} {path} is documented but not routed");
+            assert!(
+                !r.text().contains("no_route"),
+                "{method} {path} is documented but not routed"
+            );
             operations += 1;
         }
     }
@@ -377,7 +563,10 @@ async fn the_openapi_document_matches_the_router_and_the_committed_copy() {
     }
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        assert!(!text.contains(".route("), "{f} registers a route outside the document");
+        assert!(
+            !text.contains(".route("),
+            "{f} registers a route outside the document"
+        );
     }
 
     // The committed copy (read by the infrastructure) is the generated one.

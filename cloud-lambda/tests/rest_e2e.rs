@@ -26,7 +26,10 @@ async fn a_rest_tool_request_reaches_a_device_with_its_result_once() {
     let doc: DocId = asset.parse().unwrap();
     let mut d = device(&w, &w.alice).await;
     d.sync.sync_until_idle().await.unwrap();
-    assert!(d.store.contains(&doc).await.unwrap(), "the REST-made asset synced down");
+    assert!(
+        d.store.contains(&doc).await.unwrap(),
+        "the REST-made asset synced down"
+    );
 
     let posted = w
         .post(
@@ -61,18 +64,38 @@ async fn a_rest_tool_request_reaches_a_device_with_its_result_once() {
         assert!(Instant::now() < deadline, "the job never finished: {m:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(request.status, Some(MessageStatus::Succeeded), "{:?}", request.error);
+    assert_eq!(
+        request.status,
+        Some(MessageStatus::Succeeded),
+        "{:?}",
+        request.error
+    );
     assert_eq!(request.kind, MessageKind::ToolRequest);
     assert_eq!(request.output_version_ids.len(), 1);
 
     let a = d.store.load(&doc).await.unwrap();
     let timeline = a.doc.messages().unwrap();
-    assert_eq!(timeline.iter().filter(|m| m.id == id).count(), 1, "once in the timeline");
-    assert_eq!(timeline.len(), 4, "the request and the device's three notes");
+    assert_eq!(
+        timeline.iter().filter(|m| m.id == id).count(),
+        1,
+        "once in the timeline"
+    );
+    assert_eq!(
+        timeline.len(),
+        4,
+        "the request and the device's three notes"
+    );
     let versions = a.doc.versions().unwrap();
     assert_eq!(versions.len(), 2, "the upload and one result");
-    let result = versions.iter().find(|v| v.id == request.output_version_ids[0]).unwrap();
-    assert_eq!((result.blob.width, result.blob.height), (256, 192), "4x of 64x48");
+    let result = versions
+        .iter()
+        .find(|v| v.id == request.output_version_ids[0])
+        .unwrap();
+    assert_eq!(
+        (result.blob.width, result.blob.height),
+        (256, 192),
+        "4x of 64x48"
+    );
     d.store.get_blob(&result.blob.sha256).await.unwrap();
     assert_eq!(a.doc.cost_events().unwrap().len(), 1, "paid once");
     // One prediction at the provider.
@@ -86,8 +109,17 @@ async fn a_rest_tool_request_reaches_a_device_with_its_result_once() {
         .count();
     assert_eq!(predictions, 1);
     // And REST reads the same.
-    let page = w.get(&w.alice, &format!("/assets/{asset}/messages")).await.json(200);
-    let item = page["items"].as_array().unwrap().iter().find(|m| m["id"] == id.as_str()).unwrap().clone();
+    let page = w
+        .get(&w.alice, &format!("/assets/{asset}/messages"))
+        .await
+        .json(200);
+    let item = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(item["status"], "succeeded");
     assert_eq!(w.get(&w.alice, "/costs").await.json(200)["events"], 1);
 }

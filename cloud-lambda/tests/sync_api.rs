@@ -34,8 +34,8 @@ use cloud_lambda::storage::{DocHead, DocStore, FeedEntry};
 use core_sync::model::NewMessage;
 use core_sync::sync::client::encode_request;
 use core_sync::sync::protocol::{
-    Bytes, DocPush, DocUpdate, MAX_REQUEST_BYTES, PushOutcome, PushStatus, SYNC_PATH,
-    SyncRequest, SyncResponse, change_hashes, hashes,
+    Bytes, DocPush, DocUpdate, MAX_REQUEST_BYTES, PushOutcome, PushStatus, SYNC_PATH, SyncRequest,
+    SyncResponse, change_hashes, hashes,
 };
 use core_sync::{AssetDoc, DocId};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -212,7 +212,11 @@ impl Resp {
             .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {:?}", self.text()));
         let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
         keys.sort();
-        assert_eq!(keys, ["code", "detail", "status", "title", "type"], "{value}");
+        assert_eq!(
+            keys,
+            ["code", "detail", "status", "title", "type"],
+            "{value}"
+        );
         let problem: Problem = serde_json::from_value(value).unwrap();
         assert_eq!(problem.code, code, "{:?}", problem.detail);
         assert_eq!(problem.status, status.as_u16());

@@ -61,7 +61,11 @@ pub async fn write<T>(
     id: &DocId,
     write: impl FnMut(&mut AssetDoc) -> Result<T, ModelError>,
 ) -> Result<T, ApiError> {
-    state.writer.write(user, id, write).await.map_err(write_error)
+    state
+        .writer
+        .write(user, id, write)
+        .await
+        .map_err(write_error)
 }
 
 /// Stores `doc` as the new asset `id` of `user`: its changes go through
@@ -75,7 +79,12 @@ pub async fn create(
     let (bytes, _) = doc.unsaved_changes();
     let changes = core_sync::model::chunks::changes(&bytes)
         .map_err(|e| ApiError::Internal(format!("a new asset's changes do not parse: {e}")))?;
-    match state.writer.push(user, id, changes).await.map_err(write_error)? {
+    match state
+        .writer
+        .push(user, id, changes)
+        .await
+        .map_err(write_error)?
+    {
         Pushed::Accepted { .. } => Ok(()),
         Pushed::MissingDeps { .. } => Err(ApiError::Internal(format!(
             "a new asset's own changes were refused as incomplete ({id})"

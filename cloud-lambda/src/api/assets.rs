@@ -230,7 +230,7 @@ async fn create_asset(
                         kind: Some(MessageKind::ToolRequest),
                         text: Some(p.prompt.clone()),
                         tool: Some(Tool::Generate.as_str().into()),
-                        provider: Some(format!("{:?}", model.provider).to_lowercase()),
+                        provider: Some(validate::provider(model)),
                         model: Some(model.id.clone()),
                         params: params(p.aspect_ratio, p.image_size, None),
                         input_version_ids: Vec::new(),
@@ -330,7 +330,7 @@ fn parse_cursor(s: &str) -> Result<ListingCursor, ApiError> {
 
 /// One asset: its listing, versions and cost.
 #[utoipa::path(get, path = "/assets/{id}", tag = "assets",
-    params(("id" = String, Path, pattern = "^[0-9a-f]{32}$", description = "The asset's id")),
+    params(super::AssetId),
     responses(
         (status = 200, description = "The asset", body = AssetDetail),
         (status = 404, description = "No such asset (or another user's)", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -382,7 +382,13 @@ mod tests {
             doc_id: DocId::random(),
         };
         assert_eq!(parse_cursor(&format_cursor(&c)).unwrap(), c);
-        for bad in ["", "12", "x~y", "12~ABC", "99999999999999999999~0123456789abcdef0123456789abcdef"] {
+        for bad in [
+            "",
+            "12",
+            "x~y",
+            "12~ABC",
+            "99999999999999999999~0123456789abcdef0123456789abcdef",
+        ] {
             assert_eq!(parse_cursor(bad).unwrap_err().code(), "bad_cursor", "{bad}");
         }
     }

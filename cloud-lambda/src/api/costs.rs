@@ -40,10 +40,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 struct CostParams {
     /// First UTC day (`2026-11-01`) or instant (`2026-11-01T00:00:00Z`), inclusive.
-    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$")]
+    #[param(
+        pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$"
+    )]
     from: Option<String>,
     /// Last UTC day (inclusive) or instant (exclusive); after `from`.
-    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$")]
+    #[param(
+        pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$"
+    )]
     to: Option<String>,
     /// Only these models (repeat, or separate with commas).
     #[param(inline, value_type = Option<Vec<ModelName>>)]
@@ -159,7 +163,10 @@ pub fn parse_range(query: Option<&str>) -> Result<CostRange, ApiError> {
     for (_, v) in pairs.iter().filter(|(n, _)| n == "model") {
         for m in v.split(',').map(str::trim) {
             if m.is_empty() {
-                return Err(ApiError::invalid("bad_model", "model is empty; name a model id"));
+                return Err(ApiError::invalid(
+                    "bad_model",
+                    "model is empty; name a model id",
+                ));
             }
             if !models.iter().any(|x| x == m) {
                 models.push(m.to_owned());
@@ -201,7 +208,9 @@ fn parse_date(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
         let part = &s[r];
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let month = time::Month::try_from(num(5..7)? as u8).ok()?;
     let date = time::Date::from_calendar_date(num(0..4)? as i32, month, num(8..10)? as u8).ok()?;
@@ -243,7 +252,10 @@ async fn costs_csv(
     Ok((
         [
             (header::CONTENT_TYPE, cost_csv::CONTENT_TYPE),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"costs.csv\""),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"costs.csv\"",
+            ),
         ],
         Body::from_stream(stream),
     )

@@ -140,7 +140,7 @@ impl PostMessage {
 /// Adds a note or a tool request to the asset's timeline; a tool request's
 /// job starts at once (exactly once, under the spend limits).
 #[utoipa::path(post, path = "/assets/{id}/messages", tag = "messages",
-    params(("id" = String, Path, pattern = "^[0-9a-f]{32}$", description = "The asset's id")),
+    params(super::AssetId),
     request_body = PostMessage,
     responses(
         (status = 202, description = "Written; a tool request's job has started (or was refused: then the message has failed with the reason)", body = Posted),
@@ -161,7 +161,10 @@ async fn post_message(
     if let PostMessage::Upscale(UpscaleRequest { scale: Some(s), .. }) = &body
         && !(*s == s.trunc() && (2.0..=4.0).contains(s))
     {
-        return Err(ApiError::invalid("bad_parameter", "scale must be 2, 3 or 4"));
+        return Err(ApiError::invalid(
+            "bad_parameter",
+            "scale must be 2, 3 or 4",
+        ));
     }
     let message = match body.tool() {
         Err(note) => {
@@ -181,7 +184,7 @@ async fn post_message(
                 kind: Some(MessageKind::ToolRequest),
                 text: ask.prompt,
                 tool: Some(ask.tool.as_str().into()),
-                provider: Some(format!("{:?}", model.provider).to_lowercase()),
+                provider: Some(validate::provider(model)),
                 model: Some(model.id.clone()),
                 params: ask.params,
                 input_version_ids: ask.input.into_iter().collect(),
@@ -228,7 +231,9 @@ async fn check_input(
         )),
         (false, None) => Err(conflict(
             "no_image",
-            format!("asset {id} has no image yet for this tool to work on; add one or generate one first"),
+            format!(
+                "asset {id} has no image yet for this tool to work on; add one or generate one first"
+            ),
         )),
     }
 }
@@ -248,7 +253,7 @@ struct ListParams {
 
 /// The asset's timeline, newest page first.
 #[utoipa::path(get, path = "/assets/{id}/messages", tag = "messages",
-    params(("id" = String, Path, pattern = "^[0-9a-f]{32}$", description = "The asset's id"), ListParams),
+    params(super::AssetId, ListParams),
     responses(
         (status = 200, description = "One page of the timeline", body = MessagePage),
         (status = 404, description = "No such asset (or another user's)", body = crate::error::Problem, content_type = "application/problem+json"),

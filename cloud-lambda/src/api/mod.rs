@@ -65,6 +65,16 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     }
 }
 
+/// The `{id}` of an asset's routes (for the document; see [`doc_id`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct AssetId {
+    /// The asset's id.
+    #[param(pattern = "^[0-9a-f]{32}$")]
+    id: String,
+}
+
 /// A path segment naming a document: 32 lowercase hex characters.
 pub fn doc_id(id: &str) -> Result<core_sync::DocId, ApiError> {
     id.parse().map_err(|_| {
@@ -80,10 +90,7 @@ pub fn doc_id(id: &str) -> Result<core_sync::DocId, ApiError> {
 
 /// Query parameters as name/value pairs, refusing names not in `known`
 /// (so a typo is an error, not a silently ignored filter).
-pub fn query_pairs(
-    query: Option<&str>,
-    known: &[&str],
-) -> Result<Vec<(String, String)>, ApiError> {
+pub fn query_pairs(query: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
     let pairs: Vec<(String, String)> = match query {
         None | Some("") => Vec::new(),
         Some(q) => serde_urlencoded_pairs(q)?,
@@ -106,19 +113,20 @@ pub fn query_pairs(
 }
 
 fn serde_urlencoded_pairs(q: &str) -> Result<Vec<(String, String)>, ApiError> {
-    let query: axum::extract::Query<Vec<(String, String)>> =
-        axum::extract::Query::try_from_uri(&format!("/?{q}").parse().map_err(|_| {
-            ApiError::BadRequest("the query string is not valid".into())
-        })?)?;
+    let query: axum::extract::Query<Vec<(String, String)>> = axum::extract::Query::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| ApiError::BadRequest("the query string is not valid".into()))?,
+    )?;
     Ok(query.0)
 }
 
 /// The one value of parameter `name`, refusing it given twice.
-pub fn single<'a>(
-    pairs: &'a [(String, String)],
-    name: &str,
-) -> Result<Option<&'a str>, ApiError> {
-    let mut values = pairs.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str());
+pub fn single<'a>(pairs: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = pairs
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str());
     let first = values.next();
     if values.next().is_some() {
         return Err(ApiError::invalid(

@@ -229,22 +229,36 @@ fn add_errors(doc: &mut Value) {
         return;
     };
     for item in paths.values_mut() {
-        let Some(ops) = item.as_object_mut() else { continue };
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
         for op in ops.values_mut() {
             let secured = op.get("security").is_some();
             let responses = op["responses"].as_object_mut().expect("responses");
             let mut add = |status: &str, what: &str| {
                 responses.entry(status).or_insert_with(|| problem(what));
             };
-            add("400", "The request is malformed or refused; `code` and `detail` say why");
+            add(
+                "400",
+                "The request is malformed or refused; `code` and `detail` say why",
+            );
             add("408", "The request took too long");
             add("413", "The body is too large");
-            add("415", "Unsupported Content-Type or Content-Encoding, or not an image");
+            add(
+                "415",
+                "Unsupported Content-Type or Content-Encoding, or not an image",
+            );
             add("500", "The server failed; retry");
-            add("503", "Busy or unavailable; retry after `Retry-After` seconds");
+            add(
+                "503",
+                "Busy or unavailable; retry after `Retry-After` seconds",
+            );
             if secured {
                 add("401", "No valid bearer token");
-                add("429", "Over the per-user request rate; retry after `Retry-After` seconds");
+                add(
+                    "429",
+                    "Over the per-user request rate; retry after `Retry-After` seconds",
+                );
             }
         }
     }

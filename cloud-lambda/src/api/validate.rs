@@ -95,10 +95,20 @@ pub fn model<'r>(
         };
         let mut detail = e.to_string();
         if code != "model_retired" {
-            detail.push_str(&format!("; models that can {}: {}", tool.as_str(), active(registry, tool).join(", ")));
+            detail.push_str(&format!(
+                "; models that can {}: {}",
+                tool.as_str(),
+                active(registry, tool).join(", ")
+            ));
         }
         ApiError::invalid(code, detail)
     })
+}
+
+/// The provider's name as messages and cost events record it (`google`,
+/// `replicate`).
+pub fn provider(model: &Model) -> String {
+    format!("{:?}", model.provider).to_lowercase()
 }
 
 /// The active models that can do `tool`, in the registry's order.
@@ -119,7 +129,11 @@ pub fn registry(state: &crate::app::AppState) -> Result<std::sync::Arc<Registry>
     static LOADED: std::sync::OnceLock<Result<std::sync::Arc<Registry>, String>> =
         std::sync::OnceLock::new();
     LOADED
-        .get_or_init(|| Registry::load().map(std::sync::Arc::new).map_err(|e| e.to_string()))
+        .get_or_init(|| {
+            Registry::load()
+                .map(std::sync::Arc::new)
+                .map_err(|e| e.to_string())
+        })
         .clone()
         .map_err(ApiError::Internal)
 }
@@ -159,14 +173,20 @@ mod tests {
     #[test]
     fn models_are_refused_by_name_with_what_to_use() {
         let r = Registry::parse(BUILTIN).unwrap();
-        assert_eq!(model(&r, Tool::Edit, None).unwrap().id, "gemini-3.1-flash-image");
+        assert_eq!(
+            model(&r, Tool::Edit, None).unwrap().id,
+            "gemini-3.1-flash-image"
+        );
         let e = model(&r, Tool::Edit, Some("gemini-2.5-flash-image")).unwrap_err();
         assert_eq!(e.code(), "model_retired");
         assert!(e.to_string().contains("gemini-3.1-flash-image"), "{e}");
         let e = model(&r, Tool::Upscale, Some("gemini-3.1-flash-image")).unwrap_err();
         assert_eq!(e.code(), "wrong_tool");
         assert!(e.to_string().contains("nightmareai/real-esrgan"), "{e}");
-        assert_eq!(model(&r, Tool::Edit, Some("dall-e")).unwrap_err().code(), "unknown_model");
+        assert_eq!(
+            model(&r, Tool::Edit, Some("dall-e")).unwrap_err().code(),
+            "unknown_model"
+        );
     }
 
     #[test]
@@ -177,8 +197,14 @@ mod tests {
             ..ApiConfig::default()
         };
         assert!(prompt("prompt", "héllo", &limits).is_ok());
-        assert_eq!(prompt("prompt", "hello!", &limits).unwrap_err().code(), "text_too_long");
-        assert_eq!(prompt("prompt", " \n", &limits).unwrap_err().code(), "empty_text");
+        assert_eq!(
+            prompt("prompt", "hello!", &limits).unwrap_err().code(),
+            "text_too_long"
+        );
+        assert_eq!(
+            prompt("prompt", " \n", &limits).unwrap_err().code(),
+            "empty_text"
+        );
         assert!(title("abc", &limits).is_ok());
         assert_eq!(title("a\nb", &limits).unwrap_err().code(), "bad_title");
         assert_eq!(title("abcd", &limits).unwrap_err().code(), "text_too_long");

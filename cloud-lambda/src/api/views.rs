@@ -195,7 +195,9 @@ impl From<MessageView> for Message {
                 S::Canceled => MessageStatus::Canceled,
             }),
             progress: m.progress.filter(|p| p.is_finite()),
-            error: m.error.map(|ErrorInfo { code, message }| MessageError { code, message }),
+            error: m
+                .error
+                .map(|ErrorInfo { code, message }| MessageError { code, message }),
             operation_id: m.operation_id,
             created_at: Some(m.created_at),
             updated_at: Some(m.updated_at),

@@ -98,7 +98,9 @@ fn count_or_off(s: &str) -> Result<OrOff<u32>, String> {
     }
     match s.parse::<u32>() {
         Ok(n) if n > 0 => Ok(OrOff(Some(n))),
-        _ => Err(format!("{s:?} is neither a positive whole number nor `off`")),
+        _ => Err(format!(
+            "{s:?} is neither a positive whole number nor `off`"
+        )),
     }
 }
 

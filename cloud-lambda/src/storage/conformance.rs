@@ -93,6 +93,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("cost_event_pages_are_ordered_and_complete", |b| {
         Box::pin(projection::cost_event_pages_are_ordered_and_complete(b))
     }),
+    ("jobs_started_in_a_window_are_counted", |b| {
+        Box::pin(projection::jobs_started_in_a_window_are_counted(b))
+    }),
 ];
 
 /// Runs every case, each on a fresh backend from `make`, and panics at the

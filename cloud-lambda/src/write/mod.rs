@@ -410,7 +410,14 @@ impl DocWriter {
     /// events) from the document, and compacts the log when the policy
     /// says so.
     async fn after_append(&self, user: &str, doc: &DocId, w: &mut Warm) {
-        crate::projection::after_write(self.docs.as_ref(), user, doc, w.last_useq, w.doc.automerge()).await;
+        crate::projection::after_write(
+            self.docs.as_ref(),
+            user,
+            doc,
+            w.last_useq,
+            w.doc.automerge(),
+        )
+        .await;
         if !w.sizes.should_compact() {
             return;
         }

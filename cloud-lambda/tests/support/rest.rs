@@ -209,7 +209,11 @@ impl World {
     pub async fn asset_with_image(&self, user: &User, title: &str) -> String {
         let sha = self.upload(user, &png(64, 48)).await;
         let created = self
-            .post(user, "/assets", serde_json::json!({"from": "blob", "sha256": sha, "title": title}))
+            .post(
+                user,
+                "/assets",
+                serde_json::json!({"from": "blob", "sha256": sha, "title": title}),
+            )
             .await
             .json(201);
         created["asset"]["id"].as_str().unwrap().to_owned()
@@ -232,7 +236,11 @@ impl World {
 
     /// How many documents `user` has in storage (to see nothing was stored).
     pub async fn doc_count(&self, user: &User) -> usize {
-        self.store.feed_since(&user.sub, 0, 100_000).await.unwrap().len()
+        self.store
+            .feed_since(&user.sub, 0, 100_000)
+            .await
+            .unwrap()
+            .len()
     }
 }
 
@@ -258,4 +266,3 @@ pub async fn device(w: &World, user: &User) -> Device {
     .unwrap();
     Device { store, sync, dir }
 }
-

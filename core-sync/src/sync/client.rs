@@ -508,31 +508,3 @@ fn has_active_job(doc: &AssetDoc) -> bool {
             )
         })
 }
-
-#[cfg(test)]
-mod error_body_tests {
-    use super::*;
-
-    #[test]
-    fn server_errors_read_as_problems_or_the_older_shape() {
-        let cases: [(&[u8], &str); 3] = [
-            (
-                br#"{"type":"urn:atelier:problem:rate_limited","title":"Too Many Requests","status":429,"code":"rate_limited","detail":"too many requests; retry in 3 s"}"#,
-                "too many requests; retry in 3 s",
-            ),
-            (
-                br#"{"error":{"code":"injected","message":"injected by the proxy"}}"#,
-                "injected by the proxy",
-            ),
-            (b"Bad Gateway", "Bad Gateway"),
-        ];
-        for (body, want) in cases {
-            match decode_response(429, body) {
-                Err(SyncError::Server { status, message }) => {
-                    assert_eq!((status, message.as_str()), (429, want));
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-    }
-}

@@ -1,12 +1,14 @@
 //! Conformance cases for the projections (`storage::projection`), reached
-//! through [`DocStore::projections`], so every backend that passes the
-//! suite serves the REST API's listings and cost rollups the same way.
+//! through `DocStore::projections`, so every backend that passes the
+//! suite serves the REST API's listings and cost rollups the same way; and
+//! for the count the jobs-per-hour limit reads (`JobStore::count_started_since`).
 
 use core_sync::DocId;
 use core_sync::model::BlobRef;
 
 use super::{Backend, new_user};
 use crate::storage::StorageError;
+use crate::storage::jobs::{OpStatus, Operation};
 use crate::storage::projection::{
     CostCursor, CostEvent, CostGroup, CostRange, DAY_MS, Listing, ListingCursor,
 };
@@ -54,7 +56,9 @@ pub(super) async fn listings_page_newest_first(b: Backend) {
     docs[1..3].sort();
     let times = [50, 40, 40, 30, 20];
     for (d, t) in docs.iter().zip(times) {
-        p.put_listing(&u, &listing(d, &format!("t{t}"), t, 1)).await.unwrap();
+        p.put_listing(&u, &listing(d, &format!("t{t}"), t, 1))
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut after: Option<ListingCursor> = None;
@@ -69,7 +73,11 @@ pub(super) async fn listings_page_newest_first(b: Backend) {
     assert_eq!(seen, docs);
     assert_eq!(p.list_assets(&u, None, 0).await.unwrap(), vec![]);
     let got = p.get_listing(&u, &docs[0]).await.unwrap().unwrap();
-    assert_eq!(got, listing(&docs[0], "t50", 50, 1), "every field round-trips");
+    assert_eq!(
+        got,
+        listing(&docs[0], "t50", 50, 1),
+        "every field round-trips"
+    );
 }
 
 pub(super) async fn an_older_listing_never_replaces_a_newer_one(b: Backend) {
@@ -77,7 +85,9 @@ pub(super) async fn an_older_listing_never_replaces_a_newer_one(b: Backend) {
     let (u, d) = (new_user(), DocId::random());
     p.put_listing(&u, &listing(&d, "five", 5, 5)).await.unwrap();
     for (title, useq) in [("three", 3), ("five again", 5)] {
-        p.put_listing(&u, &listing(&d, title, 9, useq)).await.unwrap();
+        p.put_listing(&u, &listing(&d, title, 9, useq))
+            .await
+            .unwrap();
         assert_eq!(p.get_listing(&u, &d).await.unwrap().unwrap().title, "five");
     }
     p.put_listing(&u, &listing(&d, "six", 6, 6)).await.unwrap();
@@ -87,15 +97,22 @@ pub(super) async fn an_older_listing_never_replaces_a_newer_one(b: Backend) {
 pub(super) async fn projections_are_per_user(b: Backend) {
     let p = b.docs.projections();
     let (alice, bob, d) = (new_user(), new_user(), DocId::random());
-    p.put_listing(&alice, &listing(&d, "alice's", 5, 5)).await.unwrap();
+    p.put_listing(&alice, &listing(&d, "alice's", 5, 5))
+        .await
+        .unwrap();
     p.put_cost_events(&alice, &d, &[event(&d, "e1", 100, "google", "g", 7)])
         .await
         .unwrap();
     assert_eq!(p.get_listing(&bob, &d).await.unwrap(), None);
     assert_eq!(p.list_assets(&bob, None, 10).await.unwrap(), vec![]);
     // Bob's put for Alice's document changes nothing.
-    p.put_listing(&bob, &listing(&d, "bob's", 9, 9)).await.unwrap();
-    assert_eq!(p.get_listing(&alice, &d).await.unwrap().unwrap().title, "alice's");
+    p.put_listing(&bob, &listing(&d, "bob's", 9, 9))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.get_listing(&alice, &d).await.unwrap().unwrap().title,
+        "alice's"
+    );
     assert_eq!(p.get_listing(&bob, &d).await.unwrap(), None);
     let all = CostRange::default();
     assert_eq!(p.cost_groups(&bob, &all).await.unwrap(), vec![]);
@@ -104,11 +121,21 @@ pub(super) async fn projections_are_per_user(b: Backend) {
     // An event claiming another document is refused whole.
     let other = DocId::random();
     assert!(matches!(
-        p.put_cost_events(&alice, &d, &[event(&d, "e2", 1, "g", "g", 1), event(&other, "e3", 1, "g", "g", 1)])
-            .await,
+        p.put_cost_events(
+            &alice,
+            &d,
+            &[
+                event(&d, "e2", 1, "g", "g", 1),
+                event(&other, "e3", 1, "g", "g", 1)
+            ]
+        )
+        .await,
         Err(StorageError::Invalid(_))
     ));
-    assert_eq!(p.cost_events(&alice, &all, None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        p.cost_events(&alice, &all, None, 10).await.unwrap().len(),
+        1
+    );
 }
 
 pub(super) async fn cost_groups_add_up_exactly(b: Backend) {
@@ -152,7 +179,16 @@ pub(super) async fn cost_groups_add_up_exactly(b: Backend) {
         models: vec!["gemini".into(), "nothing".into()],
     };
     let first_day = p.cost_groups(&u, &range).await.unwrap();
-    assert_eq!(first_day, vec![g(20_782, "google", "gemini", 38_700_001 + 2 * big as i128, 4)]);
+    assert_eq!(
+        first_day,
+        vec![g(
+            20_782,
+            "google",
+            "gemini",
+            38_700_001 + 2 * big as i128,
+            4
+        )]
+    );
     let range = CostRange {
         from: Some(day + 2),
         to: Some(day + DAY_MS),
@@ -167,7 +203,9 @@ pub(super) async fn cost_event_pages_are_ordered_and_complete(b: Backend) {
     let docs = [DocId::random(), DocId::random()];
     let mut expected = Vec::new();
     for (i, d) in docs.iter().enumerate() {
-        p.put_listing(&u, &listing(d, &format!("asset {i}"), 1, 1)).await.unwrap();
+        p.put_listing(&u, &listing(d, &format!("asset {i}"), 1, 1))
+            .await
+            .unwrap();
         let events: Vec<CostEvent> = (0..13)
             .map(|k| {
                 let model = if k % 2 == 0 { "even" } else { "odd" };
@@ -177,7 +215,9 @@ pub(super) async fn cost_event_pages_are_ordered_and_complete(b: Backend) {
         p.put_cost_events(&u, d, &events).await.unwrap();
         expected.extend(events.into_iter().map(|e| (e, format!("asset {i}"))));
     }
-    expected.sort_by(|a, b| (a.0.ts, &a.0.doc_id, &a.0.event_id).cmp(&(b.0.ts, &b.0.doc_id, &b.0.event_id)));
+    expected.sort_by(|a, b| {
+        (a.0.ts, &a.0.doc_id, &a.0.event_id).cmp(&(b.0.ts, &b.0.doc_id, &b.0.event_id))
+    });
     for range in [
         CostRange::default(),
         CostRange {
@@ -203,4 +243,36 @@ pub(super) async fn cost_event_pages_are_ordered_and_complete(b: Backend) {
             assert_eq!((&row.event, &row.asset_title), (e, title));
         }
     }
+}
+
+pub(super) async fn jobs_started_in_a_window_are_counted(b: Backend) {
+    let ops = &*b.ops;
+    let (u, other) = (new_user(), new_user());
+    let op = |user: &str, n: i64, status: OpStatus, attempts: u32| Operation {
+        id: format!("op-{}", uuid::Uuid::new_v4()),
+        user: user.to_owned(),
+        doc_id: DocId::random(),
+        status,
+        provider_ref: None,
+        attempts,
+        error: None,
+        input: None,
+        created_at: n,
+        updated_at: n,
+    };
+    for o in [
+        op(&u, 100, OpStatus::Succeeded, 1),
+        op(&u, 200, OpStatus::Queued, 0),
+        op(&u, 300, OpStatus::Running, 2),
+        // Refused before any attempt: not a job that ran.
+        op(&u, 400, OpStatus::Failed, 0),
+        op(&u, 500, OpStatus::Failed, 3),
+        op(&other, 600, OpStatus::Queued, 0),
+    ] {
+        assert_eq!(ops.create_operation(&o).await, Ok(true));
+    }
+    assert_eq!(ops.count_started_since(&u, 0).await, Ok(4));
+    assert_eq!(ops.count_started_since(&u, 200).await, Ok(3), "inclusive");
+    assert_eq!(ops.count_started_since(&u, 501).await, Ok(0));
+    assert_eq!(ops.count_started_since(&other, 0).await, Ok(1));
 }

@@ -19,7 +19,6 @@ use crate::storage::projection::{
 };
 use crate::storage::{StorageError, validate_user};
 
-
 fn doc_id(row: &SqliteRow) -> Result<DocId, StorageError> {
     let s: String = row.try_get("doc_id")?;
     s.parse()
@@ -253,7 +252,9 @@ impl CostStore for EmbeddedStore {
             .map_err(|e| StorageError::Backend(e.to_string()))?;
         range_sql(range, &mut sql, &mut args)?;
         sql.push_str(" GROUP BY day, c.provider, c.model ORDER BY day, c.provider, c.model");
-        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args).fetch_all(&self.pool).await?;
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 let whole: i64 = r.try_get("whole")?;
@@ -297,7 +298,9 @@ impl CostStore for EmbeddedStore {
         }
         sql.push_str(" ORDER BY c.ts, c.doc_id, c.event_id LIMIT ?");
         args.add(limit_sql(limit)).map_err(err)?;
-        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args).fetch_all(&self.pool).await?;
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(CostEventRow {
