@@ -7,8 +7,11 @@
 //! straight into its database before it starts (10,000 listings; users
 //! with 10,000 and 100,000 cost events), since those reads never load a
 //! document. Each row: p50 of the request's wall time seen by the client
-//! (the whole body read), and the server's peak RSS during those requests.
-//! The CSV rows show whether memory stays flat as the CSV grows tenfold.
+//! (the whole body read), the server's RSS before those requests and its
+//! peak during them. The CSV rows show whether memory stays flat as the
+//! CSV grows tenfold: what a request adds is the peak minus the RSS before
+//! (what stays resident between requests is SQLite's page caches, bounded
+//! per connection, and the allocator's free lists).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,11 +42,20 @@ impl Server {
 
     /// Peak RSS since the last reset, in MiB.
     fn peak_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    /// RSS now, in MiB.
+    fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS:")
+    }
+
+    fn status_mib(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     }
@@ -189,8 +201,8 @@ async fn main() {
     p50(&http, &server, &tokens[0], "/assets", 2).await;
     p50(&http, &server, &tokens[2], "/costs", 1).await;
 
-    println!("| request | data | p50 | body | server peak RSS |");
-    println!("|---|---|---|---|---|");
+    println!("| request | data | p50 | body | server RSS before | server peak RSS |");
+    println!("|---|---|---|---|---|---|");
     let rows: [(&str, usize, String, &str); 5] = [
         (
             "GET /assets (first page, 50)",
@@ -210,9 +222,10 @@ async fn main() {
             runs
         };
         server.reset_peak();
+        let before = server.rss_mib();
         let (ms, size) = p50(&http, &server, &tokens[user], path, n).await;
         println!(
-            "| {what} | {data} | {ms:.1} ms | {:.1} KiB | {:.1} MiB |",
+            "| {what} | {data} | {ms:.1} ms | {:.1} KiB | {before:.1} MiB | {:.1} MiB |",
             size as f64 / 1024.0,
             server.peak_mib()
         );
