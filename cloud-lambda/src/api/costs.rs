@@ -126,7 +126,7 @@ pub fn report(groups: &[CostGroup]) -> CostReport {
             .map(|(k, (n, c))| bucket(k.to_owned(), n, c))
             .collect();
         // Stable: equal spends keep the map's name order.
-        v.sort_by(|a, b| b.cost_nano_usd.cmp(&a.cost_nano_usd));
+        v.sort_by_key(|b| std::cmp::Reverse(b.cost_nano_usd));
         v
     };
     CostReport {

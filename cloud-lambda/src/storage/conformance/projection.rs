@@ -209,7 +209,7 @@ pub(super) async fn cost_event_pages_are_ordered_and_complete(b: Backend) {
         let events: Vec<CostEvent> = (0..13)
             .map(|k| {
                 let model = if k % 2 == 0 { "even" } else { "odd" };
-                event(d, &format!("e{k:02}"), (k / 3) as i64, "google", model, k)
+                event(d, &format!("e{k:02}"), k / 3, "google", model, k)
             })
             .collect();
         p.put_cost_events(&u, d, &events).await.unwrap();
