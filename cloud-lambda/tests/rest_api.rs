@@ -581,3 +581,57 @@ async fn the_openapi_document_matches_the_router_and_the_committed_copy() {
         "cloud-lambda/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p cloud-lambda --test rest_api` and commit it"
     );
 }
+
+/// Captures what the log writes.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_request_is_one_json_log_line_with_its_user_and_never_its_token() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    // The only test in this binary that installs a subscriber.
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("info")
+        .with_writer(move || writer.clone())
+        .try_init()
+        .unwrap();
+    let w = world(Options::default()).await;
+    let id = "0".repeat(32);
+    let r = w
+        .http
+        .get(format!("{}/assets/{id}", w.url))
+        .bearer_auth(&w.alice.token)
+        .header("x-request-id", "log-test-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["x-request-id"], "log-test-1", "echoed back");
+    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "atelier::access" && l["span"]["request_id"] == "log-test-1")
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let line = &lines[0];
+    assert_eq!(line["span"]["route"], "/assets/{id}");
+    assert_eq!(line["span"]["method"], "GET");
+    assert_eq!(line["span"]["user"], w.alice.sub.as_str());
+    assert_eq!(line["fields"]["status"], 404);
+    assert!(line["fields"]["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert!(!text.contains(&w.alice.token), "the token is never logged");
+}

@@ -385,6 +385,24 @@ async fn jobs_over_the_daily_spend_cap_fail_with_the_reason() {
         text.contains("$0.01") && text.contains("00:00 UTC"),
         "{text}"
     );
+    // The counters the alarms watch saw the spend and the refusal.
+    let metrics = w
+        .call(None, reqwest::Method::GET, "/metrics", None)
+        .await
+        .text();
+    let counter = |name: &str| -> i64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(counter("atelier_jobs_refused_total") >= 1, "{metrics}");
+    assert!(
+        counter("atelier_spend_nano_usd_total") >= 10_000_000,
+        "{metrics}"
+    );
     // Bob has his own cap.
     let bobs = w.asset_with_image(&w.bob, "Bob's").await;
     let m = w
