@@ -358,6 +358,8 @@ async fn messages_are_written_into_the_document_and_paged_newest_first() {
         assert_eq!(posted["operation"], Value::Null);
         texts.push(format!("note {i}"));
     }
+    // Exactly one full page: no cursor to an empty page.
+    assert_eq!(pages(&w, &msgs, 4, "text").await, vec![texts.clone()]);
     // A tool request without jobs on this server stays queued.
     let posted = w
         .post(&w.alice, &msgs, json!({"type": "upscale", "scale": 2}))
