@@ -125,8 +125,9 @@ async fn update(
 }
 
 /// Derives listings (and cost events) for documents the embedded store
-/// holds without one: documents written before the projections existed.
-/// Returns how many it listed. Run in the background at start-up.
+/// holds without a current one: documents written before the projections
+/// existed, or whose last append's projection a crash cut off. Returns how
+/// many it listed. Run in the background at start-up.
 pub async fn backfill(store: Arc<EmbeddedStore>) -> Result<usize, ProjectionError> {
     let mut listed = 0;
     let mut failed = std::collections::HashSet::new();

@@ -313,13 +313,15 @@ impl CostStore for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Documents that have no listing yet (written before the projections
-    /// existed), as (owner, document), at most `limit`: what a backfill
+    /// Documents whose listing is missing (written before the projections
+    /// existed) or behind their log (a crash between an append and its
+    /// listing), as (owner, document), at most `limit`: what a backfill
     /// derives listings for.
     pub async fn unlisted_docs(&self, limit: usize) -> Result<Vec<(String, DocId)>, StorageError> {
         let rows = sqlx::query(
             "SELECT d.owner, d.doc_id FROM docs d
-             WHERE NOT EXISTS (SELECT 1 FROM listings l WHERE l.doc_id = d.doc_id)
+             WHERE NOT EXISTS (SELECT 1 FROM listings l
+                               WHERE l.doc_id = d.doc_id AND l.useq >= d.last_useq)
              ORDER BY d.doc_id LIMIT ?",
         )
         .bind(limit_sql(limit))
