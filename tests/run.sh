@@ -28,9 +28,19 @@ step "build (debug, all test targets and binaries)"
 # atelier-local, which `--tests` alone does not build.
 cargo build --workspace --tests --bins --locked
 
+step "API property tests (schemathesis against atelier-cloud serve; venv in ~/.cache/atelier/venv)"
+# Its result is kept for the end, so the test runner's summary closes the run.
+schemathesis_status=0
+bash tests/schemathesis.sh || schemathesis_status=$?
+
 step "test"
 # cargo-nextest (on every machine of this kind): one process per test, no
 # fail-fast, a per-test timeout, and a final list of failures.
 cargo nextest run --workspace --locked --no-fail-fast \
     --config-file tests/nextest.toml \
     --test-threads="${TEST_THREADS:-2}"
+
+if [[ "$schemathesis_status" -ne 0 ]]; then
+    echo "schemathesis found failures (see above)" >&2
+    exit "$schemathesis_status"
+fi

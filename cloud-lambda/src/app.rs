@@ -3,27 +3,23 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Request, StatusCode, header};
-use axum::routing::{get, post, put};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::{Json, Router};
-use core_sync::sync::protocol::{MAX_REQUEST_BYTES, SYNC_PATH, SyncRequest, SyncResponse};
-use tower_http::compression::CompressionLayer;
-use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use core_sync::sync::protocol::{MAX_REQUEST_BYTES, SyncRequest, SyncResponse};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Verifier;
 use crate::error::ApiError;
 use crate::jobs::{JobConfig, Jobs};
+use crate::limits::ApiLimits;
 use crate::providers::ProviderConfig;
 use crate::registry::Registry;
-use crate::storage::embedded::{EmbeddedBlobs, EmbeddedStore, TRANSFER_PATH};
+use crate::storage::embedded::{EmbeddedBlobs, EmbeddedStore};
 use crate::storage::jobs::JobStore;
 use crate::storage::{BlobStore, DocStore, StorageError};
 use crate::write::{DEFAULT_CACHE_BYTES, DocWriter};
@@ -44,6 +40,8 @@ pub struct AppState {
     pub jobs: Option<Arc<Jobs>>,
     /// Replicate's webhook signing secret (`whsec_…`).
     pub webhook_secret: Option<String>,
+    /// Request rate and input bounds.
+    pub limits: Arc<ApiLimits>,
     /// The embedded backend's blobs, which serve their own transfer URLs
     /// (`None` on AWS: S3 does).
     pub local_blobs: Option<Arc<EmbeddedBlobs>>,
@@ -67,15 +65,9 @@ impl AppState {
             jwks: jwks.map(Arc::new),
             jobs: None,
             webhook_secret: None,
+            limits: Arc::default(),
             local_blobs: None,
         }
-    }
-
-    /// The embedded backend's blobs serve their transfer URLs here.
-    pub fn with_local_blobs(mut self, blobs: Arc<EmbeddedBlobs>) -> AppState {
-        self.blobs = blobs.clone();
-        self.local_blobs = Some(blobs);
-        self
     }
 
     /// The embedded backend in `dir` (database and blobs), without jobs.
@@ -86,18 +78,45 @@ impl AppState {
     ) -> Result<AppState, StorageError> {
         let store = Arc::new(EmbeddedStore::open(dir).await?);
         let blobs = Arc::new(EmbeddedBlobs::open(dir)?);
+        // Documents stored before the REST projections existed get listed.
+        let unlisted = store.clone();
+        tokio::spawn(async move {
+            match crate::projection::backfill(unlisted).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(documents = n, "listed documents stored before listings"),
+                Err(e) => tracing::error!(error = %e, "cannot list older documents"),
+            }
+        });
         Ok(
             AppState::new(store.clone(), blobs.clone(), store, verifier, jwks)
                 .with_local_blobs(blobs),
         )
     }
 
-    /// The authenticated user (the token's `sub`) of a request.
+    /// The authenticated user (the token's `sub`) of a request, recorded
+    /// on the request's log span, after the per-user rate limit.
     pub async fn user(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        Ok(self.verifier.verify(bearer).await?.sub)
+        let user = self.verifier.verify(bearer).await?.sub;
+        tracing::Span::current().record("user", user.as_str());
+        self.limits
+            .check(&user)
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+        Ok(user)
+    }
+
+    /// Serves `blobs`' transfer URLs (`/v1/blob-transfer`).
+    pub fn with_local_blobs(mut self, blobs: Arc<EmbeddedBlobs>) -> AppState {
+        self.local_blobs = Some(blobs);
+        self
+    }
+
+    /// Sets the request rate and input bounds.
+    pub fn with_limits(mut self, limits: ApiLimits) -> AppState {
+        self.limits = Arc::new(limits);
+        self
     }
 
     /// The same state with a document cache of `bytes` (0: no cache).
@@ -128,51 +147,63 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/healthz", get(healthz))
-        .route(SYNC_PATH, post(sync))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/upload-url", post(blob_routes::upload_url))
-        .route("/download-url", get(blob_routes::download_url))
-        .route("/replicate/webhook", post(webhook_route::replicate_webhook))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .layer(RequestDecompressionLayer::new())
-        .layer(CompressionLayer::new())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ));
+    let (api, _) = api_routes().split_for_parts();
+    let api = crate::api::observe::api_layers(api.layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)));
     // Image bytes stream at the pace of the network, with the size the URL
     // allows: outside the API's body limit, compression and timeout.
-    let transfer = Router::new().route(
-        TRANSFER_PATH,
-        put(blob_routes::transfer_put).get(blob_routes::transfer_get),
-    );
-    api.merge(transfer)
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+    let (transfer, _) = transfer_routes().split_for_parts();
+    crate::api::observe::layers(api.merge(transfer)).with_state(state)
 }
 
+/// Every route with its OpenAPI description (see `api::openapi`).
+pub fn openapi_router() -> OpenApiRouter<AppState> {
+    api_routes().merge(transfer_routes())
+}
+
+/// The embedded backend's blob transfers (`/v1/blob-transfer`).
+fn transfer_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(blob_routes::transfer_put, blob_routes::transfer_get))
+}
+
+/// The API: every route but the blob transfers.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(sync))
+        .routes(routes!(jwks))
+        .routes(routes!(blob_routes::upload_url))
+        .routes(routes!(blob_routes::download_url))
+        .routes(routes!(webhook_route::replicate_webhook))
+        .merge(crate::api::router())
+}
+
+/// Liveness: answers `ok` without touching storage.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, description = "The server is up", body = String, content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
+/// The embedded server's token signing keys (its own issuer only).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "meta",
+    responses((status = 200, description = "A JSON Web Key Set", body = Object),
+        (status = 404, description = "This server issues no tokens", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn jwks(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     match &state.jwks {
         Some(j) => Ok(Json((**j).clone())),
-        None => Err(ApiError::NotFound("jwks".into())),
+        None => Err(ApiError::Missing(
+            "This server issues no tokens; its identity provider publishes the keys.".into(),
+        )),
     }
 }
 
+/// The sync endpoint (see `core_sync::sync::protocol`): pushes each
+/// document's changes the server lacks and pulls the user's feed after the
+/// cursor. JSON, zstd or gzip `Content-Encoding` both ways.
+#[utoipa::path(post, path = "/v1/sync", tag = "sync",
+    request_body(content = crate::api::openapi::SyncRequestDoc, content_type = "application/json"),
+    responses((status = 200, description = "What the client lacks, and the outcome of each push", body = crate::api::openapi::SyncResponseDoc)),
+    security(("bearer" = [])))]
 async fn sync(
     State(state): State<AppState>,
     headers: HeaderMap,

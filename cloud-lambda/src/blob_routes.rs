@@ -5,16 +5,16 @@
 //! backend, `PUT`/`GET /v1/blob-transfer?t=…`, whose signed token is the
 //! permission (no bearer token), streamed to and from disk.
 
-use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use core_sync::blob::MAX_BLOB_BYTES;
 use serde::Deserialize;
 
+use crate::api::{Json, User, query_pairs, single};
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::storage::embedded::TransferError;
 use crate::storage::{TransferUrl, validate_sha256};
 use core_sync::sync::protocol::UploadUrlRequest;
@@ -22,22 +22,37 @@ use core_sync::sync::protocol::UploadUrlRequest;
 /// The image types the server takes.
 const IMAGE_TYPES: [&str; 3] = ["image/png", "image/jpeg", "image/webp"];
 
-/// `POST /upload-url`: where to upload one image.
+/// Where to upload one image: a short-lived URL pinned to its SHA-256, size
+/// and content type. `PUT` the bytes there with exactly the headers given
+/// (no bearer token: the URL is the permission).
+#[utoipa::path(post, path = "/upload-url", tag = "blobs",
+    request_body = crate::api::openapi::UploadUrlRequestDoc,
+    responses((status = 200, description = "Where to PUT the bytes", body = crate::api::openapi::TransferUrlDoc)),
+    security(("bearer" = [])))]
 pub async fn upload_url(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    User(user): User,
     Json(req): Json<UploadUrlRequest>,
 ) -> Result<Json<TransferUrl>, ApiError> {
-    let user = state.user(&headers).await?;
     check_sha(&req.sha256)?;
-    if req.bytes > MAX_BLOB_BYTES {
-        return Err(ApiError::PayloadTooLarge(MAX_BLOB_BYTES as usize));
+    let max = MAX_BLOB_BYTES.min(state.limits.config.max_image_bytes as u64);
+    if req.bytes > max {
+        return Err(ApiError::invalid(
+            "image_too_large",
+            format!(
+                "The image is {} bytes; images up to {max} bytes are taken.",
+                req.bytes
+            ),
+        ));
     }
     if req.bytes == 0 {
-        return Err(ApiError::BadRequest("an image of 0 bytes".into()));
+        return Err(ApiError::invalid("empty_image", "An image of 0 bytes."));
     }
     if !IMAGE_TYPES.contains(&req.content_type.as_str()) {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::UnsupportedImage(format!(
+            "{:?} is not an image type this service takes (PNG, JPEG or WebP).",
+            req.content_type
+        )));
     }
     let url = state
         .blobs
@@ -46,32 +61,54 @@ pub async fn upload_url(
     Ok(Json(url))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The query of `GET /download-url` (for the document).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
 pub struct DownloadUrlQuery {
-    pub sha256: String,
+    /// SHA-256 of the image's bytes.
+    #[param(pattern = "^[0-9a-f]{64}$")]
+    sha256: String,
 }
 
-/// `GET /download-url?sha256=…`: where to download one of the user's images.
+/// Where to download one of the user's images: a short-lived URL.
+#[utoipa::path(get, path = "/download-url", tag = "blobs",
+    params(DownloadUrlQuery),
+    responses((status = 200, description = "Where to GET the bytes", body = crate::api::openapi::TransferUrlDoc),
+        (status = 404, description = "The user has no such image", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn download_url(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<DownloadUrlQuery>,
+    User(user): User,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<TransferUrl>, ApiError> {
-    let user = state.user(&headers).await?;
-    check_sha(&q.sha256)?;
-    match state.blobs.download_url(&user, &q.sha256).await? {
+    let pairs = query_pairs(query.as_deref(), &["sha256"])?;
+    let sha = single(&pairs, "sha256")?
+        .ok_or_else(|| ApiError::invalid("missing_parameter", "sha256 is required"))?;
+    check_sha(sha)?;
+    match state.blobs.download_url(&user, sha).await? {
         Some(url) => Ok(Json(url)),
-        None => Err(ApiError::NotFound(format!("blob {}", q.sha256))),
+        None => Err(ApiError::Missing(format!(
+            "There is no uploaded image {}; it may belong to another account.",
+            sha
+        ))),
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TransferQuery {
+    /// The signed grant the transfer URL carries.
     pub t: String,
 }
 
-/// `PUT /v1/blob-transfer?t=…` (embedded backend): receives an upload.
+/// Receives an upload an upload URL allows (embedded backend; the URL is
+/// the permission, no bearer token).
+#[utoipa::path(put, path = "/v1/blob-transfer", tag = "blobs", params(TransferQuery),
+    request_body(content = Vec<u8>, content_type = "image/*",
+        description = "The image, with the Content-Type its upload URL names"),
+    responses((status = 201, description = "Stored"),
+        (status = 403, description = "The URL is not valid or has expired", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn transfer_put(
     State(state): State<AppState>,
     Query(q): Query<TransferQuery>,
@@ -97,7 +134,10 @@ pub async fn transfer_put(
     }
 }
 
-/// `GET /v1/blob-transfer?t=…` (embedded backend): streams a download.
+/// Streams the download a download URL allows (embedded backend).
+#[utoipa::path(get, path = "/v1/blob-transfer", tag = "blobs", params(TransferQuery),
+    responses((status = 200, description = "The image's bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 403, description = "The URL is not valid or has expired", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn transfer_get(
     State(state): State<AppState>,
     Query(q): Query<TransferQuery>,
@@ -145,19 +185,28 @@ fn transfer_error(e: TransferError) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     };
-    let message = match &e {
-        TransferError::Storage(_) => "the blob could not be stored; try again".to_owned(),
-        e => e.to_string(),
+    let (code, detail) = match &e {
+        TransferError::Storage(_) => ("internal", "The image could not be stored; try again.".to_owned()),
+        TransferError::BadSignature(_) => ("bad_transfer_url", e.to_string()),
+        TransferError::Expired => ("transfer_url_expired", e.to_string()),
+        TransferError::TooLarge(_) => ("image_too_large", e.to_string()),
+        TransferError::WrongType { .. } | TransferError::NotAnImage => ("unsupported_image", e.to_string()),
+        TransferError::Mismatch { .. } => ("image_mismatch", e.to_string()),
+        TransferError::NotFound => ("not_found", e.to_string()),
     };
-    (
-        status,
-        Json(serde_json::json!({"error": {"code": "blob_transfer", "message": message}})),
-    )
-        .into_response()
+    Problem::new(status, code, detail).into_response()
 }
 
 fn check_sha(sha: &str) -> Result<(), ApiError> {
-    validate_sha256(sha).map_err(|_| ApiError::BadRequest(format!("{sha:?} is not a SHA-256")))
+    validate_sha256(sha).map_err(|_| {
+        ApiError::invalid(
+            "bad_sha256",
+            format!(
+                "{:?} is not a SHA-256 (64 lowercase hex characters)",
+                sha.chars().take(80).collect::<String>()
+            ),
+        )
+    })
 }
 
 fn now_secs() -> u64 {

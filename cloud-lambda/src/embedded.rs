@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::app::{AppState, router};
 use crate::auth::{AuthError, LocalIssuer};
 use crate::jobs::JobConfig;
+use crate::limits::{ApiConfig, ApiLimits};
 use crate::providers::ProviderConfig;
 use crate::registry::{Registry, RegistryError};
 use crate::storage::StorageError;
@@ -32,7 +33,11 @@ pub struct EmbeddedOptions {
     /// Run provider jobs (otherwise queued requests stay queued).
     pub jobs: bool,
     pub providers: ProviderConfig,
+    /// Jobs' tunables, spend limits included.
     pub job_config: JobConfig,
+    /// Request rate (off by default: the desktop's own server) and input
+    /// bounds.
+    pub api: ApiConfig,
     /// Public base URL for Replicate's webhook; defaults to the listener's
     /// own address.
     pub public_url: Option<String>,
@@ -50,6 +55,7 @@ impl EmbeddedOptions {
             jobs: true,
             providers: ProviderConfig::from_env(),
             job_config: JobConfig::default(),
+            api: ApiConfig::default(),
             public_url: None,
             webhooks: true,
         }
@@ -94,8 +100,9 @@ impl EmbeddedServer {
             source,
         })?;
         let issuer = LocalIssuer::load_or_create(data, LOCAL_ISSUER, LOCAL_AUDIENCE)?;
-        let mut state =
-            AppState::embedded(data, issuer.verifier(), Some(issuer.jwks_json())).await?;
+        let mut state = AppState::embedded(data, issuer.verifier(), Some(issuer.jwks_json()))
+            .await?
+            .with_limits(ApiLimits::new(options.api.clone()));
         let listener = tokio::net::TcpListener::bind(options.addr)
             .await
             .map_err(|source| EmbeddedError::Listen {

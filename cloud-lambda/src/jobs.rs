@@ -65,6 +65,9 @@ pub struct JobConfig {
     /// provider can fetch (the AWS backend); `None` uploads them to the
     /// provider instead (see `providers::inputs`).
     pub public_inputs: Option<Arc<dyn PublicInputUrls>>,
+    /// Jobs per user per hour and the daily spend cap, checked where an
+    /// operation is created.
+    pub limits: crate::limits::SpendLimits,
 }
 
 impl Default for JobConfig {
@@ -77,6 +80,7 @@ impl Default for JobConfig {
             prediction_timeout: Duration::from_secs(15 * 60),
             public_url: None,
             public_inputs: None,
+            limits: crate::limits::SpendLimits::default(),
         }
     }
 }
@@ -93,6 +97,9 @@ pub struct Jobs {
     /// Operations running in this process (a webhook or a resume must not
     /// start a second copy).
     running: Mutex<HashSet<String>>,
+    /// Serializes the limit check and the creation of operations in this
+    /// process, so concurrent pushes cannot both pass the last free slot.
+    admission: tokio::sync::Mutex<()>,
 }
 
 /// How a job is ended by a person or a provider: the message's last words.
@@ -163,6 +170,7 @@ impl Jobs {
             config,
             wakeups: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
+            admission: tokio::sync::Mutex::new(()),
         });
         docs.set_launcher(Arc::new(Launcher(Arc::downgrade(&jobs))));
         jobs
@@ -172,28 +180,75 @@ impl Jobs {
         &self.registry
     }
 
+    pub fn registry_arc(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
+    }
+
     /// Creates (exactly once, by conditional write) and launches an
     /// operation for each of these queued tool-request messages of `doc_id`.
+    /// Over a spend limit (`crate::limits::admit`) the operation is created
+    /// `failed` instead, and the message fails with the reason.
     pub async fn start(self: &Arc<Self>, user: &str, doc_id: &DocId, message_ids: Vec<String>) {
+        let _admission = self.admission.lock().await;
         for id in message_ids {
+            if matches!(self.ops.get_operation(user, &id).await, Ok(Some(_))) {
+                continue;
+            }
             let now = now_millis();
+            let refusal = crate::limits::admit(
+                &self.config.limits,
+                self.ops.as_ref(),
+                self.docs.docs().as_ref(),
+                user,
+                now,
+            )
+            .await
+            .err();
             let op = Operation {
                 id,
                 user: user.to_owned(),
                 doc_id: doc_id.clone(),
-                status: OpStatus::Queued,
+                status: if refusal.is_some() {
+                    OpStatus::Failed
+                } else {
+                    OpStatus::Queued
+                },
                 provider_ref: None,
                 attempts: 0,
-                error: None,
+                error: refusal.as_ref().map(|r| r.message.clone()),
                 input: None,
                 created_at: now,
                 updated_at: now,
             };
-            match self.ops.create_operation(&op).await {
-                Ok(true) => self.launch(op),
-                Ok(false) => {}
-                Err(e) => tracing::error!(op = %op.id, error = %e, "cannot create operation"),
+            match (self.ops.create_operation(&op).await, refusal) {
+                (Ok(true), None) => self.launch(op),
+                (Ok(true), Some(refusal)) => self.refuse(&op, refusal).await,
+                (Ok(false), _) => {}
+                (Err(e), _) => tracing::error!(op = %op.id, error = %e, "cannot create operation"),
             }
+        }
+    }
+
+    /// Ends a refused request's message `failed` with the reason.
+    async fn refuse(&self, op: &Operation, refusal: crate::limits::Refusal) {
+        crate::metrics::global().job_refused();
+        tracing::info!(op = %op.id, code = refusal.code, "job refused by a spend limit");
+        let update = MessageUpdate {
+            status: Some(MessageStatus::Failed),
+            error: Some(ErrorInfo {
+                code: refusal.code.into(),
+                message: refusal.message,
+            }),
+            ..Default::default()
+        };
+        let written = self
+            .docs
+            .write(&op.user, &op.doc_id, |d| {
+                d.update_message(&op.id, update.clone(), now_millis())
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(op = %op.id, error = %e, "cannot record the refusal");
         }
     }
 
@@ -253,6 +308,7 @@ impl Jobs {
             Ok(()) => (OpStatus::Succeeded, None),
             Err(Ending::Canceled) => (OpStatus::Canceled, None),
             Err(Ending::Failed { code, message }) => {
+                crate::metrics::global().job_failed();
                 tracing::info!(%code, %message, "job failed");
                 let update = MessageUpdate {
                     status: Some(MessageStatus::Failed),
@@ -765,6 +821,7 @@ impl Jobs {
             });
         }
         let cost = model.price.cost(out.usage);
+        crate::metrics::global().spent(cost.as_ref().map_or(0, |c| c.nano_usd));
         let id = op.id.clone();
         let provider = format!("{:?}", model.provider).to_lowercase();
         let canceled = self

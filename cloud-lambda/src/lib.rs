@@ -20,7 +20,14 @@
 //!   `models.json`).
 //! - [`providers`]: the Gemini, Imagen and Replicate clients, their error
 //!   classification (transient or permanent) and Replicate webhook signatures.
+//! - [`api`]: the REST resources (assets, messages, costs), the OpenAPI
+//!   document, request logs.
+//! - [`projection`]: keeps the listing and cost-event projections in step
+//!   with the documents.
+//! - [`limits`]: per-user request rate, input bounds, spend limits.
+//! - [`metrics`]: counters for alarms (Prometheus text, CloudWatch EMF).
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod blob_routes;
@@ -28,7 +35,10 @@ pub mod embedded;
 pub mod error;
 pub mod images;
 pub mod jobs;
+pub mod limits;
 pub mod local;
+pub mod metrics;
+pub mod projection;
 pub mod providers;
 pub mod registry;
 pub mod storage;

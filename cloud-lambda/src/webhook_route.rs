@@ -18,13 +18,34 @@ use crate::providers::webhook;
 /// Oldest webhook timestamp accepted.
 pub const TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
+/// Replicate's prediction updates (Standard Webhooks signature).
+#[utoipa::path(post, path = "/replicate/webhook", tag = "webhooks",
+    params(
+        ("webhook-id" = String, Header, description = "Delivery id; each is acted on once"),
+        ("webhook-timestamp" = String, Header, description = "Unix seconds; at most 5 minutes old"),
+        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`"),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "A Replicate prediction"),
+    responses((status = 200, description = "Accepted (or a replay, ignored)"),
+        (status = 401, description = "A header is missing, or the signature or timestamp does not verify", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "This server runs no Replicate jobs", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn replicate_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
+    // Not a webhook at all without its three headers, whatever this server runs.
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        if headers.get(name).is_none() {
+            return Err(ApiError::BadSignature(format!(
+                "the {name} header is missing"
+            )));
+        }
+    }
     let (Some(jobs), Some(secret)) = (&state.jobs, &state.webhook_secret) else {
-        return Err(ApiError::NotFound("webhook".into()));
+        return Err(ApiError::Missing(
+            "This server runs no Replicate jobs, so it takes no webhooks.".into(),
+        ));
     };
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = core_sync::now_millis() / 1000;

@@ -263,6 +263,12 @@ impl FaultyDocStore {
 
 #[async_trait]
 impl DocStore for FaultyDocStore {
+    // The REST projections are not what this simulation is about: faults
+    // and turns apply to the document store only.
+    fn projections(&self) -> &dyn cloud_lambda::storage::projection::ProjectionStore {
+        self.inner.projections()
+    }
+
     async fn head(&self, user: &str, doc: &DocId) -> Result<Option<DocHead>, StorageError> {
         self.gate.pass().await;
         self.before_read()?;

@@ -166,3 +166,66 @@ async fn blobs_live_under_a_hash_of_the_user_id() {
         Some(b"pixels".to_vec())
     );
 }
+
+#[tokio::test]
+async fn the_backfill_lists_documents_without_a_current_listing() {
+    use cloud_lambda::storage::projection::{CostRange, Listing};
+    use core_sync::model::{AssetDoc, NewCostEvent};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
+    let user = "alice";
+    // Two documents appended straight to the log (as before the
+    // projections existed): one never listed, one listed at an older
+    // position (a crash between its append and its listing).
+    let mut ids = Vec::new();
+    for title in ["Never listed", "Listed behind"] {
+        let mut doc = AssetDoc::create(title, 1_000);
+        doc.record_cost(
+            NewCostEvent {
+                provider: "google".into(),
+                model: "gemini-3.1-flash-image".into(),
+                units: 1.0,
+                unit: "images".into(),
+                cost_nano_usd: 39_000_000,
+                message_id: None,
+            },
+            2_000,
+        )
+        .unwrap();
+        let (bytes, heads) = doc.unsaved_changes();
+        let id = DocId::random();
+        store.append(user, &id, 0, &bytes, &heads).await.unwrap();
+        ids.push(id);
+    }
+    let stale = Listing {
+        doc_id: ids[1].clone(),
+        title: "old title".into(),
+        cover: None,
+        active_version_id: None,
+        message_count: 0,
+        cost_event_count: 0,
+        created_at: 0,
+        updated_at: 0,
+        useq: 0,
+    };
+    store.projections().put_listing(user, &stale).await.unwrap();
+
+    let listed = cloud_lambda::projection::backfill(store.clone())
+        .await
+        .unwrap();
+    assert_eq!(listed, 2);
+    let p = store.projections();
+    for (id, title) in ids.iter().zip(["Never listed", "Listed behind"]) {
+        assert_eq!(p.get_listing(user, id).await.unwrap().unwrap().title, title);
+    }
+    let groups = p.cost_groups(user, &CostRange::default()).await.unwrap();
+    assert_eq!(groups.iter().map(|g| g.events).sum::<u64>(), 2);
+    // Nothing left to do the second time.
+    assert_eq!(
+        cloud_lambda::projection::backfill(store.clone())
+            .await
+            .unwrap(),
+        0
+    );
+}

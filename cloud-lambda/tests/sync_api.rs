@@ -5,7 +5,7 @@
 //! temporary directory and a [`LocalIssuer`].
 //!
 //! Every refusal is checked twice: the status and the JSON error body
-//! (`{"error":{"code","message"}}`) the client sees, and the store itself
+//! (RFC 9457 problem details with a `code`) the client sees, and the store itself
 //! (through the `DocStore` API), which must show that nothing was written.
 //!
 //! RSA key generation is slow in debug builds, so the binary generates one
@@ -28,13 +28,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use cloud_lambda::app::{AppState, router};
 use cloud_lambda::auth::{AuthError, LocalIssuer};
+use cloud_lambda::error::Problem;
 use cloud_lambda::storage::embedded::EmbeddedStore;
 use cloud_lambda::storage::{DocHead, DocStore, FeedEntry};
 use core_sync::model::NewMessage;
 use core_sync::sync::client::encode_request;
 use core_sync::sync::protocol::{
-    Bytes, DocPush, DocUpdate, ErrorBody, MAX_REQUEST_BYTES, PushOutcome, PushStatus, SYNC_PATH,
-    SyncRequest, SyncResponse, change_hashes, hashes,
+    Bytes, DocPush, DocUpdate, MAX_REQUEST_BYTES, PushOutcome, PushStatus, SYNC_PATH, SyncRequest,
+    SyncResponse, change_hashes, hashes,
 };
 use core_sync::{AssetDoc, DocId};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -195,31 +196,33 @@ impl Resp {
         serde_json::from_slice(&self.body).unwrap()
     }
 
-    /// Checks the status and that the body is exactly
-    /// `{"error":{"code":..,"message":..}}` JSON with this code; returns the
-    /// message.
+    /// Checks the status and that the body is exactly an RFC 9457 problem
+    /// (`application/problem+json`: type, title, status, code, detail)
+    /// with this code; returns the detail.
     #[track_caller]
     fn error(&self, status: StatusCode, code: &str) -> String {
         assert_eq!(self.status, status, "body: {}", self.text());
         let content_type = self.header("content-type").unwrap_or_default();
         assert!(
-            content_type.starts_with("application/json"),
+            content_type.starts_with("application/problem+json"),
             "{status}: content-type {content_type:?}, body {:?}",
             self.text()
         );
         let value: Value = serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {:?}", self.text()));
-        let keys = |v: &Value| {
-            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-            k.sort();
-            k
-        };
-        assert_eq!(keys(&value), ["error"], "{value}");
-        assert_eq!(keys(&value["error"]), ["code", "message"], "{value}");
-        let body: ErrorBody = serde_json::from_value(value).unwrap();
-        assert_eq!(body.error.code, code, "{:?}", body.error.message);
-        assert!(!body.error.message.is_empty());
-        body.error.message
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["code", "detail", "status", "title", "type"],
+            "{value}"
+        );
+        let problem: Problem = serde_json::from_value(value).unwrap();
+        assert_eq!(problem.code, code, "{:?}", problem.detail);
+        assert_eq!(problem.status, status.as_u16());
+        assert_eq!(problem.type_, format!("urn:atelier:problem:{code}"));
+        assert!(!problem.detail.is_empty());
+        problem.detail
     }
 }
 

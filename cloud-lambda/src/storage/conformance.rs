@@ -1,6 +1,7 @@
 //! The black-box conformance suite for storage backends, written only
-//! against the [`DocStore`] and [`BlobStore`] traits so that every backend
-//! (embedded, AWS) runs the same checks.
+//! against the [`DocStore`] and [`BlobStore`] traits (and the projections
+//! a `DocStore` hands out: cases in `conformance/projection.rs`) so that
+//! every backend (embedded, AWS) runs the same checks.
 //!
 //! A backend's test calls [`run_all`] with a function that opens a fresh
 //! [`Backend`]; each case gets its own. Cases use fresh random user ids, so
@@ -24,6 +25,8 @@ use core_sync::blob::sha256_hex;
 
 use super::jobs::{InputRecord, InputRoute, JobStore, OpStatus, Operation};
 use super::{BlobStore, Chunk, DocHead, DocStore, FeedEntry, MAX_USER_LEN, StorageError};
+
+mod projection;
 
 /// A backend under test.
 pub struct Backend {
@@ -74,6 +77,24 @@ pub const CASES: &[(&str, Case)] = &[
     }),
     ("operations_are_created_once_and_keep_their_input", |b| {
         Box::pin(operations_are_created_once_and_keep_their_input(b))
+    }),
+    ("listings_page_newest_first", |b| {
+        Box::pin(projection::listings_page_newest_first(b))
+    }),
+    ("an_older_listing_never_replaces_a_newer_one", |b| {
+        Box::pin(projection::an_older_listing_never_replaces_a_newer_one(b))
+    }),
+    ("projections_are_per_user", |b| {
+        Box::pin(projection::projections_are_per_user(b))
+    }),
+    ("cost_groups_add_up_exactly", |b| {
+        Box::pin(projection::cost_groups_add_up_exactly(b))
+    }),
+    ("cost_event_pages_are_ordered_and_complete", |b| {
+        Box::pin(projection::cost_event_pages_are_ordered_and_complete(b))
+    }),
+    ("jobs_started_in_a_window_are_counted", |b| {
+        Box::pin(projection::jobs_started_in_a_window_are_counted(b))
     }),
 ];
 

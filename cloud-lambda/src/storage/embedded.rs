@@ -43,6 +43,7 @@ use super::{Chunk, DocHead, DocStore, FeedEntry, StorageError, validate_user};
 
 mod blobs;
 mod jobs;
+mod projection;
 
 pub use blobs::{EmbeddedBlobs, TRANSFER_PATH, TransferError};
 
@@ -333,6 +334,10 @@ impl DocStore for EmbeddedStore {
         let mut tx = writer.begin().await?;
         let result = compact_in(&mut tx, user, doc.as_str(), to_sql(upto), snapshot).await;
         Self::finish(tx, result).await
+    }
+
+    fn projections(&self) -> &dyn super::projection::ProjectionStore {
+        self
     }
 
     async fn user_head(&self, user: &str) -> Result<u64, StorageError> {

@@ -129,6 +129,12 @@ pub trait JobStore: Send + Sync {
     /// Records a webhook delivery id; `true` the first time it is seen.
     async fn first_delivery(&self, webhook_id: &str, now: i64) -> Result<bool, StorageError>;
 
+    /// How many of `user`'s operations created at or after `since`
+    /// (milliseconds) ran or may still run: every one except those that
+    /// failed before any attempt (refused by a limit, a retired model).
+    /// What the jobs-per-hour limit counts.
+    async fn count_started_since(&self, user: &str, since: i64) -> Result<u64, StorageError>;
+
     /// Operations not yet finished (to resume after a restart).
     async fn unfinished(&self) -> Result<Vec<Operation>, StorageError>;
 }

@@ -23,12 +23,23 @@
 //!   To anyone else it does not exist: reads answer `None`/`NotFound` and
 //!   nothing is written.
 //!
+//! - **Projections** ([`projection`]): what the REST API reads without
+//!   loading a document. [`projection::ListingStore`] keeps one listing per
+//!   document (title, cover, active version, message count, times; newest
+//!   first, cursor pages); [`projection::CostStore`] keeps the user's cost
+//!   events by time (rollups per UTC day, provider and model; pages for the
+//!   CSV). Both are derived from the document after each successful append
+//!   by `crate::projection::after_write`, and reached through
+//!   [`DocStore::projections`], so whatever writes a document can update
+//!   them.
+//!
 //! What this module does *not* know: HTTP, JWTs, Automerge semantics. The
 //! bytes are opaque; callers build and check them.
 
 pub mod conformance;
 pub mod embedded;
 pub mod jobs;
+pub mod projection;
 
 use std::time::Duration;
 
@@ -161,6 +172,10 @@ pub trait DocStore: Send + Sync {
         upto: u64,
         snapshot: &[u8],
     ) -> Result<(), StorageError>;
+
+    /// The listing and cost-event projections kept beside these documents
+    /// (see [`projection`]).
+    fn projections(&self) -> &dyn projection::ProjectionStore;
 
     /// The user's latest `useq` (0 if none): the feed position of "now".
     async fn user_head(&self, user: &str) -> Result<u64, StorageError>;

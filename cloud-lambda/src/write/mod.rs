@@ -406,8 +406,18 @@ impl DocWriter {
         queued_requests(doc, messages_before)
     }
 
-    /// Compacts the log when the policy says so (after an append).
+    /// After an append: updates the REST projections (listing, cost
+    /// events) from the document, and compacts the log when the policy
+    /// says so.
     async fn after_append(&self, user: &str, doc: &DocId, w: &mut Warm) {
+        crate::projection::after_write(
+            self.docs.as_ref(),
+            user,
+            doc,
+            w.last_useq,
+            w.doc.automerge(),
+        )
+        .await;
         if !w.sizes.should_compact() {
             return;
         }

@@ -135,7 +135,20 @@ pub struct TransferUrl {
     pub expires_at: u64,
 }
 
-/// An error body: `{"error": {"code": "...", "message": "..."}}`.
+
+/// An RFC 9457 problem details body (`application/problem+json`), the
+/// shape of every error the server answers. Only the fields a client
+/// reads; others are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemBody {
+    /// Machine-readable: `not_found`, `rate_limited`, …
+    pub code: String,
+    /// What was wrong, for a person.
+    pub detail: String,
+}
+
+/// The error body servers before problem details sent:
+/// `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,

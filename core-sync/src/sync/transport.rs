@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::blob::{BlobStore, MAX_BLOB_BYTES};
 use crate::store::StoreError;
 use crate::sync::protocol::{
-    DOWNLOAD_URL_PATH, ErrorBody, SYNC_PATH, SyncRequest, SyncResponse, TransferUrl,
+    DOWNLOAD_URL_PATH, ErrorBody, ProblemBody, SYNC_PATH, SyncRequest, SyncResponse, TransferUrl,
     UPLOAD_URL_PATH, UploadUrlRequest,
 };
 
@@ -189,8 +189,9 @@ pub fn encode_request(req: &SyncRequest) -> Result<Vec<u8>, SyncError> {
 /// Turns a status and body into a response or the server's error.
 pub fn decode_response(status: u16, bytes: &[u8]) -> Result<SyncResponse, SyncError> {
     if !(200..300).contains(&status) {
-        let message = serde_json::from_slice::<ErrorBody>(bytes)
-            .map(|b| b.error.message)
+        let message = serde_json::from_slice::<ProblemBody>(bytes)
+            .map(|p| p.detail)
+            .or_else(|_| serde_json::from_slice::<ErrorBody>(bytes).map(|b| b.error.message))
             .unwrap_or_else(|_| String::from_utf8_lossy(bytes).chars().take(300).collect());
         return Err(SyncError::Server { status, message });
     }
@@ -291,5 +292,33 @@ impl Transport for HttpTransport {
 
     fn moves_blobs(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod error_body_tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_read_as_problems_or_the_older_shape() {
+        let cases: [(&[u8], &str); 3] = [
+            (
+                br#"{"type":"urn:atelier:problem:rate_limited","title":"Too Many Requests","status":429,"code":"rate_limited","detail":"too many requests; retry in 3 s"}"#,
+                "too many requests; retry in 3 s",
+            ),
+            (
+                br#"{"error":{"code":"injected","message":"injected by the proxy"}}"#,
+                "injected by the proxy",
+            ),
+            (b"Bad Gateway", "Bad Gateway"),
+        ];
+        for (body, want) in cases {
+            match decode_response(429, body) {
+                Err(SyncError::Server { status, message }) => {
+                    assert_eq!((status, message.as_str()), (429, want));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -120,6 +120,19 @@ impl JobStore for EmbeddedStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn count_started_since(&self, user: &str, since: i64) -> Result<u64, StorageError> {
+        validate_user(user)?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM operations WHERE user_id = ? AND created_at >= ?
+               AND NOT (status = 'failed' AND attempts = 0)",
+        )
+        .bind(user)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn unfinished(&self) -> Result<Vec<Operation>, StorageError> {
         let rows = sqlx::query(
             "SELECT * FROM operations WHERE status IN ('queued', 'running') ORDER BY created_at",

@@ -1,0 +1,248 @@
+//! What a user may ask of the server, from configuration (flags and
+//! environment of `atelier-cloud serve`):
+//!
+//! - [`ApiLimits`]: the per-user request rate (GCRA via `governor`, keyed
+//!   by the authenticated user, checked in `AppState::user` so every
+//!   authenticated route counts; over it, 429 with `Retry-After`), and the
+//!   bounds input validation applies (image bytes and pixels, prompt and
+//!   title length).
+//! - [`SpendLimits`]: provider jobs per user per hour and a daily spend
+//!   cap per user (UTC day), checked by [`admit`] where an operation is
+//!   created (`Jobs::start`), so a device's push, a REST call and a retry
+//!   all meet the same check. A refused job ends `failed` with the reason.
+//!
+//! The spend cap compares what was already spent (cost events recorded by
+//! finished jobs) with the cap, so the job that crosses it still runs; jobs
+//! still running are not counted in advance.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use crate::storage::DocStore;
+use crate::storage::jobs::JobStore;
+use crate::storage::projection::CostRange;
+
+/// Limits on requests and their contents.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Requests per minute per user; `None` turns rate limiting off (the
+    /// desktop's in-process server).
+    pub requests_per_minute: Option<NonZeroU32>,
+    /// Requests a user may make at once before the rate applies.
+    pub request_burst: NonZeroU32,
+    /// Largest image accepted, in bytes.
+    pub max_image_bytes: usize,
+    /// Most pixels an image's header may claim (checked before decoding).
+    pub max_image_pixels: u64,
+    /// Longest prompt or note, in characters.
+    pub max_prompt_chars: usize,
+    /// Longest title, in characters.
+    pub max_title_chars: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            requests_per_minute: None,
+            request_burst: NonZeroU32::new(120).expect("non-zero"),
+            max_image_bytes: core_sync::blob::MAX_BLOB_BYTES as usize,
+            max_image_pixels: core_sync::image_header::MAX_PIXELS,
+            max_prompt_chars: 4_000,
+            max_title_chars: 200,
+        }
+    }
+}
+
+/// [`ApiConfig`] with its rate limiter.
+pub struct ApiLimits {
+    pub config: ApiConfig,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for ApiLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiLimits")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl ApiLimits {
+    pub fn new(config: ApiConfig) -> ApiLimits {
+        let limiter = config.requests_per_minute.map(|rpm| {
+            DefaultKeyedRateLimiter::keyed(Quota::per_minute(rpm).allow_burst(config.request_burst))
+        });
+        ApiLimits {
+            config,
+            limiter,
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one request of `user`; `Err(wait)` when over the rate.
+    pub fn check(&self, user: &str) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        // Forget users idle long enough to be back at a full burst, now
+        // and then, so the map stays as small as the set of active users.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        limiter
+            .check_key(&user.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits::new(ApiConfig::default())
+    }
+}
+
+/// Limits on what costs money.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendLimits {
+    /// Provider jobs a user may start per rolling hour; `None`: no limit.
+    pub jobs_per_hour: Option<u32>,
+    /// What a user may spend per UTC day, in nano-dollars; `None`: no cap.
+    pub daily_cap_nano_usd: Option<i64>,
+}
+
+impl Default for SpendLimits {
+    fn default() -> Self {
+        SpendLimits {
+            jobs_per_hour: Some(120),
+            daily_cap_nano_usd: Some(25_000_000_000),
+        }
+    }
+}
+
+/// Why a job was not started: the code and sentence its message shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Whether `user` may start one more provider job at `now` (milliseconds).
+/// Storage errors admit the job (logged): a failing projection must not
+/// stop work the user asked for.
+pub async fn admit(
+    limits: &SpendLimits,
+    ops: &dyn JobStore,
+    docs: &dyn DocStore,
+    user: &str,
+    now: i64,
+) -> Result<(), Refusal> {
+    if let Some(max) = limits.jobs_per_hour {
+        match ops.count_started_since(user, now - HOUR_MS).await {
+            Ok(n) if n >= u64::from(max) => {
+                return Err(Refusal {
+                    code: "job_limit",
+                    message: format!(
+                        "You have started {n} provider jobs in the past hour, the most this \
+                         server allows ({max} an hour). Retry this request later."
+                    ),
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot count recent jobs; admitting"),
+        }
+    }
+    if let Some(cap) = limits.daily_cap_nano_usd {
+        let day_start = now - now.rem_euclid(crate::storage::projection::DAY_MS);
+        let range = CostRange {
+            from: Some(day_start),
+            to: None,
+            models: Vec::new(),
+        };
+        match docs.projections().cost_groups(user, &range).await {
+            Ok(groups) => {
+                let spent: i128 = groups.iter().map(|g| g.nano_usd).sum();
+                if spent >= i128::from(cap) {
+                    return Err(Refusal {
+                        code: "spend_cap",
+                        message: format!(
+                            "Today's provider spend (${}) has reached the daily cap of ${}. \
+                             Jobs start again at 00:00 UTC.",
+                            crate::api::cost_csv::usd(spent),
+                            crate::api::cost_csv::usd(i128::from(cap))
+                        ),
+                    });
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read today's spend; admitting"),
+        }
+    }
+    Ok(())
+}
+
+/// Parses a dollar amount (`25`, `0.50`, `12.345678901`) into nano-dollars,
+/// exactly: for flags such as `--daily-spend-cap-usd`.
+pub fn parse_usd(s: &str) -> Result<i64, String> {
+    let bad = || format!("{s:?} is not an amount of dollars such as 25 or 12.50");
+    let (whole, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let whole: i64 = whole.parse().map_err(|_| bad())?;
+    let frac: i64 = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+    whole
+        .checked_mul(1_000_000_000)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollar_flags_parse_exactly() {
+        for (text, nano) in [
+            ("25", 25_000_000_000),
+            ("0.5", 500_000_000),
+            ("12.345678901", 12_345_678_901),
+            ("0", 0),
+        ] {
+            assert_eq!(parse_usd(text), Ok(nano), "{text}");
+        }
+        for bad in ["", "-1", "1.2345678901", "1e3", "$5", "abc"] {
+            assert!(parse_usd(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_is_per_user_and_says_when_to_retry() {
+        let limits = ApiLimits::new(ApiConfig {
+            requests_per_minute: NonZeroU32::new(1),
+            request_burst: NonZeroU32::new(2).unwrap(),
+            ..ApiConfig::default()
+        });
+        assert!(limits.check("a").is_ok());
+        assert!(limits.check("a").is_ok());
+        let wait = limits.check("a").unwrap_err();
+        assert!(
+            wait > Duration::from_secs(1) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert!(
+            limits.check("b").is_ok(),
+            "another user has their own budget"
+        );
+        assert!(ApiLimits::default().check("a").is_ok());
+    }
+}
