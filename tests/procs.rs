@@ -177,16 +177,24 @@ pub struct Server {
     port: u16,
     data: PathBuf,
     log: PathBuf,
+    /// Extra `serve` flags, kept across restarts.
+    args: Vec<String>,
 }
 
 impl Server {
     /// Starts a server on a free port and waits until it answers.
     pub fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    /// [`Server::start`] with extra `serve` flags.
+    pub fn start_with(data: &Path, args: &[&str]) -> Server {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         // Another process may grab the port between `free_port` and the
         // server's bind: try a few.
         let mut last = String::new();
         for _ in 0..5 {
-            match Server::try_start_on(data, free_port()) {
+            match Server::try_start_on(data, free_port(), &args) {
                 Ok(server) => return server,
                 Err(why) => last = why,
             }
@@ -197,11 +205,11 @@ impl Server {
     /// Starts a server on `port` (a restart: same port, same data) and waits
     /// until it answers.
     pub fn start_on(data: &Path, port: u16) -> Server {
-        Server::try_start_on(data, port)
+        Server::try_start_on(data, port, &[])
             .unwrap_or_else(|why| panic!("atelier-cloud did not start on port {port}: {why}"))
     }
 
-    fn try_start_on(data: &Path, port: u16) -> Result<Server, String> {
+    fn try_start_on(data: &Path, port: u16, args: &[String]) -> Result<Server, String> {
         let log = data.with_extension("log");
         let log_file = OpenOptions::new()
             .create(true)
@@ -214,6 +222,7 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data")
             .arg(data)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -225,6 +234,7 @@ impl Server {
             port,
             data: data.to_owned(),
             log,
+            args: args.to_vec(),
         };
         let deadline = Instant::now() + SERVER_READY_TIMEOUT;
         loop {
@@ -311,8 +321,25 @@ impl Server {
     /// Starts the server again on the same port and data directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the server first");
-        let again = Server::start_on(&self.data, self.port);
+        let again = Server::try_start_on(&self.data, self.port, &self.args).unwrap_or_else(|why| {
+            panic!("atelier-cloud did not restart on port {}: {why}", self.port)
+        });
         *self = again;
+    }
+
+    /// The server's resident set size now and its peak, in KiB (Linux
+    /// `/proc/{pid}/status`: `VmRSS`, `VmHWM`).
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     /// The last lines of the server's log (its stderr over all restarts).

@@ -107,6 +107,18 @@ impl AppState {
         Ok(user)
     }
 
+    /// The embedded backend's blobs shared, file for file, with a device's
+    /// blob directory (see `EmbeddedBlobs::sharing_with`). Before
+    /// [`AppState::with_jobs`], which takes the blob store it finds.
+    pub fn sharing_blobs_with(mut self, dir: std::path::PathBuf) -> AppState {
+        if let Some(local) = &self.local_blobs {
+            let shared = Arc::new((**local).clone().sharing_with(dir));
+            self.blobs = shared.clone();
+            self.local_blobs = Some(shared);
+        }
+        self
+    }
+
     /// Serves `blobs`' transfer URLs (`/v1/blob-transfer`).
     pub fn with_local_blobs(mut self, blobs: Arc<EmbeddedBlobs>) -> AppState {
         self.local_blobs = Some(blobs);
@@ -162,7 +174,10 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
 
 /// The embedded backend's blob transfers (`/v1/blob-transfer`).
 fn transfer_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(blob_routes::transfer_put, blob_routes::transfer_get))
+    OpenApiRouter::new().routes(routes!(
+        blob_routes::transfer_put,
+        blob_routes::transfer_get
+    ))
 }
 
 /// The API: every route but the blob transfers.

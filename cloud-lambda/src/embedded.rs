@@ -44,6 +44,9 @@ pub struct EmbeddedOptions {
     /// Ask Replicate for webhooks at all. Off for a laptop, which Replicate
     /// cannot reach: running predictions are polled instead.
     pub webhooks: bool,
+    /// A device's blob directory to share files with (the desktop's own
+    /// server: one copy of each image on a laptop).
+    pub shared_blobs: Option<PathBuf>,
 }
 
 impl EmbeddedOptions {
@@ -58,6 +61,7 @@ impl EmbeddedOptions {
             api: ApiConfig::default(),
             public_url: None,
             webhooks: true,
+            shared_blobs: None,
         }
     }
 }
@@ -103,6 +107,9 @@ impl EmbeddedServer {
         let mut state = AppState::embedded(data, issuer.verifier(), Some(issuer.jwks_json()))
             .await?
             .with_limits(ApiLimits::new(options.api.clone()));
+        if let Some(dir) = &options.shared_blobs {
+            state = state.sharing_blobs_with(dir.clone());
+        }
         let listener = tokio::net::TcpListener::bind(options.addr)
             .await
             .map_err(|source| EmbeddedError::Listen {

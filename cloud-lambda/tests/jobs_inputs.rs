@@ -244,12 +244,9 @@ async fn a_20_mb_image_is_edited_with_gemini_through_its_files_api() {
     let mut b = device(&w).await;
     let big = noisy_png(2600, 2600);
     assert!(big.len() > 20_000_000, "{}", big.len());
-    // Syncing a blob this size is the other half of the issue (streamed
-    // blobs); here the image reaches the cloud's store directly, as it will
-    // by sync, and the device holds only the document.
-    let sha = core_sync::blob::sha256_hex(&big);
-    w.state.blobs.put(&user(), &sha, &big).await.unwrap();
-    let (doc, v1) = asset_with(&mut a, big, 2600, 2600, false).await;
+    // The image goes up by sync, streamed through its upload URL, as any
+    // device's would.
+    let (doc, v1) = asset_with(&mut a, big, 2600, 2600, true).await;
     let id = request(
         &mut a,
         &doc,

@@ -239,9 +239,13 @@ async fn refused_input_stores_nothing() {
     bomb.extend_from_slice(&100_000u32.to_be_bytes());
     bomb.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
     let bomb_sha = w.upload(&w.alice, &bomb).await;
-    w.post(&w.alice, "/assets", json!({"from": "blob", "sha256": bomb_sha}))
-        .await
-        .problem(400, "image_too_large");
+    w.post(
+        &w.alice,
+        "/assets",
+        json!({"from": "blob", "sha256": bomb_sha}),
+    )
+    .await
+    .problem(400, "image_too_large");
     assert_eq!(w.doc_count(&w.alice).await, 0, "nothing was stored");
 }
 

@@ -330,7 +330,9 @@ pub struct SyncVm {
 }
 
 pub fn sync_vm(status: &SyncStatus, now: Millis, offset: UtcOffset) -> SyncVm {
-    let pending = match status.pending {
+    // Refused assets are pending too, but not waiting: they are said apart.
+    let waiting = status.pending.saturating_sub(status.refused.len());
+    let pending = match waiting {
         0 => String::new(),
         1 => "1 asset waiting to upload".into(),
         n => format!("{n} assets waiting to upload"),
@@ -351,6 +353,16 @@ pub fn sync_vm(status: &SyncStatus, now: Millis, offset: UtcOffset) -> SyncVm {
     }
     if !pending.is_empty() {
         detail.push(pending);
+    }
+    match status.refused.values().next() {
+        None => {}
+        Some(reason) if status.refused.len() == 1 => {
+            detail.push(format!("1 asset refused by the server: {reason}"));
+        }
+        Some(reason) => detail.push(format!(
+            "{} assets refused by the server (first: {reason})",
+            status.refused.len()
+        )),
     }
     if let Some(l) = last {
         detail.push(l);
@@ -662,6 +674,7 @@ mod tests {
             pending: 0,
             last_synced_at: Some(NOW),
             last_error: None,
+            refused: Default::default(),
         };
         let vm = sync_vm(&s, NOW, UtcOffset::UTC);
         assert_eq!((vm.state, vm.label.as_str()), ("synced", "Synced"));
@@ -674,6 +687,16 @@ mod tests {
         assert_eq!(
             vm.detail,
             "cannot reach the sync server — retrying · 2 assets waiting to upload · last synced 12:00"
+        );
+        s.state = SyncState::Synced;
+        s.refused.insert(
+            core_sync::DocId::random(),
+            "413: request body is larger than 16777216 bytes".into(),
+        );
+        let vm = sync_vm(&s, NOW, UtcOffset::UTC);
+        assert_eq!(
+            vm.detail,
+            "1 asset waiting to upload · 1 asset refused by the server: 413: request body is larger than 16777216 bytes · last synced 12:00"
         );
     }
 

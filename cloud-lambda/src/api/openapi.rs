@@ -140,8 +140,8 @@ pub struct TransferUrlDoc {
     url: String,
     /// `PUT` or `GET`.
     method: String,
-    /// Name and value pairs the request must carry exactly.
-    headers: Vec<(String, String)>,
+    /// Headers the request must carry exactly, by lowercase name.
+    headers: std::collections::BTreeMap<String, String>,
     /// Seconds since the Unix epoch.
     expires_at: u64,
 }

@@ -45,7 +45,7 @@ mod blobs;
 mod jobs;
 mod projection;
 
-pub use blobs::{EmbeddedBlobs, TRANSFER_PATH, TransferError};
+pub use blobs::{EmbeddedBlobs, Grant, TRANSFER_PATH, TransferError};
 
 /// The database file inside the store directory.
 pub const DB_FILE: &str = "cloud.db";

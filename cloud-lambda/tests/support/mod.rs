@@ -49,6 +49,8 @@ pub struct Options {
     pub jobs: bool,
     /// `public_url` is set to the server's own address.
     pub job_config: JobConfig,
+    /// A device blob directory the server shares its files with.
+    pub shared_blobs: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
                 poll_interval: Duration::from_millis(300),
                 ..JobConfig::default()
             },
+            shared_blobs: None,
         }
     }
 }
@@ -122,6 +125,9 @@ async fn serve(
     let mut state = AppState::embedded(dir.path(), issuer().verifier(), None)
         .await
         .unwrap();
+    if let Some(dir) = &options.shared_blobs {
+        state = state.sharing_blobs_with(dir.clone());
+    }
     if options.jobs {
         let config = JobConfig {
             public_url: Some(url.clone()),
@@ -167,7 +173,11 @@ pub struct Device {
 }
 
 pub async fn device(w: &World) -> Device {
-    let dir = tempfile::tempdir().unwrap();
+    device_in(w, tempfile::tempdir().unwrap()).await
+}
+
+/// A device whose store is in `dir`.
+pub async fn device_in(w: &World, dir: TempDir) -> Device {
     let store = Store::open(dir.path(), StoreOptions::default())
         .await
         .unwrap();

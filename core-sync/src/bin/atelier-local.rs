@@ -142,7 +142,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Show { id } => {
             let mut asset = store.load(&id).await?;
-            print_asset(&mut asset)?;
+            let refusals = Refusals::of(&store).await?;
+            print_asset(&mut asset, &refusals)?;
         }
         Command::Compact => {
             for id in store.ids().await? {
@@ -194,7 +195,7 @@ async fn demo(store: &Store) -> Result<()> {
     store.save(&mut asset).await?;
     println!("Created asset {} in {}", asset.id, store.dir().display());
     println!();
-    print_asset(&mut asset)?;
+    print_asset(&mut asset, &Refusals::of(store).await?)?;
     println!();
     println!(
         "Try: atelier-local show {}   (or: list, say, request, rollback)",
@@ -238,7 +239,32 @@ async fn add_image(
     )?)
 }
 
-fn print_asset(asset: &mut LocalAsset) -> Result<()> {
+/// What the sync server refused (documents and images), with its reasons.
+struct Refusals {
+    docs: std::collections::BTreeMap<DocId, String>,
+    blobs: std::collections::BTreeMap<String, String>,
+}
+
+impl Refusals {
+    async fn of(store: &Store) -> Result<Refusals> {
+        Ok(Refusals {
+            docs: store
+                .refused_docs()
+                .await?
+                .into_iter()
+                .map(|r| (r.doc_id, r.reason))
+                .collect(),
+            blobs: store
+                .refused_blobs()
+                .await?
+                .into_iter()
+                .map(|r| (r.sha256, r.reason))
+                .collect(),
+        })
+    }
+}
+
+fn print_asset(asset: &mut LocalAsset, refusals: &Refusals) -> Result<()> {
     let s = asset.summary()?;
     println!("{} — {}", asset.id, s.title);
     println!(
@@ -246,6 +272,9 @@ fn print_asset(asset: &mut LocalAsset) -> Result<()> {
         format_time(s.created_at),
         format_time(s.updated_at)
     );
+    if let Some(reason) = refusals.docs.get(&asset.id) {
+        println!("not synced: the server refused this asset's changes: {reason}");
+    }
     println!();
     for entry in asset.doc.timeline()? {
         let m = match entry {
@@ -286,8 +315,13 @@ fn print_asset(asset: &mut LocalAsset) -> Result<()> {
         } else {
             ""
         };
+        let refused = refusals
+            .blobs
+            .get(&v.blob.sha256)
+            .map(|r| format!("  [image not synced: {r}]"))
+            .unwrap_or_default();
         println!(
-            "  {}  {}x{} {} {} B{active}",
+            "  {}  {}x{} {} {} B{active}{refused}",
             v.id, v.blob.width, v.blob.height, v.blob.mime, v.blob.bytes
         );
     }

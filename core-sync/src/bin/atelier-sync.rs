@@ -140,6 +140,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("documents: {docs}");
             println!("pending push: {}", pending.len());
             println!("feed cursor: {cursor}");
+            // Set aside so the rest syncs; offered again an hour after.
+            for r in store.refused_docs().await? {
+                println!("refused document {}: {}", r.doc_id, r.reason);
+            }
+            for r in store.refused_blobs().await? {
+                println!("refused image {}: {}", r.sha256, r.reason);
+            }
         }
         Command::Export { out } => {
             let m = backup::export(&store, out, cli.quiet).await?;

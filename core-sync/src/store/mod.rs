@@ -34,7 +34,7 @@ use tokio::sync::Mutex;
 
 pub use compaction::CompactionPolicy;
 pub use error::{StoreError, StoreResult};
-pub use outbox::{Outbox, RefusedBlob, RoundRecord};
+pub use outbox::{Outbox, RefusedBlob, RefusedDoc, RoundRecord};
 
 use crate::blob::BlobStore;
 use crate::ids::DocId;
@@ -667,6 +667,15 @@ impl Store {
         .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(())
+    }
+
+    /// Whether the blob index has this blob at all.
+    pub async fn has_blob_indexed(&self, sha256: &str) -> StoreResult<bool> {
+        Ok(sqlx::query("SELECT 1 FROM blobs WHERE sha256 = ?")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     /// Whether the server is known to hold this blob.

@@ -2,7 +2,8 @@
 //! the chunks of a document the server does not hold yet (so a push sends
 //! stored bytes and never loads the document), and the images it has not
 //! taken (uploaded before the documents that need them, unless it refused
-//! them: then they wait, with the reason, until the refusal may change).
+//! them: then they wait, with the reason, until the refusal may change),
+//! and the documents it refused, likewise set aside.
 
 use automerge::ChangeHash;
 use sqlx::Row;
@@ -48,6 +49,14 @@ pub struct RefusedBlob {
     pub at: Millis,
 }
 
+/// A document the sync server would not take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedDoc {
+    pub doc_id: DocId,
+    pub reason: String,
+    pub at: Millis,
+}
+
 impl Store {
     /// The chunks of `id` the server does not hold yet.
     pub async fn outbox(&self, id: &DocId) -> StoreResult<Outbox> {
@@ -85,6 +94,10 @@ impl Store {
             .await?;
         }
         for (id, chunk_ids) in &r.pushed {
+            sqlx::query("DELETE FROM refused_docs WHERE doc_id = ?")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
             if chunk_ids.is_empty() {
                 continue;
             }
@@ -172,6 +185,42 @@ impl Store {
                 Ok(RefusedBlob {
                     sha256: r.try_get("sha256")?,
                     reason: r.try_get("refused")?,
+                    at: r.try_get("refused_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The server refused `id`'s push, saying why.
+    pub async fn mark_doc_refused(&self, id: &DocId, reason: &str, now: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refused_docs (doc_id, reason, refused_at) VALUES (?, ?, ?)
+             ON CONFLICT (doc_id) DO UPDATE SET reason = excluded.reason,
+                 refused_at = excluded.refused_at",
+        )
+        .bind(id.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(())
+    }
+
+    /// Documents whose last push the server refused (cleared when one is
+    /// accepted).
+    pub async fn refused_docs(&self) -> StoreResult<Vec<RefusedDoc>> {
+        let rows =
+            sqlx::query("SELECT doc_id, reason, refused_at FROM refused_docs ORDER BY doc_id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("doc_id")?;
+                Ok(RefusedDoc {
+                    doc_id: id
+                        .parse()
+                        .map_err(|e: crate::ids::InvalidId| sqlx::Error::Decode(e.into()))?,
+                    reason: r.try_get("reason")?,
                     at: r.try_get("refused_at")?,
                 })
             })

@@ -18,9 +18,10 @@ use crate::ids::DocId;
 use crate::model::{AssetDoc, MessageStatus};
 use crate::now_millis;
 use crate::store::{LocalAsset, RoundRecord, Store, StoreError};
-use crate::sync::engine::{Applied, Engine, EngineConfig, Next, SyncStatus};
+use crate::sync::engine::{Applied, Engine, EngineConfig, Next, Plan, Refusal, SyncStatus};
 use crate::sync::protocol::{
-    Bytes, DocPush, DocUpdate, MAX_WAIT_MS, PushStatus, SyncRequest, SyncResponse, change_hashes,
+    Bytes, DocPush, DocUpdate, MAX_REQUEST_BYTES, MAX_WAIT_MS, PushStatus, SyncRequest,
+    SyncResponse, change_hashes,
 };
 pub use crate::sync::transport::{
     HttpTransport, OutgoingBlob, SyncError, Transport, decode_response, encode_request,
@@ -66,9 +67,13 @@ pub struct SyncClient {
 /// Stored bytes of documents the client keeps loaded.
 const WARM_BYTES: u64 = 32 * 1024 * 1024;
 
-/// How long an image the server refused waits before it is offered again
-/// (the server's limits may have changed meanwhile).
-const REFUSED_BLOB_RETRY_MS: i64 = 60 * 60 * 1000;
+/// How long an image or document the server refused waits before it is
+/// offered again (the server's limits may have changed meanwhile).
+const REFUSED_RETRY_MS: i64 = 60 * 60 * 1000;
+
+/// Most raw change bytes one request pushes: base64 grows them by a third,
+/// and the request must stay under the server's limit.
+const PUSH_BYTES_BUDGET: usize = MAX_REQUEST_BYTES / 4 * 3 - 256 * 1024;
 
 impl SyncClient {
     /// A client for `server` (base URL, e.g. `http://127.0.0.1:8787`)
@@ -92,11 +97,15 @@ impl SyncClient {
     ) -> Result<Self, SyncError> {
         let cursor = store.meta(FEED_CURSOR_KEY).await?.unwrap_or(0).max(0) as u64;
         let pending = store.pending_sync().await?;
+        let mut engine = Engine::new(config, cursor, pending);
+        for r in store.refused_docs().await? {
+            engine.set_refused(r.doc_id, r.reason, r.at + REFUSED_RETRY_MS);
+        }
         Ok(SyncClient {
             transport,
             token,
             store,
-            engine: Engine::new(config, cursor, pending),
+            engine,
             nudge: Arc::new(Notify::new()),
             events: None,
             last_status: None,
@@ -159,7 +168,7 @@ impl SyncClient {
         report: &mut SyncReport,
         wait: Duration,
     ) -> Result<Next, SyncError> {
-        let plan = self.engine.plan();
+        let mut plan = self.engine.plan(now_millis());
         if !plan.push.is_empty() {
             // Images first: a job on the server needs its input, and other
             // devices fetch an image by the version that names it.
@@ -167,6 +176,7 @@ impl SyncClient {
         }
         let mut push = Vec::with_capacity(plan.push.len());
         let mut sent = Vec::with_capacity(plan.push.len());
+        let mut bytes = 0;
         for doc in &plan.push {
             // The chunks the server lacks, as stored: no document is loaded.
             let outbox = self.store.outbox(doc).await?;
@@ -183,12 +193,17 @@ impl SyncClient {
             } else {
                 outbox.bytes
             };
+            if bytes + changes.len() > PUSH_BYTES_BUDGET && !push.is_empty() {
+                break; // the rest goes in the next request
+            }
+            bytes += changes.len();
             sent.push((doc.clone(), outbox.chunk_ids));
             push.push(DocPush {
                 doc_id: doc.clone(),
                 changes: Bytes(changes),
             });
         }
+        plan.truncate_push(push.len());
         let idle = push.is_empty() && plan.resync.is_empty();
         let req = SyncRequest {
             feed_cursor: plan.feed_cursor,
@@ -212,7 +227,11 @@ impl SyncClient {
                 }
             }
         } else {
-            self.send(&req, report).await?
+            match self.send(&req, report).await {
+                Ok(resp) => resp,
+                Err(e) if e.is_refusal() => return self.refused(&plan, e).await,
+                Err(e) => return Err(e),
+            }
         };
         report.requests += 1;
         report.pushed_docs += req.push.len();
@@ -224,6 +243,28 @@ impl SyncClient {
         record.feed_cursor = Some((FEED_CURSOR_KEY, self.engine.feed_cursor() as i64));
         self.store.record_round(&record, now_millis()).await?;
         Ok(next)
+    }
+
+    /// The server refused the round's request: the refused document is set
+    /// aside (durably, with the reason) and the others go on; see
+    /// [`Engine::on_refused`].
+    async fn refused(&mut self, plan: &Plan, e: SyncError) -> Result<Next, SyncError> {
+        let now = now_millis();
+        match self
+            .engine
+            .on_refused(plan, &e.to_string(), now, REFUSED_RETRY_MS)
+        {
+            Refusal::Doc(doc) => {
+                tracing::warn!(doc = %doc, error = %e, "the server refused a document; the others go on");
+                self.store
+                    .mark_doc_refused(&doc, &e.to_string(), now)
+                    .await?;
+                self.emit_status();
+                Ok(Next::Now)
+            }
+            Refusal::Narrowed => Ok(Next::Now),
+            Refusal::Request => Err(e),
+        }
     }
 
     /// Records a failed round; returns how long to wait before the next
@@ -341,11 +382,7 @@ impl SyncClient {
             return Ok(());
         }
         let now = now_millis();
-        for (sha, mime, bytes) in self
-            .store
-            .blobs_to_upload(now, REFUSED_BLOB_RETRY_MS)
-            .await?
-        {
+        for (sha, mime, bytes) in self.store.blobs_to_upload(now, REFUSED_RETRY_MS).await? {
             if !self.store.blobs().contains(&sha) {
                 continue;
             }
@@ -388,6 +425,13 @@ impl SyncClient {
         }
         for (sha, mime) in referenced_blobs(doc) {
             if self.store.blobs().contains(&sha) {
+                if !self.store.has_blob_indexed(&sha).await? {
+                    // Placed by a server sharing this blob directory (the
+                    // desktop's own): it holds the image.
+                    self.store
+                        .index_downloaded(&sha, &mime, now_millis())
+                        .await?;
+                }
                 continue;
             }
             if self

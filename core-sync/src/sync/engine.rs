@@ -54,6 +54,9 @@ pub struct SyncStatus {
     pub pending: usize,
     pub last_synced_at: Option<Millis>,
     pub last_error: Option<String>,
+    /// Documents the server refused, with its reason: set aside (the others
+    /// sync) and offered again once the refusal may have changed.
+    pub refused: BTreeMap<DocId, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +82,15 @@ pub struct Plan {
     generations: Vec<u64>,
 }
 
+impl Plan {
+    /// Pushes only the first `n` documents (the others stay pending for a
+    /// later request).
+    pub fn truncate_push(&mut self, n: usize) {
+        self.push.truncate(n);
+        self.generations.truncate(n);
+    }
+}
+
 /// What the adapter found while applying a response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -87,6 +99,27 @@ pub struct Applied {
     /// Whether any applied or pushed document has a provider job queued or
     /// running (poll fast until it finishes).
     pub jobs_active: bool,
+}
+
+/// What a refused request teaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The one document the request pushed is set aside: the adapter
+    /// records it durably.
+    Doc(DocId),
+    /// Several were pushed: the next requests push halves, to find the one
+    /// refused while the others go through.
+    Narrowed,
+    /// Nothing was pushed: the request itself is refused (an ordinary
+    /// failure).
+    Request,
+}
+
+/// A document the server refused: why, and from when it is offered again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Refused {
+    reason: String,
+    retry_at: Millis,
 }
 
 /// When to run next.
@@ -112,6 +145,9 @@ pub struct Engine {
     in_flight: bool,
     last_synced_at: Option<Millis>,
     last_error: Option<String>,
+    refused: BTreeMap<DocId, Refused>,
+    /// While looking for a refused document: most documents per request.
+    narrow: Option<usize>,
 }
 
 impl Engine {
@@ -135,6 +171,8 @@ impl Engine {
             in_flight: false,
             last_synced_at: None,
             last_error: None,
+            refused: BTreeMap::new(),
+            narrow: None,
         };
         for doc in pending {
             engine.local_change(doc);
@@ -155,16 +193,34 @@ impl Engine {
 
     /// Whether there is work that should not wait for the next poll.
     pub fn has_work(&self) -> bool {
-        !self.pending.is_empty() || !self.resync.is_empty() || self.more
+        self.pending.keys().any(|d| !self.refused.contains_key(d))
+            || !self.resync.is_empty()
+            || self.more
     }
 
-    /// The next request.
-    pub fn plan(&mut self) -> Plan {
+    /// `doc` was refused by the server (`reason`); it is not pushed again
+    /// before `retry_at` (restored from the store at start, or recorded
+    /// after [`Engine::on_refused`]).
+    pub fn set_refused(&mut self, doc: DocId, reason: String, retry_at: Millis) {
+        self.refused.insert(doc, Refused { reason, retry_at });
+    }
+
+    /// The next request at time `now`: pending documents, except those set
+    /// aside whose retry time has not come.
+    pub fn plan(&mut self, now: Millis) -> Plan {
         self.in_flight = true;
+        self.refused.retain(|_, r| r.retry_at > now);
+        let most = self
+            .narrow
+            .unwrap_or(self.config.max_push_docs)
+            .min(self.config.max_push_docs)
+            .max(1);
+        let refused = &self.refused;
         let (push, generations) = self
             .pending
             .iter()
-            .take(self.config.max_push_docs)
+            .filter(|(d, _)| !refused.contains_key(*d))
+            .take(most)
             .map(|(d, g)| (d.clone(), *g))
             .unzip();
         Plan {
@@ -199,6 +255,7 @@ impl Engine {
         self.failures = 0;
         self.last_error = None;
         self.last_synced_at = Some(now);
+        self.narrow = None;
         for (doc, generation) in plan.push.iter().zip(&plan.generations) {
             let outcome = resp.pushed.iter().find(|o| &o.doc_id == doc);
             let accepted = outcome.is_some_and(|o| o.status == PushStatus::Accepted);
@@ -227,6 +284,33 @@ impl Engine {
             Next::Now
         } else {
             Next::After(self.poll_interval())
+        }
+    }
+
+    /// The server refused the request of `plan` (a 4xx that a retry of the
+    /// same request would meet again). One pushed document: it is set aside
+    /// until `now + retry_after` and the others go on; several: the next
+    /// requests push half as many, until the refused one is alone. Nothing
+    /// pushed: see [`Refusal::Request`] (call [`Engine::on_failure`]).
+    pub fn on_refused(
+        &mut self,
+        plan: &Plan,
+        reason: &str,
+        now: Millis,
+        retry_after: Millis,
+    ) -> Refusal {
+        self.in_flight = false;
+        match plan.push.as_slice() {
+            [] => Refusal::Request,
+            [doc] => {
+                self.narrow = None;
+                self.set_refused(doc.clone(), reason.to_owned(), now + retry_after);
+                Refusal::Doc(doc.clone())
+            }
+            many => {
+                self.narrow = Some(many.len() / 2);
+                Refusal::Narrowed
+            }
         }
     }
 
@@ -272,6 +356,11 @@ impl Engine {
             pending: self.pending.len(),
             last_synced_at: self.last_synced_at,
             last_error: self.last_error.clone(),
+            refused: self
+                .refused
+                .iter()
+                .map(|(d, r)| (d.clone(), r.reason.clone()))
+                .collect(),
         }
     }
 }
@@ -303,14 +392,14 @@ mod tests {
         let (a, b) = (DocId::random(), DocId::random());
         let mut e = Engine::new(EngineConfig::default(), 0, [a.clone(), b.clone()]);
         assert_eq!(e.status().pending, 2);
-        let plan = e.plan();
+        let plan = e.plan(0);
         assert_eq!(plan.push.len(), 2);
         assert_eq!(e.status().state, SyncState::Syncing);
         e.local_change(b.clone()); // edited while the request flies
         let next = e.on_success(&plan, &ok_response(&plan, 5), &Applied::default(), 1000);
         assert_eq!(next, Next::Now);
         assert_eq!(e.status().pending, 1);
-        let plan = e.plan();
+        let plan = e.plan(0);
         assert_eq!(plan.push, vec![b]);
         assert_eq!(
             e.on_success(&plan, &ok_response(&plan, 6), &Applied::default(), 2000),
@@ -322,17 +411,66 @@ mod tests {
                 state: SyncState::Synced,
                 pending: 0,
                 last_synced_at: Some(2000),
-                last_error: None
+                last_error: None,
+                refused: BTreeMap::new(),
             }
         );
         assert_eq!(e.feed_cursor(), 6);
     }
 
     #[test]
+    fn refused_documents_are_found_by_halving_and_set_aside_while_the_others_sync() {
+        const HOUR: Millis = 3_600_000;
+        // (documents pending, which the server refuses, most requests it may take)
+        let cases: [(usize, &[usize], usize); 5] = [
+            (1, &[0], 1),
+            (8, &[5], 8),
+            (8, &[0, 7], 12),
+            (200, &[13], 24),
+            (5, &[0, 1, 2, 3, 4], 12),
+        ];
+        for (n, bad, most) in cases {
+            let docs: Vec<DocId> = (0..n).map(|_| DocId::random()).collect();
+            let refused: BTreeSet<&DocId> = bad.iter().map(|i| &docs[*i]).collect();
+            let mut e = Engine::new(EngineConfig::default(), 0, docs.iter().cloned());
+            let mut requests = 0;
+            let mut set_aside = BTreeSet::new();
+            while e.has_work() {
+                requests += 1;
+                assert!(requests <= most, "{n} docs, {bad:?}: {requests} requests");
+                let plan = e.plan(1_000);
+                if plan.push.iter().any(|d| refused.contains(d)) {
+                    match e.on_refused(&plan, "413 too large", 1_000, HOUR) {
+                        Refusal::Doc(d) => assert!(set_aside.insert(d)),
+                        Refusal::Narrowed => assert!(plan.push.len() > 1),
+                        Refusal::Request => panic!("a push is never the request's fault"),
+                    }
+                } else {
+                    e.on_success(&plan, &ok_response(&plan, 1), &Applied::default(), 1_000);
+                }
+            }
+            assert_eq!(set_aside.iter().collect::<BTreeSet<_>>(), refused);
+            let status = e.status();
+            assert_eq!(status.pending, bad.len(), "refused ones stay pending");
+            assert_eq!(status.refused.len(), bad.len());
+            assert!(status.refused.values().all(|r| r == "413 too large"));
+            // Offered again once the hour has passed, not before.
+            assert!(e.plan(1_000 + HOUR - 1).push.is_empty());
+            e.abandon();
+            let again = e.plan(1_000 + HOUR);
+            assert_eq!(
+                again.push.len(),
+                bad.len().min(EngineConfig::default().max_push_docs)
+            );
+            assert!(e.status().refused.is_empty());
+        }
+    }
+
+    #[test]
     fn missing_deps_keep_a_doc_pending_and_gaps_ask_for_resync() {
         let a = DocId::random();
         let mut e = Engine::new(EngineConfig::default(), 3, [a.clone()]);
-        let plan = e.plan();
+        let plan = e.plan(0);
         let mut resp = ok_response(&plan, 2); // a server answering an older cursor
         resp.pushed[0].status = PushStatus::MissingDeps;
         let applied = Applied {
@@ -341,7 +479,7 @@ mod tests {
         };
         assert_eq!(e.on_success(&plan, &resp, &applied, 0), Next::Now);
         assert_eq!(e.feed_cursor(), 3, "cursor never moves back");
-        let plan = e.plan();
+        let plan = e.plan(0);
         assert_eq!(plan.push, vec![a.clone()]);
         assert_eq!(plan.resync, vec![a.clone()]);
         let mut resp = ok_response(&plan, 4);
@@ -360,14 +498,14 @@ mod tests {
         let mut e = Engine::new(cfg, 0, []);
         let mut delays = vec![];
         for _ in 0..6 {
-            let plan = e.plan();
+            let plan = e.plan(0);
             match e.on_success(&plan, &ok_response(&plan, 0), &Applied::default(), 0) {
                 Next::After(d) => delays.push(d.as_secs()),
                 Next::Now => panic!("idle engine has no work"),
             }
         }
         assert_eq!(delays, [4, 8, 16, 30, 30, 30]);
-        let plan = e.plan();
+        let plan = e.plan(0);
         let jobs = Applied {
             gaps: vec![],
             jobs_active: true,

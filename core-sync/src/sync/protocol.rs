@@ -129,12 +129,12 @@ pub struct TransferUrl {
     /// Absolute, or a path on the server that gave it.
     pub url: String,
     pub method: String,
-    /// Headers the request must carry exactly (they are signed).
-    pub headers: Vec<(String, String)>,
+    /// Headers the request must carry exactly (they are signed), by
+    /// lowercase name.
+    pub headers: std::collections::BTreeMap<String, String>,
     /// Seconds since the Unix epoch.
     pub expires_at: u64,
 }
-
 
 /// An RFC 9457 problem details body (`application/problem+json`), the
 /// shape of every error the server answers. Only the fields a client

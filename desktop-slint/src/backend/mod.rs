@@ -98,6 +98,9 @@ impl Backend {
                     job_config: options.jobs,
                     // Replicate cannot reach a laptop's loopback: poll.
                     webhooks: false,
+                    // One copy of each image: the server's files are links
+                    // to the device's.
+                    shared_blobs: Some(config.data.join("blobs")),
                     ..EmbeddedOptions::new(config.data.join("cloud"))
                 };
                 let server = EmbeddedServer::start(embedded.clone()).await?;

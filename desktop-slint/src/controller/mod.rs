@@ -73,7 +73,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
             image_budget_bytes: 96 << 20,
-            max_import_bytes: 64 << 20,
+            max_import_bytes: core_sync::blob::MAX_BLOB_BYTES,
             decode_parallelism: 2,
             open_at_start: None,
             picker: Arc::new(crate::platform::NativePicker),

@@ -7,6 +7,7 @@
 //! hashed as they come, and are checked (size, hash, image type) before the
 //! blob takes its name: nothing is held whole in memory.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,10 @@ pub struct EmbeddedBlobs {
     /// `DIR/blobs`.
     root: PathBuf,
     key: [u8; 32],
+    /// A device's content-addressed blob directory on the same disk (the
+    /// desktop's own server): every blob is one file, hard-linked under
+    /// both names, so a laptop keeps one copy of each image.
+    shared: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for EmbeddedBlobs {
@@ -94,7 +99,33 @@ impl EmbeddedBlobs {
             fs::create_dir_all(&sub).map_err(io_err(&sub))?;
         }
         let key = load_or_create_key(&root.join(KEY_FILE))?;
-        Ok(EmbeddedBlobs { root, key })
+        Ok(EmbeddedBlobs {
+            root,
+            key,
+            shared: None,
+        })
+    }
+
+    /// Shares blobs with the device blob directory `dir` (a
+    /// `core_sync::blob::BlobStore` root: `dir/ab/cdef…`): each blob stored
+    /// here is linked with the device's file of the same hash, whichever
+    /// came first. Where links cannot be made (another filesystem), the
+    /// copies stay apart.
+    pub fn sharing_with(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.shared = Some(dir.into());
+        self
+    }
+
+    /// Makes `dest` (a blob just stored) and the shared directory's file of
+    /// the same hash one file.
+    fn share(&self, sha256: &str, dest: &Path) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let theirs = shared.join(&sha256[..2]).join(&sha256[2..]);
+        if let Err(e) = link_as_one(&self.root.join("tmp"), dest, &theirs) {
+            tracing::warn!(blob = sha256, error = %e, "cannot share a blob with the device's copy");
+        }
     }
 
     /// Where `user`'s blob `sha256` lives (both already validated).
@@ -195,10 +226,13 @@ impl EmbeddedBlobs {
             });
         }
         let sha = grant.sha256.clone();
+        let this = self.clone();
         blocking(move || {
             incoming
                 .persist(&sha, &dest)
-                .map_err(|e| StorageError::Backend(e.to_string()))
+                .map_err(|e| StorageError::Backend(e.to_string()))?;
+            this.share(&sha, &dest);
+            Ok(())
         })
         .await?;
         Ok(())
@@ -213,7 +247,7 @@ impl EmbeddedBlobs {
         Ok(path)
     }
 
-    fn transfer(&self, grant: Grant, headers: Vec<(String, String)>) -> TransferUrl {
+    fn transfer(&self, grant: Grant, headers: BTreeMap<String, String>) -> TransferUrl {
         let expires_at = grant.expires_at;
         let method = if grant.op == "put" { "PUT" } else { "GET" };
         TransferUrl {
@@ -236,7 +270,14 @@ impl BlobStore for EmbeddedBlobs {
             )));
         }
         let (tmp_dir, bytes) = (self.root.join("tmp"), bytes.to_vec());
-        blocking(move || write_atomically(&tmp_dir, &dest, &bytes)).await
+        let this = self.clone();
+        let sha = sha256.to_owned();
+        blocking(move || {
+            write_atomically(&tmp_dir, &dest, &bytes)?;
+            this.share(&sha, &dest);
+            Ok(())
+        })
+        .await
     }
 
     async fn get(&self, user: &str, sha256: &str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -287,7 +328,7 @@ impl BlobStore for EmbeddedBlobs {
         };
         Ok(self.transfer(
             grant,
-            vec![("content-type".into(), content_type.to_owned())],
+            BTreeMap::from([("content-type".into(), content_type.to_owned())]),
         ))
     }
 
@@ -307,7 +348,7 @@ impl BlobStore for EmbeddedBlobs {
             content_type: String::new(),
             expires_at: now_secs() + TRANSFER_URL_TTL.as_secs(),
         };
-        Ok(Some(self.transfer(grant, Vec::new())))
+        Ok(Some(self.transfer(grant, BTreeMap::new())))
     }
 }
 
@@ -332,6 +373,38 @@ fn load_or_create_key(path: &Path) -> Result<[u8; 32], StorageError> {
             Ok(key)
         }
         Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Makes `ours` and `theirs` (two names for blobs of one hash) one file:
+/// `theirs` if it exists (ours is replaced by a link to it, atomically),
+/// else a new link to `ours`. Either way no reader ever sees a missing or
+/// partial file. Same-file pairs are left alone.
+fn link_as_one(tmp_dir: &Path, ours: &Path, theirs: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mine = fs::metadata(ours)?;
+    match fs::metadata(theirs) {
+        Ok(t) if t.ino() == mine.ino() && t.dev() == mine.dev() => Ok(()),
+        Ok(t) if t.len() == mine.len() => {
+            let tmp = tmp_dir.join(format!("{}.link", uuid::Uuid::new_v4().simple()));
+            fs::hard_link(theirs, &tmp)?;
+            fs::rename(&tmp, ours).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
+        }
+        Ok(_) => Err(io::Error::other(format!(
+            "{} has another size than the blob of its name",
+            theirs.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let dir = theirs.parent().expect("blob paths have a parent");
+            fs::create_dir_all(dir)?;
+            match fs::hard_link(ours, theirs) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 
