@@ -26,6 +26,7 @@
 //! What this module does *not* know: HTTP, JWTs, Automerge semantics. The
 //! bytes are opaque; callers build and check them.
 
+pub mod aws;
 pub mod conformance;
 pub mod embedded;
 pub mod jobs;
@@ -94,6 +95,12 @@ pub enum StorageError {
     /// The backend failed (database, disk, network). May be transient.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The backend is overloaded or out of reach right now (throttled, a
+    /// timeout, a refused connection): retry later. A write that reports
+    /// this may or may not have been applied; the write path's appends
+    /// are idempotent, so a retried push stores nothing twice.
+    #[error("storage temporarily unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Documents: logs, snapshots and the per-user feed.

@@ -1,9 +1,12 @@
-//! What the job tests share: the embedded server with jobs on, pointed at
+//! What the cloud's tests share: [`aws`], deployments of the AWS backend
+//! on moto; and for the job tests: the embedded server with jobs on, pointed at
 //! the fake providers (restartable on the same data directory), devices
 //! syncing with it over HTTP on loopback, test images, tool requests, and
 //! waiting on their results.
 
 #![allow(dead_code)]
+
+pub mod aws;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
