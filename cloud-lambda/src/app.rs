@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use crate::jobs::{JobConfig, Jobs};
 use crate::providers::ProviderConfig;
 use crate::registry::Registry;
+use crate::storage::aws::Aws;
 use crate::storage::embedded::{EmbeddedBlobs, EmbeddedStore};
 use crate::storage::jobs::JobStore;
 use crate::storage::{BlobStore, DocStore, StorageError};
@@ -76,6 +77,12 @@ impl AppState {
         let store = Arc::new(EmbeddedStore::open(dir).await?);
         let blobs = Arc::new(EmbeddedBlobs::open(dir)?);
         Ok(AppState::new(store.clone(), blobs, store, verifier, jwks))
+    }
+
+    /// The AWS backend (DynamoDB + S3 through `aws`), without jobs.
+    pub fn aws(aws: &Aws, verifier: Verifier, jwks: Option<serde_json::Value>) -> AppState {
+        let store = Arc::new(aws.store());
+        AppState::new(store.clone(), Arc::new(aws.blobs()), store, verifier, jwks)
     }
 
     /// The authenticated user (the token's `sub`) of a request.

@@ -364,6 +364,26 @@ impl StoreInner {
     }
 }
 
+impl AwsStore {
+    /// [`DocStore::compact`], stopped where `stop` says, as a crash there
+    /// would stop it: for tests of what readers and the next compaction
+    /// make of the leftovers.
+    pub async fn compact_stopping(
+        &self,
+        user: &str,
+        doc: &DocId,
+        upto: u64,
+        snapshot: &[u8],
+        stop: super::CompactStop,
+    ) -> Result<(), StorageError> {
+        validate_user(user)?;
+        if snapshot.is_empty() {
+            return Err(StorageError::Invalid("empty snapshot".into()));
+        }
+        self.inner.compact(user, doc, upto, snapshot, stop).await
+    }
+}
+
 #[async_trait]
 impl DocStore for AwsStore {
     async fn head(&self, user: &str, doc: &DocId) -> Result<Option<DocHead>, StorageError> {
@@ -420,12 +440,7 @@ impl DocStore for AwsStore {
         upto: u64,
         snapshot: &[u8],
     ) -> Result<(), StorageError> {
-        validate_user(user)?;
-        if snapshot.is_empty() {
-            return Err(StorageError::Invalid("empty snapshot".into()));
-        }
-        self.inner
-            .compact(user, doc, upto, snapshot, super::CompactStop::Never)
+        self.compact_stopping(user, doc, upto, snapshot, super::CompactStop::Never)
             .await
     }
 

@@ -14,7 +14,7 @@ use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 
 use super::Aws;
 use super::errors::{build_error, code_of, sdk_error};
-use super::schema::{KeySchema, Names, TableDef};
+use super::schema::{KeySchema, TableDef};
 use crate::storage::StorageError;
 
 /// How long a new table may take to become active.
@@ -210,18 +210,4 @@ fn key_schema(keys: &KeySchema) -> Result<Vec<KeySchemaElement>, StorageError> {
         );
     }
     Ok(out)
-}
-
-/// Names of a deployment, for messages.
-pub fn describe(names: &Names) -> String {
-    format!(
-        "tables {} ; buckets {}",
-        names
-            .tables()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect::<Vec<_>>()
-            .join(", "),
-        names.buckets().join(", ")
-    )
 }

@@ -58,6 +58,9 @@ use crate::storage::StorageError;
 /// attribute names included).
 pub const DEFAULT_SPILL_BYTES: usize = 350 * 1024;
 
+/// The region when none is configured (where the product is deployed).
+pub const DEFAULT_REGION: &str = "eu-central-1";
+
 /// How to reach a deployment.
 #[derive(Debug, Clone)]
 pub struct AwsOptions {
@@ -65,8 +68,8 @@ pub struct AwsOptions {
     pub prefix: String,
     /// An emulator's URL (moto). `None`: `AWS_ENDPOINT_URL` if set, else AWS.
     pub endpoint: Option<String>,
-    /// `None`: from the environment or profile (`AWS_REGION`), else
-    /// `eu-central-1`.
+    /// `None`: `AWS_REGION` or `AWS_DEFAULT_REGION`, else
+    /// [`DEFAULT_REGION`].
     pub region: Option<String>,
     /// Fixed credentials (an emulator takes any); `None`: the default
     /// provider chain.
@@ -76,6 +79,10 @@ pub struct AwsOptions {
     pub page_size: Option<i32>,
     /// Log entries longer than this are spilled to S3.
     pub spill_bytes: usize,
+    /// Attempts per request (throttling and server faults are retried by
+    /// the SDK with exponential backoff and jitter) and the first backoff.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
 }
 
 impl AwsOptions {
@@ -87,6 +94,8 @@ impl AwsOptions {
             credentials: None,
             page_size: None,
             spill_bytes: DEFAULT_SPILL_BYTES,
+            max_attempts: 4,
+            initial_backoff: Duration::from_secs(1),
         }
     }
 
@@ -104,8 +113,8 @@ impl AwsOptions {
 #[derive(Clone)]
 pub struct Aws {
     pub names: Names,
-    pub(crate) ddb: aws_sdk_dynamodb::Client,
-    pub(crate) s3: aws_sdk_s3::Client,
+    ddb: aws_sdk_dynamodb::Client,
+    s3: aws_sdk_s3::Client,
     region: String,
     requests: RequestCounter,
     options: AwsOptions,
@@ -122,7 +131,11 @@ impl Aws {
             .build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http)
-            .retry_config(RetryConfig::standard().with_max_attempts(4))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(options.max_attempts)
+                    .with_initial_backoff(options.initial_backoff),
+            )
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(3))
@@ -132,9 +145,17 @@ impl Aws {
         if let Some(endpoint) = &options.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
-        if let Some(region) = &options.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
+        // Always a region of our own: left to itself, the SDK's region
+        // chain ends by asking the EC2 instance metadata service, an HTTP
+        // call off this machine.
+        let region = options
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        loader = loader.region(Region::new(region.clone()));
         if let Some((id, secret)) = &options.credentials {
             loader = loader.credentials_provider(Credentials::new(
                 id.clone(),
@@ -145,10 +166,6 @@ impl Aws {
             ));
         }
         let config = loader.load().await;
-        let region = config
-            .region()
-            .map(|r| r.as_ref().to_owned())
-            .unwrap_or_else(|| "eu-central-1".to_owned());
         let emulated = config.endpoint_url().is_some();
         let requests = RequestCounter::default();
         let ddb = aws_sdk_dynamodb::Client::from_conf(
@@ -201,6 +218,17 @@ impl Aws {
 
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The DynamoDB client (counted), for operations and tests that look
+    /// at the tables directly.
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.ddb
+    }
+
+    /// The S3 client (counted), e.g. for presigning.
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.s3
     }
 }
 
