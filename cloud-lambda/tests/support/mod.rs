@@ -35,7 +35,7 @@ fn key_dir() -> &'static TempDir {
     })
 }
 
-fn issuer() -> LocalIssuer {
+pub fn issuer() -> LocalIssuer {
     LocalIssuer::load_or_create(key_dir().path(), "atelier-local", "atelier-desktop").unwrap()
 }
 
