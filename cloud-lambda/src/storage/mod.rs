@@ -1,8 +1,8 @@
 //! The server's storage: one small fallible trait pair ([`DocStore`],
 //! [`BlobStore`]) that the sync endpoint and the REST API are written
-//! against, an embedded implementation ([`embedded`]: SQLite + files) and a
-//! black-box [`conformance`] suite every implementation must pass (the AWS
-//! backend reuses it).
+//! against (plus [`jobs::JobStore`]), an embedded implementation
+//! ([`embedded`]: SQLite + files), an AWS one ([`aws`]: DynamoDB + S3) and
+//! a black-box [`conformance`] suite both must pass.
 //!
 //! The model, shared by every backend:
 //!

@@ -12,10 +12,10 @@ use aws_sdk_dynamodb::types::{
 };
 use core_sync::DocId;
 
-use super::errors::{build_error, is_transient_code, sdk_error};
+use super::errors::{build_error, is_transient_code, jitter, sdk_error};
 use super::items::{Item, b, get_n, get_s, opt_b, opt_n, opt_s, s, useq as nu};
 use super::schema::attr::*;
-use super::{AwsStore, StoreInner};
+use super::{AwsStore, CompactStop, StoreInner};
 use crate::storage::{Chunk, DocHead, DocStore, FeedEntry, StorageError, validate_user};
 
 /// How often an append retries a stale counter guess or a transaction
@@ -374,7 +374,7 @@ impl AwsStore {
         doc: &DocId,
         upto: u64,
         snapshot: &[u8],
-        stop: super::CompactStop,
+        stop: CompactStop,
     ) -> Result<(), StorageError> {
         validate_user(user)?;
         if snapshot.is_empty() {
@@ -440,7 +440,7 @@ impl DocStore for AwsStore {
         upto: u64,
         snapshot: &[u8],
     ) -> Result<(), StorageError> {
-        self.compact_stopping(user, doc, upto, snapshot, super::CompactStop::Never)
+        self.compact_stopping(user, doc, upto, snapshot, CompactStop::Never)
             .await
     }
 
@@ -474,10 +474,4 @@ fn describe(reasons: &[CancellationReason]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `base` plus up to 100% random jitter, so colliding writers spread out.
-pub(super) fn jitter(base: Duration) -> Duration {
-    use rand08::Rng;
-    base + base.mul_f64(rand08::thread_rng().r#gen::<f64>())
 }

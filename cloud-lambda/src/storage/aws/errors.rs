@@ -1,7 +1,8 @@
 //! SDK errors as [`StorageError`]s: throttling, server faults and
 //! connections that fail become `Unavailable` (retry later; a 503), a
 //! missing table or bucket says how to create it, anything else is
-//! `Backend` with the service's code and message.
+//! `Backend` with the service's code and message. Plus the jitter our own
+//! retries back off with.
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -79,4 +80,10 @@ where
 /// A request builder refused its input (a bug here, not the caller's).
 pub(super) fn build_error(e: aws_smithy_types::error::operation::BuildError) -> StorageError {
     StorageError::Backend(format!("building a request: {e}"))
+}
+
+/// `base` plus up to 100% random jitter, so colliding writers spread out.
+pub(super) fn jitter(base: std::time::Duration) -> std::time::Duration {
+    use rand08::Rng;
+    base + base.mul_f64(rand08::thread_rng().r#gen::<f64>())
 }

@@ -28,12 +28,12 @@ use aws_sdk_dynamodb::types::{
 use core_sync::DocId;
 use core_sync::blob::sha256_hex;
 
-use super::StoreInner;
-use super::docs::{DocItem, jitter};
-use super::errors::{build_error, sdk_error};
+use super::docs::DocItem;
+use super::errors::{build_error, jitter, sdk_error};
 use super::items::{Item, get_n, opt_n, opt_s, s, useq as nu};
 use super::objects;
 use super::schema::attr::*;
+use super::{CompactStop, StoreInner};
 use crate::storage::{Chunk, StorageError};
 
 /// How often a read starts over because compactions kept folding what it
@@ -42,18 +42,6 @@ const READ_ATTEMPTS: usize = 16;
 
 /// DynamoDB's `BatchWriteItem` limit.
 const BATCH: usize = 25;
-
-/// Where [`compact`](StoreInner::compact) stops: `Never` in service; the
-/// others stop it as a crash would, for tests of what readers and the next
-/// compaction make of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompactStop {
-    Never,
-    /// The snapshot object exists; the pointer has not moved.
-    AfterSnapshotWritten,
-    /// The pointer moved; nothing folded was deleted.
-    AfterPointerMoved,
-}
 
 /// The key of a spilled chunk.
 pub(super) fn chunk_key(doc: &DocId, sha256: &str) -> String {

@@ -49,7 +49,6 @@ use aws_sdk_dynamodb::config::Credentials;
 use aws_smithy_http_client::tls;
 
 pub use self::blobs::{AwsBlobs, BlobKind};
-pub use self::log::CompactStop;
 pub use self::metrics::{RequestCounter, RequestCounts};
 pub use self::schema::Names;
 use crate::storage::StorageError;
@@ -230,6 +229,18 @@ impl Aws {
     pub fn s3(&self) -> &aws_sdk_s3::Client {
         &self.s3
     }
+}
+
+/// Where a compaction ([`AwsStore::compact_stopping`]) stops: `Never` in service; the
+/// others stop it as a crash would, for tests of what readers and the next
+/// compaction make of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompactStop {
+    Never,
+    /// The snapshot object exists; the pointer has not moved.
+    AfterSnapshotWritten,
+    /// The pointer moved; nothing folded was deleted.
+    AfterPointerMoved,
 }
 
 /// Documents (log, feed, snapshots) and operations on DynamoDB + S3. Cheap

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use super::errors::{code_of, sdk_error, status_of};
 use crate::storage::StorageError;
 
-/// Writes `bytes` (whose SHA-256 is `sha256`, lowercase hex) under `key`
-/// unless an object is there already.
+/// Writes `bytes` under `key` (a content address) unless an object is
+/// there already.
 pub(super) async fn put_once(
     s3: &aws_sdk_s3::Client,
     bucket: &str,

@@ -103,13 +103,16 @@ mod tests {
         Some(item(i))
     }
 
+    /// A page request: `Limit` and start key.
+    type Asked = (Option<i32>, Option<Item>);
+
     /// Feeds `pages` (items, last key) to a paging; returns the limits and
     /// start keys it asked with and what it collected.
     fn run(
         wanted: Option<usize>,
         page_size: Option<i32>,
         pages: &[(Vec<u64>, Option<u64>)],
-    ) -> (Vec<(Option<i32>, Option<Item>)>, Vec<Item>) {
+    ) -> (Vec<Asked>, Vec<Item>) {
         let mut p = Paging::new(wanted, page_size);
         let mut asked = Vec::new();
         let mut pages = pages.iter();
