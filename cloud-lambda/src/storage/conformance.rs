@@ -23,7 +23,13 @@ use core_sync::DocId;
 use core_sync::blob::sha256_hex;
 
 use super::jobs::{InputRecord, InputRoute, JobStore, OpStatus, Operation};
+
+mod volume;
 use super::{BlobStore, Chunk, DocHead, DocStore, FeedEntry, MAX_USER_LEN, StorageError};
+use volume::{
+    entries_and_snapshots_of_megabytes_read_back_exactly,
+    long_feeds_and_logs_come_whole_and_in_order,
+};
 
 /// A backend under test.
 pub struct Backend {
@@ -75,6 +81,16 @@ pub const CASES: &[(&str, Case)] = &[
     ("operations_are_created_once_and_keep_their_input", |b| {
         Box::pin(operations_are_created_once_and_keep_their_input(b))
     }),
+    ("webhook_deliveries_count_once", |b| {
+        Box::pin(webhook_deliveries_count_once(b))
+    }),
+    ("long_feeds_and_logs_come_whole_and_in_order", |b| {
+        Box::pin(long_feeds_and_logs_come_whole_and_in_order(b))
+    }),
+    (
+        "entries_and_snapshots_of_megabytes_read_back_exactly",
+        |b| Box::pin(entries_and_snapshots_of_megabytes_read_back_exactly(b)),
+    ),
 ];
 
 /// Runs every case, each on a fresh backend from `make`, and panics at the
@@ -769,4 +785,23 @@ async fn operations_are_created_once_and_keep_their_input(b: Backend) {
     ops.update_operation(&op).await.unwrap();
     assert_eq!(ops.get_operation(&a, &id).await, Ok(Some(op.clone())));
     assert!(!ops.unfinished().await.unwrap().iter().any(|o| o.id == id));
+}
+
+async fn webhook_deliveries_count_once(b: Backend) {
+    let ops = &*b.ops;
+    let (first, second) = (
+        format!("msg_{}", uuid::Uuid::new_v4()),
+        format!("msg_{}", uuid::Uuid::new_v4()),
+    );
+    assert_eq!(ops.first_delivery(&first, 1_000).await, Ok(true));
+    assert_eq!(ops.first_delivery(&first, 1_001).await, Ok(false));
+    assert_eq!(ops.first_delivery(&second, 1_001).await, Ok(true));
+    for bad in [String::new(), "x".repeat(257)] {
+        assert!(matches!(
+            ops.first_delivery(&bad, 1_000).await,
+            Err(StorageError::Invalid(_))
+        ));
+    }
+    let unknown = format!("pred-{}", uuid::Uuid::new_v4());
+    assert_eq!(ops.find_by_provider_ref(&unknown).await, Ok(None));
 }
