@@ -13,40 +13,12 @@ use std::time::{Duration, Instant};
 use atelier_fixtures::moto::Moto;
 use aws_sdk_dynamodb::types::AttributeValue;
 use cloud_lambda::storage::aws::{Aws, AwsOptions, CompactStop, DEFAULT_SPILL_BYTES};
-use cloud_lambda::storage::conformance;
+use cloud_lambda::storage::conformance::{self, entry, noise, snapshot};
 use cloud_lambda::storage::jobs::{JobStore, OpStatus, Operation};
-use cloud_lambda::storage::{BlobStore, Chunk, DocStore, StorageError};
+use cloud_lambda::storage::{BlobStore, DocStore, StorageError};
 use core_sync::DocId;
 use core_sync::blob::sha256_hex;
 use support::aws::{ThrottlingProxy, backend, deployment, deployment_with, options};
-
-fn entry(useq: u64, bytes: &[u8]) -> Chunk {
-    Chunk {
-        useq,
-        bytes: bytes.to_vec(),
-        is_snapshot: false,
-    }
-}
-
-fn snapshot(upto: u64, bytes: &[u8]) -> Chunk {
-    Chunk {
-        useq: upto,
-        bytes: bytes.to_vec(),
-        is_snapshot: true,
-    }
-}
-
-/// Bytes that do not compress.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect()
-}
 
 /// The document's raw log items: (useq, holds bytes, spilled chunk key).
 async fn log_items(aws: &Aws, doc: &DocId) -> Vec<(u64, bool, Option<String>)> {
@@ -68,6 +40,24 @@ async fn log_items(aws: &Aws, doc: &DocId) -> Vec<(u64, bool, Option<String>)> {
             (useq, item.contains_key("bytes"), spill)
         })
         .collect()
+}
+
+/// The raw item of `table` whose key `key_name` is `key`.
+async fn raw_item(
+    aws: &Aws,
+    table: &str,
+    key_name: &str,
+    key: &str,
+) -> HashMap<String, AttributeValue> {
+    aws.dynamodb()
+        .get_item()
+        .table_name(table)
+        .key(key_name, AttributeValue::S(key.into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()
 }
 
 /// Object keys under `prefix` in the documents bucket.
@@ -425,16 +415,7 @@ async fn webhook_deliveries_expire_and_finished_operations_leave_the_unfinished_
     let now = 1_800_000_000;
     assert_eq!(store.first_delivery("msg_1", now).await, Ok(true));
     assert_eq!(store.first_delivery("msg_1", now + 60).await, Ok(false));
-    let item = aws
-        .dynamodb()
-        .get_item()
-        .table_name(&aws.names.deliveries)
-        .key("webhook_id", AttributeValue::S("msg_1".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = raw_item(&aws, &aws.names.deliveries, "webhook_id", "msg_1").await;
     assert_eq!(
         item["expires_at"],
         AttributeValue::N((now + 86_400).to_string())
@@ -463,15 +444,6 @@ async fn webhook_deliveries_expire_and_finished_operations_leave_the_unfinished_
     a.error = Some("gone".into());
     store.update_operation(&a).await.unwrap();
     assert_eq!(ids(store.unfinished().await.unwrap()), vec!["op-b"]);
-    let raw: HashMap<String, AttributeValue> = aws
-        .dynamodb()
-        .get_item()
-        .table_name(&aws.names.operations)
-        .key("id", AttributeValue::S("op-a".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let raw = raw_item(&aws, &aws.names.operations, "id", "op-a").await;
     assert!(!raw.contains_key("unfinished"), "{raw:?}");
 }

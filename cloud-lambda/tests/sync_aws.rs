@@ -17,13 +17,10 @@ use cloud_lambda::app::{AppState, router};
 use cloud_lambda::storage::DocStore;
 use cloud_lambda::storage::aws::Aws;
 use core_sync::model::NewMessage;
-use core_sync::store::{Store, StoreOptions};
-use core_sync::sync::client::SyncClient;
-use core_sync::sync::engine::EngineConfig;
 use core_sync::sync::protocol::{DocPush, SYNC_PATH, SyncRequest, SyncResponse};
 use core_sync::{DocId, now_millis};
+use support::Device;
 use support::aws::{ThrottlingProxy, deployment};
-use tempfile::TempDir;
 use tower::ServiceExt;
 
 /// The Router over a deployment, served on loopback.
@@ -79,89 +76,36 @@ impl Drop for Cloud {
     }
 }
 
-struct Device {
-    store: Store,
-    sync: SyncClient,
-    _dir: TempDir,
-}
-
 async fn device(cloud: &Cloud) -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default())
-        .await
-        .unwrap();
-    let sync = SyncClient::new(
-        store.clone(),
-        &cloud.url,
-        cloud.token.clone(),
-        EngineConfig::default(),
-    )
-    .await
-    .unwrap();
-    Device {
-        store,
-        sync,
-        _dir: dir,
-    }
+    support::device_at(&cloud.url, &cloud.token).await
 }
 
-impl Device {
-    /// A new asset whose one version is `png` (64x48), saved offline.
-    async fn asset_with_image(&mut self, png: Vec<u8>) -> DocId {
-        use core_sync::model::{BlobRef, NewVersion};
-        let bytes = png.len() as u64;
-        let sha256 = self
-            .store
-            .put_blob(png, "image/png", now_millis())
-            .await
-            .unwrap();
-        let mut a = self.store.create("Photo", now_millis()).await.unwrap();
-        let blob = BlobRef {
-            sha256,
-            mime: "image/png".into(),
-            width: 64,
-            height: 48,
-            bytes,
-        };
-        let version = NewVersion {
-            blob,
-            thumbnail: None,
-            parent_version_id: None,
-            created_by_message_id: None,
-        };
-        a.doc.add_version(version, now_millis()).unwrap();
-        self.store.save(&mut a).await.unwrap();
-        self.sync.local_change(a.id.clone());
-        a.id
-    }
+async fn note(d: &mut Device, doc: &DocId, text: &str) {
+    let mut a = d.store.load(doc).await.unwrap();
+    a.doc
+        .append_message(NewMessage::user(text), now_millis())
+        .unwrap();
+    d.store.save(&mut a).await.unwrap();
+    d.sync.local_change(doc.clone());
+}
 
-    async fn note(&mut self, doc: &DocId, text: &str) {
-        let mut a = self.store.load(doc).await.unwrap();
-        a.doc
-            .append_message(NewMessage::user(text), now_millis())
-            .unwrap();
-        self.store.save(&mut a).await.unwrap();
-        self.sync.local_change(doc.clone());
-    }
+async fn texts(d: &Device, doc: &DocId) -> Vec<String> {
+    let a = d.store.load(doc).await.unwrap();
+    let mut texts: Vec<String> = a
+        .doc
+        .messages()
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.text)
+        .collect();
+    texts.sort();
+    texts
+}
 
-    async fn texts(&self, doc: &DocId) -> Vec<String> {
-        let a = self.store.load(doc).await.unwrap();
-        let mut texts: Vec<String> = a
-            .doc
-            .messages()
-            .unwrap()
-            .into_iter()
-            .filter_map(|m| m.text)
-            .collect();
-        texts.sort();
-        texts
-    }
-
-    async fn heads(&self, doc: &DocId) -> Vec<automerge::ChangeHash> {
-        let mut heads = self.store.load(doc).await.unwrap().doc.heads();
-        heads.sort();
-        heads
-    }
+async fn heads(d: &Device, doc: &DocId) -> Vec<automerge::ChangeHash> {
+    let mut heads = d.store.load(doc).await.unwrap().doc.heads();
+    heads.sort();
+    heads
 }
 
 /// Random letters: a long text that compresses little.
@@ -185,19 +129,19 @@ async fn devices_converge_through_the_aws_backend() {
     // A works offline: two assets, an image, and one text over DynamoDB's
     // item limit (the server spills it to S3).
     let image = support::png(64, 48);
-    let photo = a.asset_with_image(image.clone()).await;
+    let (photo, _) = support::asset_with(&mut a, image.clone(), 64, 48, true).await;
     let notes = a.store.create("Notes", now_millis()).await.unwrap().id;
     a.sync.local_change(notes.clone());
-    a.note(&notes, "first").await;
+    note(&mut a, &notes, "first").await;
     let long = letters(700_000, 7);
-    a.note(&notes, &long).await;
+    note(&mut a, &notes, &long).await;
     a.sync.sync_until_idle().await.unwrap();
 
     b.sync.sync_until_idle().await.unwrap();
     for doc in [&photo, &notes] {
-        assert_eq!(a.heads(doc).await, b.heads(doc).await);
+        assert_eq!(heads(&a, doc).await, heads(&b, doc).await);
     }
-    assert_eq!(b.texts(&notes).await, a.texts(&notes).await);
+    assert_eq!(texts(&b, &notes).await, texts(&a, &notes).await);
     let sha = core_sync::blob::sha256_hex(&image);
     assert_eq!(
         b.store.get_blob(&sha).await.unwrap(),
@@ -206,19 +150,19 @@ async fn devices_converge_through_the_aws_backend() {
     );
 
     // Both edit the same asset offline, then sync: both edits everywhere.
-    a.note(&notes, "from A").await;
-    b.note(&notes, "from B").await;
+    note(&mut a, &notes, "from A").await;
+    note(&mut b, &notes, "from B").await;
     for _ in 0..2 {
         a.sync.sync_until_idle().await.unwrap();
         b.sync.sync_until_idle().await.unwrap();
     }
-    assert_eq!(a.heads(&notes).await, b.heads(&notes).await);
-    let texts = b.texts(&notes).await;
-    assert!(texts.contains(&"from A".to_owned()) && texts.contains(&"from B".to_owned()));
+    assert_eq!(heads(&a, &notes).await, heads(&b, &notes).await);
+    let merged = texts(&b, &notes).await;
+    assert!(merged.contains(&"from A".to_owned()) && merged.contains(&"from B".to_owned()));
 
     // Many small edits: the server compacts; a new device gets snapshots.
     for i in 0..40 {
-        a.note(&notes, &format!("edit {i}")).await;
+        note(&mut a, &notes, &format!("edit {i}")).await;
         a.sync.sync_until_idle().await.unwrap();
     }
     let head = cloud
@@ -233,8 +177,8 @@ async fn devices_converge_through_the_aws_backend() {
     c.sync.sync_until_idle().await.unwrap();
     b.sync.sync_until_idle().await.unwrap();
     for d in [&b, &c] {
-        assert_eq!(d.heads(&notes).await, a.heads(&notes).await);
-        assert_eq!(d.texts(&notes).await, a.texts(&notes).await);
+        assert_eq!(heads(d, &notes).await, heads(&a, &notes).await);
+        assert_eq!(texts(d, &notes).await, texts(&a, &notes).await);
     }
 }
 
@@ -342,7 +286,7 @@ async fn storage_faults_reach_devices_as_errors_and_their_edits_stay_pending() {
 
     // Throttled for good: the push answers 503 and A keeps its edit.
     proxy.throttle("TransactWriteItems", usize::MAX);
-    a.note(&doc, "while throttled").await;
+    note(&mut a, &doc, "while throttled").await;
     let mut other = core_sync::model::AssetDoc::create("Other", 1_000);
     let (status, body) = cloud
         .sync(&push(&DocId::random(), other.changes_since(&[]), 0))
@@ -361,11 +305,15 @@ async fn storage_faults_reach_devices_as_errors_and_their_edits_stay_pending() {
     a.sync.sync_until_idle().await.unwrap();
     assert_eq!(a.sync.status().pending, 0);
     b.sync.sync_until_idle().await.unwrap();
-    assert!(b.texts(&doc).await.contains(&"while throttled".to_owned()));
+    assert!(
+        texts(&b, &doc)
+            .await
+            .contains(&"while throttled".to_owned())
+    );
 
     // The emulator forgets everything: an error, never a silent success.
     moto.reset();
-    a.note(&doc, "after the reset").await;
+    note(&mut a, &doc, "after the reset").await;
     assert!(a.sync.sync_until_idle().await.is_err());
     assert_eq!(a.sync.status().pending, 1);
     let (status, _) = cloud.sync(&idle(0)).await;

@@ -118,7 +118,8 @@ fn new_user() -> String {
     format!("conformance-{}", uuid::Uuid::new_v4())
 }
 
-fn entry(useq: u64, bytes: &[u8]) -> Chunk {
+/// A log entry as reads return it.
+pub fn entry(useq: u64, bytes: &[u8]) -> Chunk {
     Chunk {
         useq,
         bytes: bytes.to_vec(),
@@ -126,7 +127,8 @@ fn entry(useq: u64, bytes: &[u8]) -> Chunk {
     }
 }
 
-fn snapshot(upto: u64, bytes: &[u8]) -> Chunk {
+/// A snapshot as reads return it.
+pub fn snapshot(upto: u64, bytes: &[u8]) -> Chunk {
     Chunk {
         useq: upto,
         bytes: bytes.to_vec(),
@@ -150,6 +152,18 @@ fn head(owner: &str, last_useq: u64, snapshot_upto: u64) -> Option<DocHead> {
         snapshot_upto,
         heads: vec![],
     })
+}
+
+/// `len` bytes that do not compress, from `seed`.
+pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
 }
 
 /// Appends and returns the new useq, panicking with context on error.

@@ -240,3 +240,17 @@ pub fn validate_sha256(sha256: &str) -> Result<(), StorageError> {
         )))
     }
 }
+
+/// Heads as both backends store them: concatenated 32-byte change hashes.
+pub(crate) fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, StorageError> {
+    if !bytes.len().is_multiple_of(32) {
+        return Err(StorageError::Backend(format!(
+            "stored heads have {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| ChangeHash(c.try_into().expect("32 bytes")))
+        .collect())
+}

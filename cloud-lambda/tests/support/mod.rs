@@ -170,14 +170,19 @@ pub struct Device {
 }
 
 pub async fn device(w: &World) -> Device {
+    device_at(&w.url, &w.token).await
+}
+
+/// A device with an empty store syncing with the server at `url`.
+pub async fn device_at(url: &str, token: &str) -> Device {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default())
         .await
         .unwrap();
     let sync = SyncClient::new(
         store.clone(),
-        &w.url,
-        w.token.clone(),
+        url,
+        token.to_owned(),
         EngineConfig::default(),
     )
     .await

@@ -16,7 +16,9 @@ use super::errors::{build_error, is_transient_code, jitter, sdk_error};
 use super::items::{Item, b, get_n, get_s, opt_b, opt_n, opt_s, s, useq as nu};
 use super::schema::attr::*;
 use super::{AwsStore, CompactStop, StoreInner};
-use crate::storage::{Chunk, DocHead, DocStore, FeedEntry, StorageError, validate_user};
+use crate::storage::{
+    Chunk, DocHead, DocStore, FeedEntry, StorageError, decode_heads, validate_user,
+};
 
 /// How often an append retries a stale counter guess or a transaction
 /// that collided with another one on the same item.
@@ -448,20 +450,6 @@ impl DocStore for AwsStore {
         validate_user(user)?;
         self.inner.user_head(user).await
     }
-}
-
-/// Heads as stored: concatenated 32-byte hashes.
-fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, StorageError> {
-    if !bytes.len().is_multiple_of(32) {
-        return Err(StorageError::Backend(format!(
-            "stored heads have {} bytes",
-            bytes.len()
-        )));
-    }
-    Ok(bytes
-        .chunks_exact(32)
-        .map(|c| ChangeHash(c.try_into().expect("32 bytes")))
-        .collect())
 }
 
 /// Cancellation reasons for a message: `None, ConditionalCheckFailed, …`.

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
@@ -86,6 +87,23 @@ fn from_item(item: &Item) -> Result<Operation, StorageError> {
         created_at: get_n(item, CREATED_AT)?,
         updated_at: get_n(item, UPDATED_AT)?,
     })
+}
+
+/// Sends a conditional put: `true` if it wrote, `false` if its condition
+/// (the item is not there yet) failed.
+async fn put_unless_there(put: PutItemFluentBuilder, what: &str) -> Result<bool, StorageError> {
+    match put.send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(PutItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(sdk_error(what, e)),
+    }
 }
 
 impl StoreInner {
@@ -189,21 +207,8 @@ impl JobStore for AwsStore {
             .table_name(&inner.names.operations)
             .set_item(Some(to_item(op)?))
             .condition_expression("attribute_not_exists(#id)")
-            .expression_attribute_names("#id", OP_ID)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error(&format!("creating operation {}", op.id), e)),
-        }
+            .expression_attribute_names("#id", OP_ID);
+        put_unless_there(put, &format!("creating operation {}", op.id)).await
     }
 
     async fn get_operation(&self, user: &str, id: &str) -> Result<Option<Operation>, StorageError> {
@@ -304,21 +309,8 @@ impl JobStore for AwsStore {
             .condition_expression("attribute_not_exists(#id) OR #expires < :now")
             .expression_attribute_names("#id", WEBHOOK_ID)
             .expression_attribute_names("#expires", EXPIRES_AT)
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error("recording a webhook delivery", e)),
-        }
+            .expression_attribute_values(":now", n(now));
+        put_unless_there(put, "recording a webhook delivery").await
     }
 
     async fn unfinished(&self) -> Result<Vec<Operation>, StorageError> {

@@ -3,7 +3,7 @@
 
 use core_sync::DocId;
 
-use super::{Backend, append, entry, new_user, snapshot};
+use super::{Backend, append, entry, new_user, noise, snapshot};
 use crate::storage::FeedEntry;
 
 /// More documents and entries than a small query page holds: the feed
@@ -56,16 +56,6 @@ pub(super) async fn long_feeds_and_logs_come_whole_and_in_order(b: Backend) {
 pub(super) async fn entries_and_snapshots_of_megabytes_read_back_exactly(b: Backend) {
     let docs = &*b.docs;
     let (a, d) = (new_user(), DocId::random());
-    let noise = |len: usize, mut seed: u64| -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect()
-    };
     let (big, small, bigger) = (noise(420_000, 1), noise(10, 2), noise(2_500_000, 3));
     append(docs, &a, &d, 0, &big).await;
     append(docs, &a, &d, 1, &small).await;
