@@ -176,17 +176,24 @@ pub struct Server {
     child: Option<Child>,
     port: u16,
     data: PathBuf,
+    /// Extra `serve` arguments (e.g. `--backend aws …`), kept for restarts.
+    args: Vec<String>,
     log: PathBuf,
 }
 
 impl Server {
     /// Starts a server on a free port and waits until it answers.
     pub fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    /// [`Server::start`] with extra `serve` arguments.
+    pub fn start_with(data: &Path, args: &[String]) -> Server {
         // Another process may grab the port between `free_port` and the
         // server's bind: try a few.
         let mut last = String::new();
         for _ in 0..5 {
-            match Server::try_start_on(data, free_port()) {
+            match Server::try_start_on(data, free_port(), args) {
                 Ok(server) => return server,
                 Err(why) => last = why,
             }
@@ -197,11 +204,11 @@ impl Server {
     /// Starts a server on `port` (a restart: same port, same data) and waits
     /// until it answers.
     pub fn start_on(data: &Path, port: u16) -> Server {
-        Server::try_start_on(data, port)
+        Server::try_start_on(data, port, &[])
             .unwrap_or_else(|why| panic!("atelier-cloud did not start on port {port}: {why}"))
     }
 
-    fn try_start_on(data: &Path, port: u16) -> Result<Server, String> {
+    fn try_start_on(data: &Path, port: u16, args: &[String]) -> Result<Server, String> {
         let log = data.with_extension("log");
         let log_file = OpenOptions::new()
             .create(true)
@@ -214,6 +221,7 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data")
             .arg(data)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -224,6 +232,7 @@ impl Server {
             child: Some(child),
             port,
             data: data.to_owned(),
+            args: args.to_vec(),
             log,
         };
         let deadline = Instant::now() + SERVER_READY_TIMEOUT;
@@ -311,7 +320,9 @@ impl Server {
     /// Starts the server again on the same port and data directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the server first");
-        let again = Server::start_on(&self.data, self.port);
+        let again = Server::try_start_on(&self.data, self.port, &self.args).unwrap_or_else(|why| {
+            panic!("atelier-cloud did not restart on port {}: {why}", self.port)
+        });
         *self = again;
     }
 

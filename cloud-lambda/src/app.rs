@@ -19,6 +19,7 @@ use crate::jobs::{JobConfig, Jobs};
 use crate::limits::ApiLimits;
 use crate::providers::ProviderConfig;
 use crate::registry::Registry;
+use crate::storage::aws::Aws;
 use crate::storage::embedded::{EmbeddedBlobs, EmbeddedStore};
 use crate::storage::jobs::JobStore;
 use crate::storage::{BlobStore, DocStore, StorageError};
@@ -93,6 +94,12 @@ impl AppState {
         )
     }
 
+    /// The AWS backend (DynamoDB + S3 through `aws`), without jobs.
+    pub fn aws(aws: &Aws, verifier: Verifier, jwks: Option<serde_json::Value>) -> AppState {
+        let store = Arc::new(aws.store());
+        AppState::new(store.clone(), Arc::new(aws.blobs()), store, verifier, jwks)
+    }
+
     /// The authenticated user (the token's `sub`) of a request, recorded
     /// on the request's log span, after the per-user rate limit.
     pub async fn user(&self, headers: &HeaderMap) -> Result<String, ApiError> {
@@ -162,7 +169,10 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
 
 /// The embedded backend's blob transfers (`/v1/blob-transfer`).
 fn transfer_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(blob_routes::transfer_put, blob_routes::transfer_get))
+    OpenApiRouter::new().routes(routes!(
+        blob_routes::transfer_put,
+        blob_routes::transfer_get
+    ))
 }
 
 /// The API: every route but the blob transfers.

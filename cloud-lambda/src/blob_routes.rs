@@ -186,11 +186,16 @@ fn transfer_error(e: TransferError) -> Response {
         }
     };
     let (code, detail) = match &e {
-        TransferError::Storage(_) => ("internal", "The image could not be stored; try again.".to_owned()),
+        TransferError::Storage(_) => (
+            "internal",
+            "The image could not be stored; try again.".to_owned(),
+        ),
         TransferError::BadSignature(_) => ("bad_transfer_url", e.to_string()),
         TransferError::Expired => ("transfer_url_expired", e.to_string()),
         TransferError::TooLarge(_) => ("image_too_large", e.to_string()),
-        TransferError::WrongType { .. } | TransferError::NotAnImage => ("unsupported_image", e.to_string()),
+        TransferError::WrongType { .. } | TransferError::NotAnImage => {
+            ("unsupported_image", e.to_string())
+        }
         TransferError::Mismatch { .. } => ("image_mismatch", e.to_string()),
         TransferError::NotFound => ("not_found", e.to_string()),
     };

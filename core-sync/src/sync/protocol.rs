@@ -135,7 +135,6 @@ pub struct TransferUrl {
     pub expires_at: u64,
 }
 
-
 /// An RFC 9457 problem details body (`application/problem+json`), the
 /// shape of every error the server answers. Only the fields a client
 /// reads; others are ignored.

@@ -187,10 +187,7 @@ impl Transport for RefreshingTransport {
     async fn put_blob(&self, blob: &OutgoingBlob<'_>, _: &str) -> Result<(), SyncError> {
         let r = self.inner.put_blob(blob, &self.token().await?).await;
         if unauthorized(&r) {
-            return self
-                .inner
-                .put_blob(blob, &self.fresh_token().await?)
-                .await;
+            return self.inner.put_blob(blob, &self.fresh_token().await?).await;
         }
         r
     }
