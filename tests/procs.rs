@@ -176,9 +176,9 @@ pub struct Server {
     child: Option<Child>,
     port: u16,
     data: PathBuf,
-    log: PathBuf,
-    /// Extra `serve` flags, kept across restarts.
+    /// Extra `serve` arguments (e.g. `--backend aws …`), kept for restarts.
     args: Vec<String>,
+    log: PathBuf,
 }
 
 impl Server {
@@ -187,14 +187,13 @@ impl Server {
         Server::start_with(data, &[])
     }
 
-    /// [`Server::start`] with extra `serve` flags.
-    pub fn start_with(data: &Path, args: &[&str]) -> Server {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    /// [`Server::start`] with extra `serve` arguments.
+    pub fn start_with(data: &Path, args: &[String]) -> Server {
         // Another process may grab the port between `free_port` and the
         // server's bind: try a few.
         let mut last = String::new();
         for _ in 0..5 {
-            match Server::try_start_on(data, free_port(), &args) {
+            match Server::try_start_on(data, free_port(), args) {
                 Ok(server) => return server,
                 Err(why) => last = why,
             }
@@ -233,8 +232,8 @@ impl Server {
             child: Some(child),
             port,
             data: data.to_owned(),
-            log,
             args: args.to_vec(),
+            log,
         };
         let deadline = Instant::now() + SERVER_READY_TIMEOUT;
         loop {

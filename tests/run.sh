@@ -23,6 +23,16 @@ step "JS interop peer (tests/js: the pinned @automerge/automerge from its lock f
 command -v node >/dev/null && command -v npm >/dev/null || ensure_debs nodejs npm
 (cd tests/js && npm ci --cache "$HOME/.cache/atelier/npm" --prefer-offline --no-audit --no-fund)
 
+step "Python test peers (tests/requirements.txt: moto; one venv outside the clone, ~/.cache/atelier/venv)"
+# The AWS backend's tests start moto themselves (atelier_fixtures::moto) from
+# this venv; made when missing, reused (and topped up) when present.
+VENV="$HOME/.cache/atelier/venv"
+if ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    python3 -m venv "$VENV" 2>/dev/null || { ensure_debs python3-venv && python3 -m venv "$VENV"; }
+fi
+"$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    --cache-dir "$HOME/.cache/atelier/pip" -r tests/requirements.txt
+
 step "build (debug, all test targets and binaries)"
 # --bins: the end-to-end tests run atelier-cloud, atelier-sync and
 # atelier-local, which `--tests` alone does not build.

@@ -19,6 +19,7 @@ use crate::jobs::{JobConfig, Jobs};
 use crate::limits::ApiLimits;
 use crate::providers::ProviderConfig;
 use crate::registry::Registry;
+use crate::storage::aws::Aws;
 use crate::storage::embedded::{EmbeddedBlobs, EmbeddedStore};
 use crate::storage::jobs::JobStore;
 use crate::storage::{BlobStore, DocStore, StorageError};
@@ -91,6 +92,12 @@ impl AppState {
             AppState::new(store.clone(), blobs.clone(), store, verifier, jwks)
                 .with_local_blobs(blobs),
         )
+    }
+
+    /// The AWS backend (DynamoDB + S3 through `aws`), without jobs.
+    pub fn aws(aws: &Aws, verifier: Verifier, jwks: Option<serde_json::Value>) -> AppState {
+        let store = Arc::new(aws.store());
+        AppState::new(store.clone(), Arc::new(aws.blobs()), store, verifier, jwks)
     }
 
     /// The authenticated user (the token's `sub`) of a request, recorded

@@ -2,7 +2,10 @@
 //! backend (SQLite + files in one directory), its own token issuer, and
 //! provider jobs, served on a TCP listener. `atelier-cloud serve` runs one;
 //! the desktop app runs one in-process on loopback, so jobs and sync take
-//! the same code path on a laptop as in the cloud.
+//! the same code path on a laptop as in the cloud. The same server can keep
+//! its documents, blobs and jobs on the AWS backend instead
+//! ([`Storage::Aws`], `atelier-cloud serve --backend aws`); the data
+//! directory then holds only the token signing key.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,17 @@ use crate::limits::{ApiConfig, ApiLimits};
 use crate::providers::ProviderConfig;
 use crate::registry::{Registry, RegistryError};
 use crate::storage::StorageError;
+use crate::storage::aws::{Aws, AwsOptions};
+
+/// Where a server keeps documents, blobs and jobs.
+#[derive(Clone, Debug, Default)]
+pub enum Storage {
+    /// SQLite and files in the data directory.
+    #[default]
+    Embedded,
+    /// DynamoDB and S3 (or an emulator of them).
+    Aws(AwsOptions),
+}
 
 /// The issuer and audience of the embedded server's own tokens.
 pub const LOCAL_ISSUER: &str = "atelier-local";
@@ -28,6 +42,7 @@ pub const LOCAL_AUDIENCE: &str = "atelier-desktop";
 pub struct EmbeddedOptions {
     /// Database, blobs and the token signing key.
     pub data: PathBuf,
+    pub storage: Storage,
     /// Where to listen (`127.0.0.1:0` picks a free port).
     pub addr: SocketAddr,
     /// Run provider jobs (otherwise queued requests stay queued).
@@ -54,6 +69,7 @@ impl EmbeddedOptions {
     pub fn new(data: impl Into<PathBuf>) -> Self {
         EmbeddedOptions {
             data: data.into(),
+            storage: Storage::Embedded,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             jobs: true,
             providers: ProviderConfig::from_env(),
@@ -104,9 +120,16 @@ impl EmbeddedServer {
             source,
         })?;
         let issuer = LocalIssuer::load_or_create(data, LOCAL_ISSUER, LOCAL_AUDIENCE)?;
-        let mut state = AppState::embedded(data, issuer.verifier(), Some(issuer.jwks_json()))
-            .await?
-            .with_limits(ApiLimits::new(options.api.clone()));
+        let mut state = match &options.storage {
+            Storage::Embedded => {
+                AppState::embedded(data, issuer.verifier(), Some(issuer.jwks_json())).await?
+            }
+            Storage::Aws(aws) => {
+                let aws = Aws::connect(aws.clone()).await?;
+                AppState::aws(&aws, issuer.verifier(), Some(issuer.jwks_json()))
+            }
+        }
+        .with_limits(ApiLimits::new(options.api.clone()));
         if let Some(dir) = &options.shared_blobs {
             state = state.sharing_blobs_with(dir.clone());
         }
@@ -137,7 +160,11 @@ impl EmbeddedServer {
                 jobs.resume_all().await;
             }
         }
-        tracing::info!(%addr, data = %data.display(), jobs = options.jobs, "serving");
+        let backend = match &options.storage {
+            Storage::Embedded => "embedded".to_owned(),
+            Storage::Aws(aws) => format!("aws (prefix {:?})", aws.prefix),
+        };
+        tracing::info!(%addr, data = %data.display(), %backend, jobs = options.jobs, "serving");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, router(state))

@@ -151,6 +151,11 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound => ApiError::NotFound("document".into()),
             StorageError::Invalid(m) => ApiError::BadRequest(m),
             StorageError::Conflict => ApiError::Unavailable("a concurrent write won; retry".into()),
+            StorageError::Unavailable(detail) => {
+                // The detail names tables and endpoints: logged, not sent.
+                tracing::warn!(error = %detail, "storage unavailable");
+                ApiError::Unavailable("storage is busy or out of reach; retry shortly".into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

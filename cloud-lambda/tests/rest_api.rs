@@ -12,7 +12,7 @@ use std::num::NonZeroU32;
 
 use cloud_lambda::limits::ApiConfig;
 use reqwest::Method;
-use rest::{Options, png, world};
+use rest::{Backend, Options, png, world};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -64,8 +64,21 @@ async fn every_route_but_the_public_ones_wants_a_token() {
 }
 
 #[tokio::test]
-async fn an_asset_from_an_upload_is_listed_and_read_by_its_owner_only() {
-    let w = world(Options::default()).await;
+async fn an_asset_from_an_upload_is_listed_and_read_by_its_owner_only_on_the_embedded_backend() {
+    an_asset_from_an_upload_is_listed_and_read_by_its_owner_only(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn an_asset_from_an_upload_is_listed_and_read_by_its_owner_only_on_the_aws_backend() {
+    an_asset_from_an_upload_is_listed_and_read_by_its_owner_only(Backend::Aws).await;
+}
+
+async fn an_asset_from_an_upload_is_listed_and_read_by_its_owner_only(backend: Backend) {
+    let w = world(Options {
+        backend,
+        ..Options::default()
+    })
+    .await;
     let bytes = png(64, 48);
     let sha = w.upload(&w.alice, &bytes).await;
     let r = w
@@ -301,8 +314,21 @@ async fn pages(w: &rest::World, path: &str, limit: usize, key: &str) -> Vec<Vec<
 }
 
 #[tokio::test]
-async fn asset_pages_are_newest_first_and_end_exactly() {
-    let w = world(Options::default()).await;
+async fn asset_pages_are_newest_first_and_end_exactly_on_the_embedded_backend() {
+    asset_pages_are_newest_first_and_end_exactly(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn asset_pages_are_newest_first_and_end_exactly_on_the_aws_backend() {
+    asset_pages_are_newest_first_and_end_exactly(Backend::Aws).await;
+}
+
+async fn asset_pages_are_newest_first_and_end_exactly(backend: Backend) {
+    let w = world(Options {
+        backend,
+        ..Options::default()
+    })
+    .await;
     assert_eq!(
         pages(&w, "/assets", 3, "title").await,
         vec![Vec::<String>::new()]
@@ -334,8 +360,21 @@ async fn asset_pages_are_newest_first_and_end_exactly() {
 }
 
 #[tokio::test]
-async fn messages_are_written_into_the_document_and_paged_newest_first() {
-    let w = world(Options::default()).await;
+async fn messages_are_written_into_the_document_and_paged_newest_first_on_the_embedded_backend() {
+    messages_are_written_into_the_document_and_paged_newest_first(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn messages_are_written_into_the_document_and_paged_newest_first_on_the_aws_backend() {
+    messages_are_written_into_the_document_and_paged_newest_first(Backend::Aws).await;
+}
+
+async fn messages_are_written_into_the_document_and_paged_newest_first(backend: Backend) {
+    let w = world(Options {
+        backend,
+        ..Options::default()
+    })
+    .await;
     let id = w.asset_with_image(&w.alice, "Shoe").await;
     let msgs = format!("/assets/{id}/messages");
     assert_eq!(

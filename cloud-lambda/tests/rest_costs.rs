@@ -11,7 +11,7 @@ use std::process::Command;
 
 use cloud_lambda::limits::SpendLimits;
 use core_sync::model::{CostEventView, MessageStatus, NewCostEvent, NewMessage};
-use rest::{Device, Options, User, World, device, world};
+use rest::{Backend, Device, Options, User, World, device, world};
 use serde_json::{Value, json};
 
 const DAY: i64 = 86_400_000;
@@ -67,8 +67,26 @@ async fn costs(w: &World, user: &User, query: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollups_are_exact_across_days_models_and_users_and_match_the_devices_store() {
-    let w = world(Options::default()).await;
+async fn rollups_are_exact_across_days_models_and_users_and_match_the_devices_store_on_the_embedded_backend()
+ {
+    rollups_are_exact_across_days_models_and_users_and_match_the_devices_store(Backend::Embedded)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_are_exact_across_days_models_and_users_and_match_the_devices_store_on_the_aws_backend()
+ {
+    rollups_are_exact_across_days_models_and_users_and_match_the_devices_store(Backend::Aws).await;
+}
+
+async fn rollups_are_exact_across_days_models_and_users_and_match_the_devices_store(
+    backend: Backend,
+) {
+    let w = world(Options {
+        backend,
+        ..Options::default()
+    })
+    .await;
     let mut alice = device(&w, &w.alice).await;
     let mut bob = device(&w, &w.bob).await;
     asset_with_costs(
@@ -289,8 +307,19 @@ async fn edit(w: &World, asset: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_over_the_hourly_limit_fail_with_the_reason_over_rest_and_sync() {
+async fn jobs_over_the_hourly_limit_fail_with_the_reason_over_rest_and_sync_on_the_embedded_backend()
+ {
+    jobs_over_the_hourly_limit_fail_with_the_reason_over_rest_and_sync(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_over_the_hourly_limit_fail_with_the_reason_over_rest_and_sync_on_the_aws_backend() {
+    jobs_over_the_hourly_limit_fail_with_the_reason_over_rest_and_sync(Backend::Aws).await;
+}
+
+async fn jobs_over_the_hourly_limit_fail_with_the_reason_over_rest_and_sync(backend: Backend) {
     let w = world(Options {
+        backend,
         jobs: true,
         spend: Some(SpendLimits {
             jobs_per_hour: Some(2),

@@ -12,12 +12,22 @@ use std::time::{Duration, Instant};
 use core_sync::DocId;
 use core_sync::model::{MessageKind, MessageStatus, NewMessage};
 use core_sync::now_millis;
-use rest::{Options, device, world};
+use rest::{Backend, Options, device, world};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rest_tool_request_reaches_a_device_with_its_result_once() {
+async fn a_rest_tool_request_reaches_a_device_with_its_result_once_on_the_embedded_backend() {
+    a_rest_tool_request_reaches_a_device_with_its_result_once(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_tool_request_reaches_a_device_with_its_result_once_on_the_aws_backend() {
+    a_rest_tool_request_reaches_a_device_with_its_result_once(Backend::Aws).await;
+}
+
+async fn a_rest_tool_request_reaches_a_device_with_its_result_once(backend: Backend) {
     let w = world(Options {
+        backend,
         jobs: true,
         ..Options::default()
     })

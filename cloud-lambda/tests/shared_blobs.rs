@@ -38,7 +38,7 @@ async fn the_server_and_the_device_keep_one_file_per_image() {
         ..Options::default()
     })
     .await;
-    let mut d = device_in(&w, device_dir).await;
+    let mut d = device_in(&w.url, &w.token, device_dir).await;
     let (doc, v1) = asset_with_image(&mut d).await;
     let ids = vec![
         request(

@@ -1,6 +1,10 @@
-//! The storage conformance suite on the embedded backend (SQLite + files),
-//! plus what only this backend can show: which rows compaction deletes, a
-//! crash between its two steps, the feed query plan, and the blob layout.
+//! The storage conformance suite on both backends: the embedded one
+//! (SQLite + files) and the AWS one (DynamoDB + S3 on moto). Plus what only
+//! the embedded backend can show: which rows compaction deletes, a crash
+//! between its two steps, the feed query plan, and the blob layout (the
+//! AWS backend's own checks are in `storage_aws.rs`).
+
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +32,17 @@ async fn embedded() -> Backend {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_backend_passes_the_conformance_suite() {
     conformance::run_all(embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_backend_passes_the_conformance_suite() {
+    let moto = atelier_fixtures::moto::Moto::start();
+    let url = moto.url();
+    conformance::run_all(|| {
+        let url = url.clone();
+        async move { support::aws::backend(&support::aws::deployment(&url).await) }
+    })
+    .await;
 }
 
 /// A side connection to the store's database, as another process would have.

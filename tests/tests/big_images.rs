@@ -124,7 +124,7 @@ fn a_refused_image_and_a_refused_document_leave_the_others_syncing() {
     let tmp = tempdir();
     let server = Server::start_with(
         &tmp.path().join("server"),
-        &["--max-image-bytes", "1000000"],
+        &["--max-image-bytes".into(), "1000000".into()],
     );
     let (a, b) = devices(tmp.path(), &server);
     // Over the server's image limit (1 MB) and over its request limit

@@ -2,7 +2,8 @@
 //!
 //! - Every binary (`atelier-local`, `atelier-sync`, `atelier-cloud`,
 //!   `crash-child`) answers `--help` with exit 0.
-//! - Two replicas through one `atelier-cloud serve`: device A creates assets
+//! - Two replicas through one `atelier-cloud serve` (on the embedded
+//!   backend, and on the AWS backend over moto): device A creates assets
 //!   (messages, images, a rollback) with `atelier-local`,
 //!   `atelier-sync once` carries them to device B, whose `list` and `show`
 //!   match A's. Both sides then edit offline, sync twice, and converge (same
@@ -38,7 +39,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use atelier_tests::procs::{
-    Replica, Server, bin, interrupt, output_within, png, poll_until, wait_within, write_file,
+    Replica, Server, bin, interrupt, output_within, png, poll_until, run_ok, wait_within,
+    write_file,
 };
 use core_sync::backup::{self, Manifest};
 use core_sync::blob::sha256_hex;
@@ -111,6 +113,35 @@ fn occurrences(show: &str, text: &str) -> usize {
 fn two_replicas_converge_through_the_server() {
     let tmp = tempdir("atelier-e2e-");
     let server = Server::start(&tmp.path().join("server"));
+    two_replicas_converge(&tmp, &server);
+}
+
+/// The same through `atelier-cloud serve --backend aws` on moto (tables and
+/// buckets made by `atelier-cloud init-aws`).
+#[test]
+fn two_replicas_converge_through_the_server_on_aws() {
+    let tmp = tempdir("atelier-e2e-aws-");
+    let moto = atelier_fixtures::moto::Moto::start();
+    let aws = [
+        "--aws-endpoint".to_owned(),
+        moto.url(),
+        "--aws-prefix".to_owned(),
+        "e2e-".to_owned(),
+    ];
+    let created = run_ok(
+        Command::new(bin("atelier-cloud"))
+            .arg("init-aws")
+            .args(&aws),
+    );
+    assert!(created.contains("created table: e2e-log"), "{created}");
+    let mut args = vec!["--backend".to_owned(), "aws".to_owned()];
+    args.extend(aws);
+    let server = Server::start_with(&tmp.path().join("server"), &args);
+    two_replicas_converge(&tmp, &server);
+}
+
+/// Two replicas through `server`: see the module docs.
+fn two_replicas_converge(tmp: &TempDir, server: &Server) {
     let token = tmp.path().join("token");
     server.token_file("alice", &token);
     let a = Replica::new(tmp.path().join("A"), server.url(), token.clone());

@@ -1,6 +1,8 @@
-//! `atelier-cloud`: runs the cloud Router on the embedded backend (SQLite +
-//! files under `--data`), its own token issuer included, and mints
-//! development tokens. A thin shell over `cloud_lambda`.
+//! `atelier-cloud`: runs the cloud Router with its own token issuer, on the
+//! embedded backend (SQLite + files under `--data`) or on the AWS backend
+//! (DynamoDB + S3, `--backend aws`); creates the AWS backend's tables and
+//! buckets on an emulator (`init-aws`); mints development tokens. A thin
+//! shell over `cloud_lambda`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,15 +11,17 @@ use std::time::Duration;
 
 use std::num::NonZeroU32;
 
-use clap::{Args, Parser, Subcommand};
-use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer, dev_token};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer, Storage, dev_token};
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::limits::{ApiConfig, SpendLimits, parse_usd};
+use cloud_lambda::storage::aws::{Aws, AwsOptions};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Atelier's cloud on the embedded backend: the sync endpoint and the REST API over SQLite and files."
+    about = "Atelier's cloud: the sync endpoint, the REST API and provider jobs over the \
+             embedded backend (SQLite and files) or the AWS backend (DynamoDB and S3)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,13 +30,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the Router on the embedded backend.
+    /// Serve the Router.
     Serve {
         #[arg(long, env = "ATELIER_CLOUD_ADDR", default_value = "127.0.0.1:8787")]
         addr: SocketAddr,
-        /// Data directory: database, blobs and the token signing key.
+        /// Data directory: the token signing key, and with the embedded
+        /// backend the database and blobs.
         #[arg(long, env = "ATELIER_CLOUD_DATA")]
         data: PathBuf,
+        /// Where documents, blobs and jobs live.
+        #[arg(long, env = "ATELIER_BACKEND", value_enum, default_value_t = Backend::Embedded)]
+        backend: Backend,
+        #[command(flatten)]
+        aws: AwsArgs,
         /// Log as JSON lines (as on Lambda).
         #[arg(long)]
         json_logs: bool,
@@ -49,6 +59,13 @@ enum Command {
         emf_metrics: bool,
         #[command(flatten)]
         limits: LimitArgs,
+    },
+    /// Create the AWS backend's tables and buckets (those missing) on an
+    /// emulator such as moto; on AWS the infrastructure creates them from
+    /// the same schema (cloud-lambda/aws-schema.json).
+    InitAws {
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Print a bearer token for USER, signed by the server's key in DATA.
     DevToken {
@@ -112,6 +129,43 @@ fn usd_or_off(s: &str) -> Result<OrOff<i64>, String> {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// SQLite and files in the data directory.
+    Embedded,
+    /// DynamoDB and S3.
+    Aws,
+}
+
+/// Where the AWS backend is. Region and credentials come from the usual
+/// AWS environment (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, profiles, roles).
+#[derive(Args, Clone)]
+struct AwsArgs {
+    /// Put in front of every table and bucket name.
+    #[arg(long, env = "ATELIER_AWS_PREFIX", default_value = "atelier-dev-")]
+    aws_prefix: String,
+    /// An emulator's URL (e.g. moto's); AWS_ENDPOINT_URL works too. With an
+    /// endpoint and no AWS_ACCESS_KEY_ID, dummy credentials are used (an
+    /// emulator takes any).
+    #[arg(long)]
+    aws_endpoint: Option<String>,
+}
+
+impl AwsArgs {
+    fn options(&self) -> AwsOptions {
+        let endpoint = self
+            .aws_endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        let emulated = endpoint.is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none();
+        AwsOptions {
+            endpoint,
+            credentials: emulated.then(|| ("test".to_owned(), "test".to_owned())),
+            ..AwsOptions::new(self.aws_prefix.clone())
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -146,6 +200,8 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Serve {
             addr,
             data,
+            backend,
+            aws,
             public_url,
             no_jobs,
             emf_metrics,
@@ -155,8 +211,13 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             if emf_metrics {
                 cloud_lambda::metrics::enable_emf();
             }
+            let storage = match backend {
+                Backend::Embedded => Storage::Embedded,
+                Backend::Aws => Storage::Aws(aws.options()),
+            };
             let server = EmbeddedServer::start(EmbeddedOptions {
                 addr,
+                storage,
                 jobs: !no_jobs,
                 public_url,
                 api: ApiConfig {
@@ -178,6 +239,20 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
             server.serve_until_ctrl_c().await;
+        }
+        Command::InitAws { aws } => {
+            let aws = Aws::connect(aws.options()).await?;
+            let report = aws.init().await?;
+            for (what, names) in [
+                ("created table", &report.created_tables),
+                ("table exists", &report.existing_tables),
+                ("created bucket", &report.created_buckets),
+                ("bucket exists", &report.existing_buckets),
+            ] {
+                for name in names {
+                    println!("{what}: {name}");
+                }
+            }
         }
         Command::DevToken { data, user, ttl } => {
             println!("{}", dev_token(&data, &user, Duration::from_secs(ttl))?);

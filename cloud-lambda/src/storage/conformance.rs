@@ -24,7 +24,13 @@ use core_sync::DocId;
 use core_sync::blob::sha256_hex;
 
 use super::jobs::{InputRecord, InputRoute, JobStore, OpStatus, Operation};
+
+mod volume;
 use super::{BlobStore, Chunk, DocHead, DocStore, FeedEntry, MAX_USER_LEN, StorageError};
+use volume::{
+    entries_and_snapshots_of_megabytes_read_back_exactly,
+    long_feeds_and_logs_come_whole_and_in_order,
+};
 
 mod projection;
 
@@ -96,6 +102,16 @@ pub const CASES: &[(&str, Case)] = &[
     ("jobs_started_in_a_window_are_counted", |b| {
         Box::pin(projection::jobs_started_in_a_window_are_counted(b))
     }),
+    ("webhook_deliveries_count_once", |b| {
+        Box::pin(webhook_deliveries_count_once(b))
+    }),
+    ("long_feeds_and_logs_come_whole_and_in_order", |b| {
+        Box::pin(long_feeds_and_logs_come_whole_and_in_order(b))
+    }),
+    (
+        "entries_and_snapshots_of_megabytes_read_back_exactly",
+        |b| Box::pin(entries_and_snapshots_of_megabytes_read_back_exactly(b)),
+    ),
 ];
 
 /// Runs every case, each on a fresh backend from `make`, and panics at the
@@ -123,7 +139,8 @@ fn new_user() -> String {
     format!("conformance-{}", uuid::Uuid::new_v4())
 }
 
-fn entry(useq: u64, bytes: &[u8]) -> Chunk {
+/// A log entry as reads return it.
+pub fn entry(useq: u64, bytes: &[u8]) -> Chunk {
     Chunk {
         useq,
         bytes: bytes.to_vec(),
@@ -131,7 +148,8 @@ fn entry(useq: u64, bytes: &[u8]) -> Chunk {
     }
 }
 
-fn snapshot(upto: u64, bytes: &[u8]) -> Chunk {
+/// A snapshot as reads return it.
+pub fn snapshot(upto: u64, bytes: &[u8]) -> Chunk {
     Chunk {
         useq: upto,
         bytes: bytes.to_vec(),
@@ -155,6 +173,18 @@ fn head(owner: &str, last_useq: u64, snapshot_upto: u64) -> Option<DocHead> {
         snapshot_upto,
         heads: vec![],
     })
+}
+
+/// `len` bytes that do not compress, from `seed`.
+pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
 }
 
 /// Appends and returns the new useq, panicking with context on error.
@@ -790,4 +820,23 @@ async fn operations_are_created_once_and_keep_their_input(b: Backend) {
     ops.update_operation(&op).await.unwrap();
     assert_eq!(ops.get_operation(&a, &id).await, Ok(Some(op.clone())));
     assert!(!ops.unfinished().await.unwrap().iter().any(|o| o.id == id));
+}
+
+async fn webhook_deliveries_count_once(b: Backend) {
+    let ops = &*b.ops;
+    let (first, second) = (
+        format!("msg_{}", uuid::Uuid::new_v4()),
+        format!("msg_{}", uuid::Uuid::new_v4()),
+    );
+    assert_eq!(ops.first_delivery(&first, 1_000).await, Ok(true));
+    assert_eq!(ops.first_delivery(&first, 1_001).await, Ok(false));
+    assert_eq!(ops.first_delivery(&second, 1_001).await, Ok(true));
+    for bad in [String::new(), "x".repeat(257)] {
+        assert!(matches!(
+            ops.first_delivery(&bad, 1_000).await,
+            Err(StorageError::Invalid(_))
+        ));
+    }
+    let unknown = format!("pred-{}", uuid::Uuid::new_v4());
+    assert_eq!(ops.find_by_provider_ref(&unknown).await, Ok(None));
 }

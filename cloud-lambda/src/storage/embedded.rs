@@ -39,7 +39,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use tokio::sync::Mutex;
 
-use super::{Chunk, DocHead, DocStore, FeedEntry, StorageError, validate_user};
+use super::{Chunk, DocHead, DocStore, FeedEntry, StorageError, decode_heads, validate_user};
 
 mod blobs;
 mod jobs;
@@ -174,7 +174,7 @@ impl DocStore for EmbeddedStore {
             owner,
             last_useq: from_sql(row.try_get("last_useq")?)?,
             snapshot_upto: from_sql(row.try_get("snapshot_upto")?)?,
-            heads: decode_heads(row.try_get("heads")?)?,
+            heads: decode_heads(&row.try_get::<Vec<u8>, _>("heads")?)?,
         }))
     }
 
@@ -486,18 +486,4 @@ fn to_sql(v: u64) -> i64 {
 
 fn from_sql(v: i64) -> Result<u64, StorageError> {
     u64::try_from(v).map_err(|_| StorageError::Backend(format!("database holds useq {v}")))
-}
-
-/// Heads as stored: concatenated 32-byte hashes.
-fn decode_heads(bytes: Vec<u8>) -> Result<Vec<ChangeHash>, StorageError> {
-    if !bytes.len().is_multiple_of(32) {
-        return Err(StorageError::Backend(format!(
-            "stored heads have {} bytes",
-            bytes.len()
-        )));
-    }
-    Ok(bytes
-        .chunks_exact(32)
-        .map(|c| ChangeHash(c.try_into().expect("32 bytes")))
-        .collect())
 }

@@ -1,8 +1,8 @@
 //! The server's storage: one small fallible trait pair ([`DocStore`],
 //! [`BlobStore`]) that the sync endpoint and the REST API are written
-//! against, an embedded implementation ([`embedded`]: SQLite + files) and a
-//! black-box [`conformance`] suite every implementation must pass (the AWS
-//! backend reuses it).
+//! against (plus [`jobs::JobStore`]), an embedded implementation
+//! ([`embedded`]: SQLite + files), an AWS one ([`aws`]: DynamoDB + S3) and
+//! a black-box [`conformance`] suite both must pass.
 //!
 //! The model, shared by every backend:
 //!
@@ -36,6 +36,7 @@
 //! What this module does *not* know: HTTP, JWTs, Automerge semantics. The
 //! bytes are opaque; callers build and check them.
 
+pub mod aws;
 pub mod conformance;
 pub mod embedded;
 pub mod jobs;
@@ -105,6 +106,12 @@ pub enum StorageError {
     /// The backend failed (database, disk, network). May be transient.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The backend is overloaded or out of reach right now (throttled, a
+    /// timeout, a refused connection): retry later. A write that reports
+    /// this may or may not have been applied; the write path's appends
+    /// are idempotent, so a retried push stores nothing twice.
+    #[error("storage temporarily unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Documents: logs, snapshots and the per-user feed.
@@ -271,4 +278,18 @@ pub fn validate_sha256(sha256: &str) -> Result<(), StorageError> {
             sha256.chars().take(80).collect::<String>()
         )))
     }
+}
+
+/// Heads as both backends store them: concatenated 32-byte change hashes.
+pub(crate) fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, StorageError> {
+    if !bytes.len().is_multiple_of(32) {
+        return Err(StorageError::Backend(format!(
+            "stored heads have {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| ChangeHash(c.try_into().expect("32 bytes")))
+        .collect())
 }

@@ -1,9 +1,12 @@
-//! What the job tests share: the embedded server with jobs on, pointed at
+//! What the cloud's tests share: [`aws`], deployments of the AWS backend
+//! on moto; and for the job tests: the embedded server with jobs on, pointed at
 //! the fake providers (restartable on the same data directory), devices
 //! syncing with it over HTTP on loopback, test images, tool requests, and
 //! waiting on their results.
 
 #![allow(dead_code)]
+
+pub mod aws;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -173,18 +176,23 @@ pub struct Device {
 }
 
 pub async fn device(w: &World) -> Device {
-    device_in(w, tempfile::tempdir().unwrap()).await
+    device_at(&w.url, &w.token).await
 }
 
-/// A device whose store is in `dir`.
-pub async fn device_in(w: &World, dir: TempDir) -> Device {
+/// A device with an empty store syncing with the server at `url`.
+pub async fn device_at(url: &str, token: &str) -> Device {
+    device_in(url, token, tempfile::tempdir().unwrap()).await
+}
+
+/// A device whose store is in `dir`, syncing with the server at `url`.
+pub async fn device_in(url: &str, token: &str, dir: TempDir) -> Device {
     let store = Store::open(dir.path(), StoreOptions::default())
         .await
         .unwrap();
     let sync = SyncClient::new(
         store.clone(),
-        &w.url,
-        w.token.clone(),
+        url,
+        token.to_owned(),
         EngineConfig::default(),
     )
     .await

@@ -238,12 +238,17 @@ impl Transport for HttpTransport {
             .await
             .map_err(|e| SyncError::Protocol(format!("{}: {e}", blob.path.display())))?;
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-        let resp = self
-            .transfer_request(&target)?
-            .header(reqwest::header::CONTENT_LENGTH, blob.bytes)
-            .body(body)
-            .send()
-            .await?;
+        let mut request = self.transfer_request(&target)?;
+        // An S3 upload URL signs the length among its headers; others
+        // leave it to the client. Sent once either way.
+        if !target
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        {
+            request = request.header(reqwest::header::CONTENT_LENGTH, blob.bytes);
+        }
+        let resp = request.body(body).send().await?;
         if resp.status().is_success() {
             Ok(())
         } else {

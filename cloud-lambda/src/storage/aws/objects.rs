@@ -1,0 +1,136 @@
+//! Content-addressed S3 objects: written once with `If-None-Match: *` (an
+//! object already there under its hash is the same bytes, so a 412 is
+//! success), carrying their SHA-256 as the checksum S3 verifies, and
+//! checked against their name when read.
+
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::head_object::HeadObjectError;
+use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::errors::{code_of, sdk_error, status_of};
+use crate::storage::StorageError;
+
+/// Writes `bytes` under `key` (a content address) unless an object is
+/// there already.
+pub(super) async fn put_once(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<(), StorageError> {
+    let digest = Sha256::digest(bytes);
+    let sent = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .if_none_match("*")
+        .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(digest))
+        .content_type("application/octet-stream")
+        .body(ByteStream::from(bytes.to_vec()))
+        .send()
+        .await;
+    match sent {
+        Ok(_) => Ok(()),
+        Err(e) if status_of(&e) == Some(412) || code_of(&e) == Some("PreconditionFailed") => Ok(()),
+        // Another writer of the same object was in flight (S3 answers 409
+        // to concurrent conditional writes): it writes the same bytes.
+        Err(e) if code_of(&e) == Some("ConditionalRequestConflict") => Ok(()),
+        Err(e) => Err(sdk_error(&format!("writing s3://{bucket}/{key}"), e)),
+    }
+}
+
+/// The object's bytes, `None` if there is none. `sha256`: the hex digest
+/// the bytes must have (a mismatch is an error naming the object).
+pub(super) async fn get(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    sha256: Option<&str>,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    let what = || format!("reading s3://{bucket}/{key}");
+    let out = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(e) if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => {
+            return Ok(None);
+        }
+        Err(e) if status_of(&e) == Some(404) && code_of(&e) != Some("NoSuchBucket") => {
+            return Ok(None);
+        }
+        Err(e) => return Err(sdk_error(&what(), e)),
+    };
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| StorageError::Unavailable(format!("{}: the body broke off: {e}", what())))?
+        .into_bytes()
+        .to_vec();
+    if let Some(expected) = sha256 {
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != expected {
+            return Err(StorageError::Backend(format!(
+                "s3://{bucket}/{key} is corrupt: its bytes hash to {actual}"
+            )));
+        }
+    }
+    Ok(Some(bytes))
+}
+
+/// Whether the object exists.
+pub(super) async fn exists(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<bool, StorageError> {
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))) => Ok(false),
+        Err(e) => Err(sdk_error(&format!("looking up s3://{bucket}/{key}"), e)),
+    }
+}
+
+/// Deletes the object (absent is fine).
+pub(super) async fn delete(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(), StorageError> {
+    s3.delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| sdk_error(&format!("deleting s3://{bucket}/{key}"), e))
+}
+
+/// The keys under `prefix` (every page).
+pub(super) async fn list(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, StorageError> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("listing s3://{bucket}/{prefix}"), e))?;
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        token = out.next_continuation_token().map(str::to_owned);
+        if token.is_none() || out.is_truncated() != Some(true) {
+            return Ok(keys);
+        }
+    }
+}
