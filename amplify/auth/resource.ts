@@ -48,6 +48,7 @@ export interface AmplifyAuthResources {
   userPool: cognito.IUserPool;
   cfnResources: {
     cfnUserPool: cognito.CfnUserPool;
+    cfnUserPoolClient: cognito.CfnUserPoolClient;
     cfnIdentityPool: { allowUnauthenticatedIdentities?: unknown };
   };
 }
@@ -65,6 +66,15 @@ export function configureSignIn(resources: AmplifyAuthResources, settings: Setti
   pool.deletionProtection = settings.retainData ? 'ACTIVE' : 'INACTIVE';
   pool.applyRemovalPolicy(settings.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY);
   cfnResources.cfnIdentityPool.allowUnauthenticatedIdentities = false;
+  // Amplify's own web client (for Amplify's JS libraries) would get the
+  // CDK's default OAuth settings, a code grant redirecting to
+  // https://example.com, once the pool has a hosted UI: no OAuth for it.
+  const web = cfnResources.cfnUserPoolClient;
+  web.allowedOAuthFlowsUserPoolClient = false;
+  web.allowedOAuthFlows = undefined;
+  web.allowedOAuthScopes = undefined;
+  web.callbackUrLs = undefined;
+  web.logoutUrLs = undefined;
 
   const domain = userPool.addDomain('HostedUi', {
     cognitoDomain: { domainPrefix: settings.authDomainPrefix },
