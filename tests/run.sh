@@ -43,6 +43,10 @@ step "API property tests (schemathesis against atelier-cloud serve; venv in ~/.c
 schemathesis_status=0
 bash tests/schemathesis.sh || schemathesis_status=$?
 
+step "Amplify backend (amplify/test.sh: npm ci from its lock file, tsc, offline synthesis, template tests; no AWS)"
+amplify_status=0
+bash amplify/test.sh || amplify_status=$?
+
 step "test"
 # cargo-nextest (on every machine of this kind): one process per test, no
 # fail-fast, a per-test timeout, and a final list of failures.
@@ -53,4 +57,8 @@ cargo nextest run --workspace --locked --no-fail-fast \
 if [[ "$schemathesis_status" -ne 0 ]]; then
     echo "schemathesis found failures (see above)" >&2
     exit "$schemathesis_status"
+fi
+if [[ "$amplify_status" -ne 0 ]]; then
+    echo "amplify/ tests failed (see above)" >&2
+    exit "$amplify_status"
 fi
