@@ -74,8 +74,8 @@ export function lambdaEnvironment(p: {
   return {
     ATELIER_BACKEND: 'aws',
     ATELIER_AWS_PREFIX: p.settings.prefix,
-    ATELIER_AUTH_ISSUER: p.issuer,
-    ATELIER_AUTH_AUDIENCE: p.audience.join(','),
+    ATELIER_COGNITO_ISSUER: p.issuer,
+    ATELIER_COGNITO_CLIENT_IDS: p.audience.join(','),
     ATELIER_PUBLIC_URL: p.publicUrl,
     ATELIER_SECRET_PARAMETERS: JSON.stringify(parameters),
     ATELIER_EMF_METRICS: 'true',

@@ -103,8 +103,8 @@ describe('the Lambda is told what the backend reads', () => {
     assert.equal(env.ATELIER_BACKEND, 'aws');
     assert.equal(env.ATELIER_AWS_PREFIX, s.settings.prefix);
     assert.equal(env.ATELIER_EMF_METRICS, 'true');
-    assert.match(JSON.stringify(env.ATELIER_AUTH_ISSUER), /cognito-idp\.eu-central-1\.amazonaws\.com/);
-    assert.match(JSON.stringify(env.ATELIER_AUTH_AUDIENCE), /DesktopClient.*DaemonClient/);
+    assert.match(JSON.stringify(env.ATELIER_COGNITO_ISSUER), /cognito-idp\.eu-central-1\.amazonaws\.com/);
+    assert.match(JSON.stringify(env.ATELIER_COGNITO_CLIENT_IDS), /DesktopClient.*DaemonClient/);
     assert.match(JSON.stringify(env.ATELIER_PUBLIC_URL), /ApiEndpoint/);
     const secrets = JSON.parse(env.ATELIER_SECRET_PARAMETERS);
     assert.deepEqual(Object.keys(secrets).sort(), ['GEMINI_API_KEY', 'REPLICATE_API_TOKEN', 'REPLICATE_WEBHOOK_SECRET']);

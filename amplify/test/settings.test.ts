@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
+import { lambdaEnvironment } from '../compute/resource.js';
 import { METRICS_FILE, readMetrics, readRoutes, readSchema, SCHEMA_FILE } from '../contract.js';
 import {
   checkLambdaBinary,
@@ -160,5 +161,33 @@ describe('lifecycle rules pick a kind of image', () => {
     });
     assert.deepEqual(kindFilter(def, 'thumbnails'), { prefix: 'thumbnails/' });
     assert.equal(commonPrefix(Object.values(def.keys)), '');
+  });
+});
+
+describe('documented in one place (amplify/README.md)', () => {
+  const readme = readFileSync(path.join(REPO_ROOT, 'amplify/README.md'), 'utf8');
+
+  test('every variable the function is told, and every setting read at synthesis', () => {
+    const told = Object.keys(
+      lambdaEnvironment({
+        settings: readSettings(branch('main'), {}),
+        issuer: 'i',
+        audience: ['a'],
+        publicUrl: 'u',
+        secrets: {} as never,
+      }),
+    );
+    const read = [...readFileSync(path.join(REPO_ROOT, 'amplify/settings.ts'), 'utf8').matchAll(/env\.(ATELIER_[A-Z_]+)|'(ATELIER_[A-Z_]+)'/g)]
+      .map((m) => m[1] ?? m[2]);
+    assert.ok(read.includes('ATELIER_ALARM_EMAIL') && told.includes('ATELIER_COGNITO_ISSUER'));
+    for (const name of [...told, ...read]) assert.ok(readme.includes(`\`${name}\``), `${name} is not in amplify/README.md`);
+  });
+
+  test('amplify.yml builds and deploys for one architecture', () => {
+    const yml = readFileSync(path.join(REPO_ROOT, 'amplify/amplify.yml'), 'utf8');
+    const arches = new Set([...yml.matchAll(/ATELIER_LAMBDA_ARCH=(\w+)/g)].map((m) => m[1]));
+    assert.deepEqual([...arches], ['arm64']);
+    assert.match(yml, /build-lambda\.sh/);
+    assert.match(yml, /ampx -- pipeline-deploy --branch "\$AWS_BRANCH" --app-id "\$AWS_APP_ID"/);
   });
 });
