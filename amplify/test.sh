@@ -13,10 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 cache="${ATELIER_CACHE:-$HOME/.cache/atelier}"
-key="$(cat package.json package-lock.json | sha256sum | cut -c1-16)"
+key="$(sha256sum package-lock.json | cut -c1-16)"
 trees="$cache/amplify-node-modules"
 tree="$trees/$key"
 
+mkdir -p "$trees"
+exec 9>"$trees/.lock"
+flock 9 # one install at a time (several clones may share the cache)
 if [[ ! -f "$tree/installed" ]]; then
     echo "amplify: installing npm packages from package-lock.json into $tree" >&2
     rm -rf "$tree" "$tree.partial"
@@ -25,11 +28,12 @@ if [[ ! -f "$tree/installed" ]]; then
     (cd "$tree.partial" && npm ci --cache "$cache/npm" --prefer-offline --no-audit --no-fund)
     touch "$tree.partial/installed"
     mv "$tree.partial" "$tree"
-    find "$trees" -mindepth 1 -maxdepth 1 ! -name "$key" -exec rm -rf {} +
+    find "$trees" -mindepth 1 -maxdepth 1 ! -name "$key" ! -name .lock -exec rm -rf {} +
 fi
 
 # A node_modules of an earlier `npm ci` here is replaced by the link.
 if [[ -d node_modules && ! -L node_modules ]]; then rm -rf node_modules; fi
 ln -sfn "$tree/node_modules" node_modules
+flock -u 9
 
 npm test

@@ -97,7 +97,7 @@ export class AtelierCompute extends Construct {
     const { settings, signIn, tables, storage } = props;
     const stack = Stack.of(this);
     const functionName = `${settings.prefix}api`;
-    const bootstrap = checkLambdaBinary(settings.lambdaDir, settings.lambdaArch);
+    checkLambdaBinary(settings.lambdaDir, settings.lambdaArch);
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       logGroupName: `/aws/lambda/${functionName}`,
@@ -131,7 +131,7 @@ export class AtelierCompute extends Construct {
       runtime: lambda.Runtime.PROVIDED_AL2023,
       architecture: settings.lambdaArch === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
       handler: 'bootstrap',
-      code: lambda.Code.fromAsset(bootstrap.replace(/\/bootstrap$/, '')),
+      code: lambda.Code.fromAsset(settings.lambdaDir),
       memorySize: settings.lambdaMemoryMb,
       // Requests end at API Gateway's 30 s; provider jobs (asynchronous
       // self-invocations) may take minutes.
