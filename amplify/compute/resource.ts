@@ -16,7 +16,7 @@
  * {@link lambdaEnvironment} is the one list of what the function is told.
  */
 
-import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpUserPoolAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
@@ -97,11 +97,13 @@ export class AtelierCompute extends Construct {
     const { settings, signIn, tables, storage } = props;
     const stack = Stack.of(this);
     const functionName = `${settings.prefix}api`;
+    const logRemoval = settings.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
     checkLambdaBinary(settings.lambdaDir, settings.lambdaArch);
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       logGroupName: `/aws/lambda/${functionName}`,
       retention: settings.logRetentionDays as logs.RetentionDays,
+      removalPolicy: logRemoval,
     });
 
     const role = new iam.Role(this, 'Role', {
@@ -214,6 +216,7 @@ export class AtelierCompute extends Construct {
 
     const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
       retention: settings.logRetentionDays as logs.RetentionDays,
+      removalPolicy: logRemoval,
     });
     const stage = new apigw.HttpStage(this, 'Stage', {
       httpApi: this.api,

@@ -127,5 +127,8 @@ describe('a preview goes away with its branch', () => {
       Replicas: [Match.objectLike({ DeletionProtectionEnabled: false })],
     });
     s.auth.hasResource('AWS::Cognito::UserPool', { DeletionPolicy: 'Delete' });
+    for (const r of Object.values(s.api.findResources('AWS::Logs::LogGroup')) as any[]) {
+      assert.equal(r.DeletionPolicy, 'Delete');
+    }
   });
 });
