@@ -13,8 +13,8 @@ use core_sync::blob::MAX_BLOB_BYTES;
 use serde::Deserialize;
 
 use crate::api::{Json, User, query_pairs, single};
-use crate::app::AppState;
 use crate::error::{ApiError, Problem};
+use crate::state::AppState;
 use crate::storage::embedded::TransferError;
 use crate::storage::{TransferUrl, validate_sha256};
 use core_sync::sync::protocol::UploadUrlRequest;

@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod projection;
 pub mod providers;
 pub mod registry;
+pub mod state;
 pub mod storage;
 pub mod sync;
 pub mod webhook_route;

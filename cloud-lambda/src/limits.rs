@@ -175,8 +175,8 @@ pub async fn admit(
                         message: format!(
                             "Today's provider spend (${}) has reached the daily cap of ${}. \
                              Jobs start again at 00:00 UTC.",
-                            crate::api::cost_csv::usd(spent),
-                            crate::api::cost_csv::usd(i128::from(cap))
+                            core_sync::costs::usd(i64::try_from(spent).unwrap_or(i64::MAX)),
+                            core_sync::costs::usd(cap)
                         ),
                     });
                 }

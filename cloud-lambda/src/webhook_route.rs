@@ -11,9 +11,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::providers::webhook;
+use crate::state::AppState;
 
 /// Oldest webhook timestamp accepted.
 pub const TOLERANCE: Duration = Duration::from_secs(5 * 60);

@@ -565,7 +565,7 @@ async fn the_openapi_document_matches_the_router_and_the_committed_copy() {
         .json(200);
     let registry =
         cloud_lambda::registry::Registry::parse(cloud_lambda::registry::BUILTIN).unwrap();
-    let generated = cloud_lambda::api::openapi::document(&registry);
+    let generated = cloud_lambda::app::openapi_document(&registry);
     assert_eq!(served, generated);
     assert_eq!(served["openapi"], "3.1.0");
     assert!(

@@ -9,7 +9,7 @@
 //!   composer's choices, how times and money read, image decoding.
 //! - [`controller`]: the app's state and behaviour as a task on the tokio
 //!   runtime, over small traits for the store, the sync link, dialogs and
-//!   the clipboard ([`controller::ports`]); it sends
+//!   the clipboard ([`ports`]); it sends
 //!   [`controller::ViewUpdate`]s to a [`controller::View`].
 //! - [`ui`]: the Slint adapter, the only code touching generated Slint
 //!   types; it applies updates on the UI thread. The `.slint` files live in
@@ -30,6 +30,7 @@ pub mod images;
 pub mod instance;
 pub mod palette;
 pub mod platform;
+pub mod ports;
 pub mod settings;
 pub mod signin;
 pub mod tools;

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::controller::ports::{
+use crate::images::Pixels;
+use crate::ports::{
     BoxFuture, Browser, Clipboard, ClipboardContent, FilePicker, Picked, SaveDialog,
 };
-use crate::images::Pixels;
 
 /// rfd answers "nothing picked" both for a canceled dialog and for one
 /// that could not open; no person cancels a dialog faster than this.

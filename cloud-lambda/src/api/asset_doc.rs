@@ -10,8 +10,8 @@ use core_sync::DocId;
 use core_sync::model::{AssetDoc, ModelError};
 
 use super::views::{Message, OperationView};
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::write::{Pushed, WriteError};
 
 /// The 404 of an asset that is absent or another user's (the same answer).

@@ -15,10 +15,10 @@ use utoipa_axum::routes;
 
 use super::views::{AssetDetail, AssetPage, AssetSummary, Created, Version};
 use super::{Json, User, asset_doc, cost_csv, page_limit, query_pairs, single, validate};
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::images;
 use crate::registry::Tool;
+use crate::state::AppState;
 use crate::storage::projection::{Listing, ListingCursor};
 
 pub fn router() -> OpenApiRouter<AppState> {

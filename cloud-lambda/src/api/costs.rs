@@ -20,8 +20,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Json, User, cost_csv, query_pairs, single};
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::storage::DocStore;
 use crate::storage::projection::{CostCursor, CostGroup, CostRange, DAY_MS, MAX_MODELS};
 

@@ -15,9 +15,9 @@ use utoipa_axum::routes;
 use super::assets::{AspectRatio, ImageSize, params};
 use super::views::{Message, MessagePage, Posted};
 use super::{Json, User, asset_doc, page_limit, query_pairs, single, validate};
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::registry::Tool;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_messages, post_message))

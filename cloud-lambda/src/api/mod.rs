@@ -30,8 +30,8 @@ use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The REST resources' routes and their part of the document.
 pub fn router() -> OpenApiRouter<AppState> {

@@ -22,9 +22,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::validate;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::registry::{Registry, Tool};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -151,7 +151,7 @@ pub struct TransferUrlDoc {
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
 async fn openapi_json(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let registry = validate::registry(&state)?;
-    Ok(axum::Json(document(&registry)))
+    Ok(axum::Json(document((*state.openapi).clone(), &registry)))
 }
 
 /// Counters since start (Prometheus text format).
@@ -165,9 +165,10 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
-/// The document of the whole surface, with `registry`'s models.
-pub fn document(registry: &Registry) -> Value {
-    let (_, mut api) = crate::app::openapi_router().split_for_parts();
+/// The document of the whole surface — `api`, as the Router's routes
+/// describe themselves (`crate::app::openapi_router`) — with `registry`'s
+/// models.
+pub fn document(mut api: utoipa::openapi::OpenApi, registry: &Registry) -> Value {
     api.info.title = "Atelier cloud".into();
     api.info.version = env!("CARGO_PKG_VERSION").into();
     api.info.description = Some(

@@ -122,7 +122,7 @@ pub fn active(registry: &Registry, tool: Tool) -> Vec<String> {
 
 /// The registry the API checks against: the jobs' own, or the configured
 /// one when this server runs no jobs.
-pub fn registry(state: &crate::app::AppState) -> Result<std::sync::Arc<Registry>, ApiError> {
+pub fn registry(state: &crate::state::AppState) -> Result<std::sync::Arc<Registry>, ApiError> {
     if let Some(jobs) = &state.jobs {
         return Ok(jobs.registry_arc());
     }

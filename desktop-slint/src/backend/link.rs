@@ -16,7 +16,7 @@ use core_sync::sync::engine::EngineConfig;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::controller::ports::{Browser, LinkEvent, SessionState, SyncLink};
+use crate::ports::{Browser, LinkEvent, SessionState, SyncLink};
 use crate::settings::Settings;
 use crate::signin::oauth::OAuthClient;
 use crate::signin::session::{Clock, RefreshingTransport, Session};

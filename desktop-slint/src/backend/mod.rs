@@ -17,7 +17,7 @@ use core_sync::sync::engine::EngineConfig;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::config::{Config, Mode};
-use crate::controller::ports::{Browser, LinkEvent};
+use crate::ports::{Browser, LinkEvent};
 use crate::signin::oauth::OAuthClient;
 use crate::signin::session::{Clock, system_clock};
 use crate::signin::vault::Vault;

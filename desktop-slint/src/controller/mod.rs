@@ -16,7 +16,7 @@ pub mod decoder;
 pub mod error;
 pub mod exports;
 pub mod imports;
-pub mod ports;
+pub use crate::ports;
 pub mod protocol;
 pub mod timeline;
 pub mod workbench;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::controller::ports::Browser;
+use crate::ports::Browser;
 
 /// Where and as whom to sign in.
 #[derive(Debug, Clone, PartialEq, Eq)]
