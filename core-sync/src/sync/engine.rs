@@ -430,7 +430,9 @@ mod tests {
             (5, &[0, 1, 2, 3, 4], 12),
         ];
         for (n, bad, most) in cases {
-            let docs: Vec<DocId> = (0..n).map(|_| DocId::random()).collect();
+            // In the engine's order (by id), so positions are the table's.
+            let mut docs: Vec<DocId> = (0..n).map(|_| DocId::random()).collect();
+            docs.sort();
             let refused: BTreeSet<&DocId> = bad.iter().map(|i| &docs[*i]).collect();
             let mut e = Engine::new(EngineConfig::default(), 0, docs.iter().cloned());
             let mut requests = 0;
