@@ -73,6 +73,9 @@ async fn get(w: &rest::World, token: &str) -> Resp {
     Resp::of(r).await
 }
 
+/// (what is bent, token, content type, body, status, problem code)
+type Case<'a> = (&'a str, String, &'a str, Vec<u8>, u16, &'a str);
+
 #[tokio::test]
 async fn bent_transfer_urls_are_refused_and_store_nothing() {
     let w = world(Options::default()).await;
@@ -125,8 +128,7 @@ async fn bent_transfer_urls_are_refused_and_store_nothing() {
             ..g.clone()
         },
     );
-    // (token, content type, body, status, problem code)
-    let cases: Vec<(&str, String, &str, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "tampered signature",
             tampered,
