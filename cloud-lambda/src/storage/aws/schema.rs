@@ -122,6 +122,8 @@ pub(super) mod attr {
     pub const SEEN_AT: &str = "seen_at";
     pub const EXPIRES_AT: &str = "expires_at";
     pub const STARTED_BY: &str = "started_by";
+    pub const LEASE_OWNER: &str = "lease_owner";
+    pub const LEASE_EXPIRES_AT: &str = "lease_expires_at";
     // Listings.
     pub const TITLE: &str = "title";
     pub const COVER: &str = "cover";
@@ -340,7 +342,16 @@ mod tests {
             (
                 "operations",
                 &[
-                    USER_ID, DOC_ID, STATUS, ATTEMPTS, ERROR, INPUT, UPDATED_AT, STARTED_BY,
+                    USER_ID,
+                    DOC_ID,
+                    STATUS,
+                    ATTEMPTS,
+                    ERROR,
+                    INPUT,
+                    UPDATED_AT,
+                    STARTED_BY,
+                    LEASE_OWNER,
+                    LEASE_EXPIRES_AT,
                 ][..],
             ),
             ("webhook_deliveries", &[SEEN_AT, EXPIRES_AT]),
