@@ -32,6 +32,7 @@ use volume::{
     long_feeds_and_logs_come_whole_and_in_order,
 };
 
+mod epochs;
 mod leases;
 mod projection;
 
@@ -102,6 +103,9 @@ pub const CASES: &[(&str, Case)] = &[
     }),
     ("jobs_started_in_a_window_are_counted", |b| {
         Box::pin(projection::jobs_started_in_a_window_are_counted(b))
+    }),
+    ("an_epoch_holds_until_renewed_once", |b| {
+        Box::pin(epochs::an_epoch_holds_until_renewed_once(b))
     }),
     ("a_lease_is_held_by_one_owner_until_it_expires", |b| {
         Box::pin(leases::a_lease_is_held_by_one_owner_until_it_expires(b))

@@ -101,6 +101,7 @@ pub(super) mod attr {
     pub const DOC_ID: &str = "doc_id";
     pub const USEQ: &str = "useq";
     pub const LAST_USEQ: &str = "last_useq";
+    pub const EPOCH: &str = "epoch";
     pub const OWNER: &str = "owner";
     pub const HEADS: &str = "heads";
     pub const SNAPSHOT_UPTO: &str = "snapshot_upto";
@@ -304,7 +305,7 @@ mod tests {
         );
         // Documented non-key attributes.
         for (table, names) in [
-            ("users", &[LAST_USEQ][..]),
+            ("users", &[LAST_USEQ, EPOCH][..]),
             (
                 "docs",
                 &[OWNER, LAST_USEQ, HEADS, SNAPSHOT_UPTO, SNAPSHOT_KEY],
