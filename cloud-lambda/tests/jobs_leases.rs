@@ -15,81 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atelier_fixtures::fakes::{self, FakeConfig, RunningFakes};
-use atelier_fixtures::moto::Moto;
-use cloud_lambda::app::{AppState, router};
+use cloud_lambda::app::AppState;
 use cloud_lambda::jobs::{JobConfig, Jobs};
-use cloud_lambda::registry::{BUILTIN, Registry};
-use cloud_lambda::storage::aws::{Aws, AwsOptions};
 use cloud_lambda::storage::jobs::OpStatus;
 use core_sync::model::MessageStatus;
 use core_sync::now_millis;
 use serde_json::json;
+use support::stores::{Backend, SharedStore, serve};
 use support::{Device, asset_with_image, device_at, issuer, request, tool, user};
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Embedded,
-    Aws,
-}
-
-/// One store that several servers open, as separate processes would.
-struct Store {
-    dir: tempfile::TempDir,
-    aws: Option<AwsOptions>,
-    _moto: Option<Moto>,
-}
-
-impl Store {
-    async fn new(backend: Backend) -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        match backend {
-            Backend::Embedded => Store {
-                dir,
-                aws: None,
-                _moto: None,
-            },
-            Backend::Aws => {
-                let moto = Moto::start();
-                let options = support::aws::options(&moto.url());
-                support::aws::deployment_with(options.clone()).await;
-                Store {
-                    dir,
-                    aws: Some(options),
-                    _moto: Some(moto),
-                }
-            }
-        }
-    }
-
-    /// What opening the store and building a server on it takes (a future
-    /// to run on whichever runtime the server lives on).
-    fn server(
-        &self,
-        jobs: Option<(JobConfig, &RunningFakes)>,
-    ) -> impl Future<Output = AppState> + Send + 'static {
-        let dir = self.dir.path().to_owned();
-        let aws = self.aws.clone();
-        let jobs = jobs.map(|(config, fakes)| (config, support::providers(fakes)));
-        async move {
-            let state = match aws {
-                None => AppState::embedded(&dir, issuer().verifier(), None)
-                    .await
-                    .unwrap(),
-                Some(options) => AppState::aws(
-                    &Aws::connect(options).await.unwrap(),
-                    issuer().verifier(),
-                    None,
-                ),
-            };
-            match jobs {
-                Some((config, providers)) => {
-                    state.with_jobs(Registry::parse(BUILTIN).unwrap(), providers, config)
-                }
-                None => state,
-            }
-        }
-    }
-}
 
 fn job_config(lease: Duration) -> JobConfig {
     JobConfig {
@@ -98,14 +31,6 @@ fn job_config(lease: Duration) -> JobConfig {
         lease,
         ..JobConfig::default()
     }
-}
-
-/// Serves `state` on loopback; returns its URL.
-async fn serve(state: AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    url
 }
 
 fn jobs_of(state: &AppState) -> Arc<Jobs> {
@@ -169,8 +94,9 @@ async fn two_servers_racing_on_one_operation_make_one_provider_call(backend: Bac
     })
     .await
     .unwrap();
-    let store = Store::new(backend).await;
+    let store = SharedStore::new(backend).await;
     let front = serve(store.server(None).await).await;
+    let front = &front.url;
     let config = job_config(Duration::from_secs(30));
     let a = store.server(Some((config.clone(), &fakes))).await;
     let b = store.server(Some((config, &fakes))).await;
@@ -183,7 +109,7 @@ async fn two_servers_racing_on_one_operation_make_one_provider_call(backend: Bac
         None,
         json!({}),
     );
-    let (mut d, doc, id) = queued_request(&front, msg).await;
+    let (mut d, doc, id) = queued_request(front, msg).await;
     let alice = user();
 
     // Both servers see the request at once (as two pushes would bring it):
@@ -239,8 +165,9 @@ async fn a_dead_servers_job_is_taken_over_and_resumes_its_prediction(backend: Ba
     })
     .await
     .unwrap();
-    let store = Store::new(backend).await;
+    let store = SharedStore::new(backend).await;
     let front = serve(store.server(None).await).await;
+    let front = &front.url;
     let msg = tool(
         "remove-background",
         "replicate",
@@ -249,7 +176,7 @@ async fn a_dead_servers_job_is_taken_over_and_resumes_its_prediction(backend: Ba
         None,
         json!({"_fake_scenario": "slow"}),
     );
-    let (mut d, doc, id) = queued_request(&front, msg).await;
+    let (mut d, doc, id) = queued_request(front, msg).await;
 
     // Server A, on a runtime of its own, starts the job; once its
     // prediction is made and recorded, A dies mid-job.
