@@ -30,8 +30,8 @@ use automerge::Change;
 use core_sync::DocId;
 use core_sync::model::chunks;
 use core_sync::sync::protocol::{
-    DocUpdate, MAX_WAIT_MS, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES, SyncRequest,
-    SyncResponse, hashes,
+    DocUpdate, MAX_EPOCH, MAX_WAIT_MS, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES,
+    SyncRequest, SyncResponse, hashes,
 };
 
 use crate::error::ApiError;
@@ -191,6 +191,12 @@ async fn pull(
 /// each document pushed once, every push parsing strictly. Returns each
 /// push's changes.
 fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
+    if req.epoch > MAX_EPOCH {
+        return Err(ApiError::BadRequest(format!(
+            "epoch {} is larger than any epoch a server hands out ({MAX_EPOCH})",
+            req.epoch
+        )));
+    }
     if req.wait_ms > MAX_WAIT_MS {
         return Err(ApiError::BadRequest(format!(
             "waitMs {} is longer than the {MAX_WAIT_MS} ms a long poll may last",

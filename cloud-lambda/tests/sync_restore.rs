@@ -4,7 +4,7 @@
 //! point-in-time recovery) while devices keep editing. Devices find a new
 //! epoch, push again what the server lacks (documents and images), pull
 //! again, and nothing is lost: every edit reaches every device and a new
-//! device.
+//! device. And the server's side of it, request by request.
 
 mod support;
 
@@ -14,6 +14,7 @@ use core_sync::DocId;
 use core_sync::now_millis;
 use core_sync::sync::client::SyncClient;
 use core_sync::sync::engine::EngineConfig;
+use core_sync::sync::protocol::{Bytes, DocPush, MAX_EPOCH, SYNC_PATH, SyncRequest};
 use support::stores::{Backend, SharedStore, serve};
 use support::{Device, asset_with, device_at, heads, issuer, note, png, texts};
 
@@ -124,4 +125,142 @@ async fn restoring_an_older_copy_while_devices_edit_loses_nothing_on_the_embedde
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restoring_an_older_copy_while_devices_edit_loses_nothing_on_the_aws_backend() {
     restoring_an_older_copy_while_devices_edit_loses_nothing(Backend::Aws).await;
+}
+
+/// One sync request as alice through the Router of `state`.
+async fn sync_once(
+    state: &cloud_lambda::app::AppState,
+    req: &SyncRequest,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::post(SYNC_PATH)
+        .header("authorization", format!("Bearer {}", token()))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(serde_json::to_vec(req).unwrap()))
+        .unwrap();
+    let resp = cloud_lambda::app::router(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+async fn the_server_answers_other_epochs_and_cursors_past_its_feed_with_start_over(
+    backend: Backend,
+) {
+    let store = SharedStore::new(backend).await;
+    let state = store.server(None).await;
+    let mut doc = core_sync::model::AssetDoc::create("One", 1_000);
+    let id = DocId::random();
+    let first = SyncRequest {
+        push: vec![DocPush {
+            doc_id: id.clone(),
+            changes: Bytes(doc.changes_since(&[])),
+        }],
+        ..SyncRequest::default()
+    };
+    let (status, resp) = sync_once(&state, &first).await;
+    assert_eq!(status, 200, "{resp}");
+    let epoch = resp["epoch"].as_u64().unwrap();
+    let cursor = resp["feedCursor"].as_u64().unwrap();
+    assert!(
+        epoch >= 1 && cursor == 1 && resp.get("startOver").is_none(),
+        "{resp}"
+    );
+    let heads = doc.heads();
+    doc.append_message(core_sync::model::NewMessage::user("more"), 2_000)
+        .unwrap();
+    let more = DocPush {
+        doc_id: id.clone(),
+        changes: Bytes(doc.changes_since(&heads)),
+    };
+    let start_over = |resp: &serde_json::Value, epoch: u64| {
+        assert_eq!(
+            *resp,
+            serde_json::json!({"feedCursor": 0, "docs": [], "pushed": [], "more": false,
+                               "epoch": epoch, "startOver": true})
+        );
+    };
+
+    // Another epoch: the current one back, and nothing pushed.
+    let (status, resp) = sync_once(
+        &state,
+        &SyncRequest {
+            feed_cursor: cursor,
+            epoch: epoch % MAX_EPOCH + 1,
+            push: vec![more.clone()],
+            ..SyncRequest::default()
+        },
+    )
+    .await;
+    assert_eq!(status, 200);
+    start_over(&resp, epoch);
+    assert_eq!(state.store.user_head(&support::user()).await.unwrap(), 1);
+
+    // A cursor past the end of the feed (the data went back): a new epoch,
+    // whether the request pushes or only polls; the old one is gone.
+    for push in [vec![more.clone()], vec![]] {
+        let before = state.store.epoch(&support::user(), 0).await.unwrap();
+        let (status, resp) = sync_once(
+            &state,
+            &SyncRequest {
+                feed_cursor: 5,
+                epoch: before,
+                push,
+                ..SyncRequest::default()
+            },
+        )
+        .await;
+        assert_eq!(status, 200);
+        let renewed = resp["epoch"].as_u64().unwrap();
+        assert_ne!(renewed, before);
+        start_over(&resp, renewed);
+        assert_eq!(state.store.user_head(&support::user()).await.unwrap(), 1);
+    }
+
+    // In the current epoch at a real cursor: an ordinary round.
+    let now = state.store.epoch(&support::user(), 0).await.unwrap();
+    let (status, resp) = sync_once(
+        &state,
+        &SyncRequest {
+            feed_cursor: cursor,
+            epoch: now,
+            push: vec![more],
+            ..SyncRequest::default()
+        },
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (resp["epoch"].as_u64(), resp["feedCursor"].as_u64()),
+        (Some(now), Some(2))
+    );
+    assert_eq!(resp["pushed"][0]["status"], "accepted");
+    // An epoch no server hands out is refused.
+    let (status, resp) = sync_once(
+        &state,
+        &SyncRequest {
+            epoch: MAX_EPOCH + 1,
+            ..SyncRequest::default()
+        },
+    )
+    .await;
+    assert_eq!(status, 400, "{resp}");
+}
+
+#[tokio::test]
+async fn the_server_answers_other_epochs_and_cursors_past_its_feed_with_start_over_on_the_embedded_backend()
+ {
+    the_server_answers_other_epochs_and_cursors_past_its_feed_with_start_over(Backend::Embedded)
+        .await;
+}
+
+#[tokio::test]
+async fn the_server_answers_other_epochs_and_cursors_past_its_feed_with_start_over_on_the_aws_backend()
+ {
+    the_server_answers_other_epochs_and_cursors_past_its_feed_with_start_over(Backend::Aws).await;
 }
