@@ -9,7 +9,7 @@
 //! holds the same ones. That is what lets tables restored to an earlier
 //! time read the snapshots and chunks later compactions deleted.
 
-use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine;
@@ -66,15 +66,9 @@ pub(super) async fn get(
         }
         Err(e) => return Err(sdk_error(&what(), e)),
     };
-    let bytes = out
-        .body
-        .collect()
+    checked_body(out, &what(), bucket, key, sha256)
         .await
-        .map_err(|e| StorageError::Unavailable(format!("{}: the body broke off: {e}", what())))?
-        .into_bytes()
-        .to_vec();
-    check(bucket, key, sha256, &bytes)?;
-    Ok(Some(bytes))
+        .map(Some)
 }
 
 /// Like [`get`], but an object deleted in a versioned bucket is read from
@@ -119,15 +113,28 @@ pub(super) async fn get_any(
         Err(e) if status_of(&e) == Some(404) => return Ok(None),
         Err(e) => return Err(sdk_error(&what(), e)),
     };
+    checked_body(out, &what(), bucket, key, sha256)
+        .await
+        .map(Some)
+}
+
+/// An object's bytes, which must hash to `sha256` (when given).
+async fn checked_body(
+    out: GetObjectOutput,
+    what: &str,
+    bucket: &str,
+    key: &str,
+    sha256: Option<&str>,
+) -> Result<Vec<u8>, StorageError> {
     let bytes = out
         .body
         .collect()
         .await
-        .map_err(|e| StorageError::Unavailable(format!("{}: the body broke off: {e}", what())))?
+        .map_err(|e| StorageError::Unavailable(format!("{what}: the body broke off: {e}")))?
         .into_bytes()
         .to_vec();
     check(bucket, key, sha256, &bytes)?;
-    Ok(Some(bytes))
+    Ok(bytes)
 }
 
 /// The bytes must hash to `sha256` (when given).
