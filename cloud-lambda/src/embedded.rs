@@ -158,6 +158,8 @@ impl EmbeddedServer {
             state = state.with_jobs(Registry::load()?, options.providers.clone(), config);
             if let Some(jobs) = &state.jobs {
                 jobs.resume_all().await;
+                // Jobs whose runner (another server on this store) went away.
+                drop(jobs.keep_resuming());
             }
         }
         let backend = match &options.storage {

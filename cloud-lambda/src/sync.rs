@@ -10,6 +10,17 @@
 //! twice), and a batch whose dependencies the server lacks is refused for
 //! that document with `missingDeps`, storing nothing. This module knows
 //! nothing of jobs: the write path launches what a push queued.
+//!
+//! Epochs. Every answer names the user's epoch (`DocStore::epoch`). A
+//! request from another epoch gets only the current one back, and nothing
+//! is pushed or pulled: the client starts over. A request whose cursor the
+//! user's feed has not reached (the data went back: a restored copy) makes
+//! a new epoch, answered the same way. That check costs nothing extra on a
+//! poll: the feed is read from the cursor's own row on (`useq >= cursor`),
+//! and the cursor is always a `useq` the server handed out, so it finds
+//! that row or a later one unless the data is behind. A request that
+//! pushes checks first, with a one-row read, since its own appends would
+//! move the feed past the cursor.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -19,8 +30,8 @@ use automerge::Change;
 use core_sync::DocId;
 use core_sync::model::chunks;
 use core_sync::sync::protocol::{
-    DocUpdate, MAX_WAIT_MS, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES, SyncRequest,
-    SyncResponse, hashes,
+    DocUpdate, MAX_EPOCH, MAX_WAIT_MS, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES,
+    SyncRequest, SyncResponse, hashes,
 };
 
 use crate::error::ApiError;
@@ -38,6 +49,13 @@ pub async fn sync(
 ) -> Result<SyncResponse, ApiError> {
     let parsed = validate(&req)?;
     let store = writer.docs();
+    let epoch = store.epoch(user, req.epoch).await?;
+    if req.epoch != 0 && req.epoch != epoch {
+        return Ok(start_over(epoch));
+    }
+    if !req.push.is_empty() && behind(store, user, req.feed_cursor).await? {
+        return Ok(start_over(store.renew_epoch(user, epoch).await?));
+    }
     let mut pushed = Vec::with_capacity(req.push.len());
     // The entry each push appended: the pusher has those changes already,
     // so they are not echoed back.
@@ -76,24 +94,46 @@ pub async fn sync(
     }
 
     let idle = req.push.is_empty() && req.resync.is_empty();
-    let mut resp = pull(store, user, &req, pushed, &own).await?;
+    let Some(mut resp) = pull(store, user, &req, pushed, &own).await? else {
+        return Ok(start_over(store.renew_epoch(user, epoch).await?));
+    };
     if idle && req.wait_ms > 0 && resp.docs.is_empty() && !resp.more {
         // Long poll: hold until the feed moves past the cursor, then answer.
         let wait = Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS));
         store.wait_for_change(user, req.feed_cursor, wait).await?;
-        resp = pull(store, user, &req, Vec::new(), &own).await?;
+        if let Some(later) = pull(store, user, &req, Vec::new(), &own).await? {
+            resp = later;
+        }
     }
+    resp.epoch = epoch;
     Ok(resp)
 }
 
+/// The answer to a client from another epoch: the current one, nothing
+/// else.
+fn start_over(epoch: u64) -> SyncResponse {
+    SyncResponse {
+        epoch,
+        start_over: true,
+        ..SyncResponse::default()
+    }
+}
+
+/// Whether the user's feed is behind `cursor`: no row at or after it,
+/// though the cursor is a position the server handed out.
+async fn behind(store: &Arc<dyn DocStore>, user: &str, cursor: u64) -> Result<bool, ApiError> {
+    Ok(cursor > 0 && store.feed_since(user, cursor - 1, 1).await?.is_empty())
+}
+
 /// The pull half of a sync: resyncs, then the feed after the cursor.
+/// `None` when the feed is behind the cursor (see [`behind`]).
 async fn pull(
     store: &Arc<dyn DocStore>,
     user: &str,
     req: &SyncRequest,
     pushed: Vec<PushOutcome>,
     own: &HashMap<DocId, u64>,
-) -> Result<SyncResponse, ApiError> {
+) -> Result<Option<SyncResponse>, ApiError> {
     let mut docs = Vec::new();
     let mut bytes = 0usize;
     let mut cursor = req.feed_cursor;
@@ -105,8 +145,16 @@ async fn pull(
             docs.push(update);
         }
     }
-    let feed = store.feed_since(user, req.feed_cursor, FEED_PAGE).await?;
-    let mut more = feed.len() == FEED_PAGE;
+    // From the cursor's own row on: finding none at all means the data is
+    // behind the cursor.
+    let cursor_row = req.feed_cursor.saturating_sub(1);
+    let mut feed = store.feed_since(user, cursor_row, FEED_PAGE + 1).await?;
+    if req.feed_cursor > 0 && feed.is_empty() {
+        return Ok(None);
+    }
+    feed.retain(|e| e.useq > req.feed_cursor);
+    let mut more = feed.len() > FEED_PAGE;
+    feed.truncate(FEED_PAGE);
     for entry in feed {
         if bytes >= RESPONSE_SOFT_LIMIT_BYTES {
             more = true;
@@ -129,18 +177,26 @@ async fn pull(
         // entry, so everything up to this row is now covered.
         cursor = entry.useq;
     }
-    Ok(SyncResponse {
+    Ok(Some(SyncResponse {
         feed_cursor: cursor,
         docs,
         pushed,
         more,
-    })
+        epoch: 0,
+        start_over: false,
+    }))
 }
 
 /// Checks the whole request before anything is written: a sane wait,
 /// each document pushed once, every push parsing strictly. Returns each
 /// push's changes.
 fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
+    if req.epoch > MAX_EPOCH {
+        return Err(ApiError::BadRequest(format!(
+            "epoch {} is larger than any epoch a server hands out ({MAX_EPOCH})",
+            req.epoch
+        )));
+    }
     if req.wait_ms > MAX_WAIT_MS {
         return Err(ApiError::BadRequest(format!(
             "waitMs {} is longer than the {MAX_WAIT_MS} ms a long poll may last",

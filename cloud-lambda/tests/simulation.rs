@@ -269,6 +269,15 @@ impl DocStore for FaultyDocStore {
         self.inner.projections()
     }
 
+    // Nor are epochs: no restore happens here.
+    async fn epoch(&self, user: &str, known: u64) -> Result<u64, StorageError> {
+        self.inner.epoch(user, known).await
+    }
+
+    async fn renew_epoch(&self, user: &str, seen: u64) -> Result<u64, StorageError> {
+        self.inner.renew_epoch(user, seen).await
+    }
+
     async fn head(&self, user: &str, doc: &DocId) -> Result<Option<DocHead>, StorageError> {
         self.gate.pass().await;
         self.before_read()?;
@@ -1486,6 +1495,8 @@ async fn a_gap_in_pulled_changes_does_not_corrupt_the_local_store() {
         }],
         pushed: Vec::new(),
         more: false,
+        epoch: 0,
+        start_over: false,
     };
     let script = Scripted::default();
     // m2 lacks m1 (the gap); m3 applies. Then the resync: everything.

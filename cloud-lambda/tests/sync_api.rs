@@ -236,6 +236,7 @@ fn request(feed_cursor: u64, push: Vec<DocPush>) -> SyncRequest {
         push,
         resync: vec![],
         wait_ms: 0,
+        epoch: 0,
     }
 }
 
@@ -304,6 +305,7 @@ impl Device {
             push: vec![],
             resync,
             wait_ms: 0,
+            epoch: 0,
         };
         let resp = srv.sync(&self.token, &req).await;
         for update in &resp.docs {
@@ -556,6 +558,7 @@ async fn a_pushed_document_reaches_a_second_device_and_an_idle_poll_is_empty() {
 
     // An idle poll: nothing new, cursor unchanged.
     let idle = b.sync(&srv, vec![]).await;
+    assert!(idle.epoch >= 1, "every answer names the epoch");
     assert_eq!(
         idle,
         SyncResponse {
@@ -563,6 +566,8 @@ async fn a_pushed_document_reaches_a_second_device_and_an_idle_poll_is_empty() {
             docs: vec![],
             pushed: vec![],
             more: false,
+            epoch: idle.epoch,
+            start_over: false,
         }
     );
     assert_eq!(srv.stored(&alice).await.user_head, 1);
@@ -1235,17 +1240,21 @@ async fn another_users_document_can_be_neither_written_nor_read() {
                 push: vec![],
                 resync: vec![d.clone()],
                 wait_ms: 0,
+                epoch: 0,
             }),
         )
         .await;
     let text = pull.text();
+    let answer = pull.ok();
     assert_eq!(
-        pull.ok(),
+        answer,
         SyncResponse {
             feed_cursor: 0,
             docs: vec![],
             pushed: vec![],
             more: false,
+            epoch: answer.epoch,
+            start_over: false,
         }
     );
     assert!(!text.contains(d.as_str()), "{text}");

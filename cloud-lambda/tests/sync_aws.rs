@@ -20,8 +20,8 @@ use cloud_lambda::storage::aws::Aws;
 use core_sync::model::NewMessage;
 use core_sync::sync::protocol::{DocPush, SYNC_PATH, SyncRequest, SyncResponse};
 use core_sync::{DocId, now_millis};
-use support::Device;
 use support::aws::{ThrottlingProxy, deployment};
+use support::{Device, heads, note, texts};
 use tower::ServiceExt;
 
 /// The Router over a deployment, served on loopback.
@@ -79,34 +79,6 @@ impl Drop for Cloud {
 
 async fn device(cloud: &Cloud) -> Device {
     support::device_at(&cloud.url, &cloud.token).await
-}
-
-async fn note(d: &mut Device, doc: &DocId, text: &str) {
-    let mut a = d.store.load(doc).await.unwrap();
-    a.doc
-        .append_message(NewMessage::user(text), now_millis())
-        .unwrap();
-    d.store.save(&mut a).await.unwrap();
-    d.sync.local_change(doc.clone());
-}
-
-async fn texts(d: &Device, doc: &DocId) -> Vec<String> {
-    let a = d.store.load(doc).await.unwrap();
-    let mut texts: Vec<String> = a
-        .doc
-        .messages()
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| m.text)
-        .collect();
-    texts.sort();
-    texts
-}
-
-async fn heads(d: &Device, doc: &DocId) -> Vec<automerge::ChangeHash> {
-    let mut heads = d.store.load(doc).await.unwrap().doc.heads();
-    heads.sort();
-    heads
 }
 
 /// Random letters: a long text that compresses little.

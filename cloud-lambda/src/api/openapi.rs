@@ -50,6 +50,11 @@ pub struct SyncRequestDoc {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 25000)]
     wait_ms: u64,
+    /// The server epoch the cursor and the client's server heads belong
+    /// to (0 or absent: none yet).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
+    epoch: u64,
 }
 
 /// A document id: 32 lowercase hex characters.
@@ -80,6 +85,15 @@ pub struct SyncResponseDoc {
     docs: Vec<DocUpdateDoc>,
     pushed: Vec<PushOutcomeDoc>,
     more: bool,
+    /// The user's epoch: the lineage of the data the cursor walks.
+    #[schema(minimum = 1, maximum = 9007199254740991_u64)]
+    epoch: u64,
+    /// The data does not continue what the request's cursor describes
+    /// (another epoch, or restored from an older copy): nothing else is
+    /// in the answer; push everything again and pull from cursor 0 in
+    /// `epoch`.
+    #[serde(default)]
+    start_over: bool,
 }
 
 #[derive(ToSchema, serde::Serialize)]

@@ -32,6 +32,8 @@ use volume::{
     long_feeds_and_logs_come_whole_and_in_order,
 };
 
+mod epochs;
+mod leases;
 mod projection;
 
 /// A backend under test.
@@ -101,6 +103,18 @@ pub const CASES: &[(&str, Case)] = &[
     }),
     ("jobs_started_in_a_window_are_counted", |b| {
         Box::pin(projection::jobs_started_in_a_window_are_counted(b))
+    }),
+    ("an_epoch_holds_until_renewed_once", |b| {
+        Box::pin(epochs::an_epoch_holds_until_renewed_once(b))
+    }),
+    ("a_lease_is_held_by_one_owner_until_it_expires", |b| {
+        Box::pin(leases::a_lease_is_held_by_one_owner_until_it_expires(b))
+    }),
+    ("finished_operations_have_no_lease_to_take", |b| {
+        Box::pin(leases::finished_operations_have_no_lease_to_take(b))
+    }),
+    ("racing_owners_get_one_lease", |b| {
+        Box::pin(leases::racing_owners_get_one_lease(b))
     }),
     ("webhook_deliveries_count_once", |b| {
         Box::pin(webhook_deliveries_count_once(b))

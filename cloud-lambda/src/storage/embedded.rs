@@ -348,6 +348,40 @@ impl DocStore for EmbeddedStore {
             .await?;
         from_sql(last.unwrap_or(0))
     }
+
+    async fn epoch(&self, user: &str, _known: u64) -> Result<u64, StorageError> {
+        validate_user(user)?;
+        let stored: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT epoch FROM users WHERE user_id = ?")
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some(Some(epoch)) = stored {
+            return from_sql(epoch);
+        }
+        // First use: made once, whoever comes first.
+        let epoch: i64 = sqlx::query_scalar(
+            "INSERT INTO users (user_id, last_useq, epoch) VALUES (?, 0, ?)
+             ON CONFLICT (user_id) DO UPDATE SET epoch = COALESCE(users.epoch, excluded.epoch)
+             RETURNING epoch",
+        )
+        .bind(user)
+        .bind(to_sql(super::new_epoch()))
+        .fetch_one(&mut *self.writer.lock().await)
+        .await?;
+        from_sql(epoch)
+    }
+
+    async fn renew_epoch(&self, user: &str, seen: u64) -> Result<u64, StorageError> {
+        validate_user(user)?;
+        sqlx::query("UPDATE users SET epoch = ? WHERE user_id = ? AND epoch = ?")
+            .bind(to_sql(super::new_epoch()))
+            .bind(user)
+            .bind(to_sql(seen))
+            .execute(&mut *self.writer.lock().await)
+            .await?;
+        self.epoch(user, 0).await
+    }
 }
 
 /// The body of [`DocStore::append`], inside a write transaction.

@@ -1,6 +1,14 @@
 //! Provider jobs ("operations") as the server stores them: one per queued
 //! tool-request message, created with a conditional write so a retried push
 //! or two devices pushing the same request never start a job twice.
+//!
+//! **Leases** make a job run once across processes: a runner takes the
+//! operation's lease (an owner and an expiry) with a conditional write
+//! before it calls a provider, renews it while it runs, and gives it up at
+//! the end. Nobody else takes a live lease; an expired one (its runner
+//! crashed, or an invocation ended) is taken over, and the new runner
+//! resumes from the operation's stored state. Expiries are wall-clock
+//! milliseconds, passed in by the caller.
 
 use async_trait::async_trait;
 use core_sync::DocId;
@@ -107,6 +115,28 @@ pub struct InputRecord {
     pub deleted: bool,
 }
 
+/// Who runs an operation, and until when (unix milliseconds) unless renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub expires_at: i64,
+}
+
+/// Longest lease owner accepted.
+pub const MAX_LEASE_OWNER_LEN: usize = 200;
+
+/// Checks a lease owner: 1 to [`MAX_LEASE_OWNER_LEN`] bytes, no control
+/// characters.
+pub fn validate_owner(owner: &str) -> Result<(), StorageError> {
+    if owner.is_empty() || owner.len() > MAX_LEASE_OWNER_LEN || owner.chars().any(char::is_control)
+    {
+        return Err(StorageError::Invalid(format!(
+            "a lease owner is 1 to {MAX_LEASE_OWNER_LEN} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Creates the operation unless one with its id exists; returns whether
@@ -137,4 +167,37 @@ pub trait JobStore: Send + Sync {
 
     /// Operations not yet finished (to resume after a restart).
     async fn unfinished(&self) -> Result<Vec<Operation>, StorageError>;
+
+    /// Takes the lease of `user`'s unfinished operation `id` for `owner`
+    /// until `expires_at`, unless another owner's lease is live at `now`
+    /// (`expires_at > now`); `owner`'s own lease is taken again (a retried
+    /// request). Returns the operation as stored once taken; `None` (and
+    /// nothing written) when another owner holds it, or the operation is
+    /// finished, absent or another user's.
+    async fn take_lease(
+        &self,
+        user: &str,
+        id: &str,
+        owner: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Option<Operation>, StorageError>;
+
+    /// Moves `owner`'s lease to `expires_at`; `false` (nothing written) when
+    /// the lease is not `owner`'s any more (taken over after it expired).
+    async fn renew_lease(
+        &self,
+        user: &str,
+        id: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<bool, StorageError>;
+
+    /// Gives up `owner`'s lease, so another runner may take it at once;
+    /// nothing changes when it is not `owner`'s.
+    async fn release_lease(&self, user: &str, id: &str, owner: &str) -> Result<(), StorageError>;
+
+    /// The operation's lease as stored (live or expired), `None` when it has
+    /// none or is another user's.
+    async fn lease(&self, user: &str, id: &str) -> Result<Option<Lease>, StorageError>;
 }

@@ -19,6 +19,9 @@
 //!   entries it folded in (exactly `useq <= upto`). A crash in between loses
 //!   nothing: readers see the snapshot and the leftover entries, and applying
 //!   an Automerge chunk twice is harmless.
+//! - **Epoch.** Per user, a number naming the lineage of the user's data
+//!   ([`DocStore::epoch`]): devices' cursors and server heads belong to it,
+//!   and a new one (after a restore) sends them back to the start.
 //! - **Ownership.** A document belongs to the user whose append created it.
 //!   To anyone else it does not exist: reads answer `None`/`NotFound` and
 //!   nothing is written.
@@ -187,6 +190,22 @@ pub trait DocStore: Send + Sync {
     /// The user's latest `useq` (0 if none): the feed position of "now".
     async fn user_head(&self, user: &str) -> Result<u64, StorageError>;
 
+    /// The user's feed epoch (1 to [`MAX_EPOCH`]): names the lineage of the
+    /// user's data, so a device can tell a restored server from the one it
+    /// synced with. Made on first use; it changes by [`Self::renew_epoch`],
+    /// or when the data itself was replaced where the backend can tell (on
+    /// AWS the tables' identity is mixed in, and a restore makes new
+    /// tables). `known`: the epoch the caller last heard (a device's, 0 if
+    /// none); a backend that caches epochs answers from its cache only
+    /// when it agrees.
+    async fn epoch(&self, user: &str, known: u64) -> Result<u64, StorageError>;
+
+    /// Starts a new epoch for `user` if it is still `seen`: the data was
+    /// found behind a device (restored from an older copy). Returns the
+    /// epoch now current; callers racing from the same `seen` all get the
+    /// same new one.
+    async fn renew_epoch(&self, user: &str, seen: u64) -> Result<u64, StorageError>;
+
     /// Returns once the user's feed moves past `after`, or when `timeout`
     /// runs out (not an error): the server side of a long poll. The default
     /// polls `user_head`, which works across many server instances; a
@@ -246,7 +265,24 @@ pub trait BlobStore: Send + Sync {
 /// How long transfer URLs live.
 pub const TRANSFER_URL_TTL: Duration = Duration::from_secs(15 * 60);
 
-pub use core_sync::sync::protocol::TransferUrl;
+pub use core_sync::sync::protocol::{MAX_EPOCH, TransferUrl};
+
+/// A fresh random user epoch, 1 to [`MAX_EPOCH`].
+pub(crate) fn new_epoch() -> u64 {
+    rand08::random::<u64>() % MAX_EPOCH + 1
+}
+
+/// The epoch devices see: the user's stored epoch, mixed with what names
+/// the backend's data as a whole (empty where nothing does), 1 to
+/// [`MAX_EPOCH`].
+pub(crate) fn mix_epoch(data_id: &str, user_epoch: u64) -> u64 {
+    if data_id.is_empty() {
+        return user_epoch.clamp(1, MAX_EPOCH);
+    }
+    let digest = core_sync::blob::sha256_hex(format!("{data_id}\n{user_epoch}").as_bytes());
+    let n = u64::from_str_radix(&digest[..16], 16).expect("hex");
+    n % MAX_EPOCH + 1
+}
 
 /// Checks a user id: non-empty, at most [`MAX_USER_LEN`] bytes, no control
 /// characters. Ids are otherwise opaque (Cognito `sub`s).

@@ -1,5 +1,6 @@
 //! What the cloud's tests share: [`aws`], deployments of the AWS backend
-//! on moto; and for the job tests: the embedded server with jobs on, pointed at
+//! on moto; [`stores`], one store several servers open, backed up and
+//! restored; and for the job tests: the embedded server with jobs on, pointed at
 //! the fake providers (restartable on the same data directory), devices
 //! syncing with it over HTTP on loopback, test images, tool requests, and
 //! waiting on their results.
@@ -7,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod stores;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -338,4 +340,35 @@ pub async fn wait_finished_within(
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
+}
+
+/// Appends a user note to `doc` on `d`, saved and marked for sync.
+pub async fn note(d: &mut Device, doc: &DocId, text: &str) {
+    let mut a = d.store.load(doc).await.unwrap();
+    a.doc
+        .append_message(NewMessage::user(text), now_millis())
+        .unwrap();
+    d.store.save(&mut a).await.unwrap();
+    d.sync.local_change(doc.clone());
+}
+
+/// The texts of `doc`'s messages on `d`, sorted.
+pub async fn texts(d: &Device, doc: &DocId) -> Vec<String> {
+    let a = d.store.load(doc).await.unwrap();
+    let mut texts: Vec<String> = a
+        .doc
+        .messages()
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.text)
+        .collect();
+    texts.sort();
+    texts
+}
+
+/// `doc`'s heads on `d`, sorted.
+pub async fn heads(d: &Device, doc: &DocId) -> Vec<automerge::ChangeHash> {
+    let mut heads = d.store.load(doc).await.unwrap().doc.heads();
+    heads.sort();
+    heads
 }

@@ -37,8 +37,8 @@ pub struct RoundRecord {
     pub pushed: Vec<(DocId, Vec<i64>)>,
     /// Documents whose every chunk must be sent again.
     pub unpushed: Vec<DocId>,
-    /// A meta key and its new value (the feed cursor).
-    pub feed_cursor: Option<(&'static str, i64)>,
+    /// Meta keys and their new values (the feed cursor, its epoch).
+    pub meta: Vec<(&'static str, i64)>,
 }
 
 /// An image the sync server would not take.
@@ -116,18 +116,45 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Some((key, value)) = r.feed_cursor {
-            sqlx::query(
-                "INSERT INTO sync_meta (key, value) VALUES (?, ?)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(key)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
+        for (key, value) in &r.meta {
+            set_meta_in(&mut tx, key, *value).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Forgets everything known of the sync server, in one commit, and
+    /// sets `meta` (a cursor back at 0, a new epoch): every chunk and every
+    /// image counts as not pushed, no server heads are known. What a
+    /// device does when the server's data turns out to be another lineage
+    /// (restored from an older copy). Returns every document, all of which
+    /// are to be pushed again.
+    pub async fn forget_server(&self, meta: &[(&'static str, i64)]) -> StoreResult<Vec<DocId>> {
+        let mut writer = self.writer.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
+        sqlx::query("UPDATE chunks SET pushed = 0 WHERE pushed != 0")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sync_state")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE blobs SET uploaded = 0 WHERE uploaded != 0")
+            .execute(&mut *tx)
+            .await?;
+        for (key, value) in meta {
+            set_meta_in(&mut tx, key, *value).await?;
+        }
+        let rows = sqlx::query("SELECT doc_id FROM documents ORDER BY doc_id")
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                let id: &str = r.try_get("doc_id")?;
+                id.parse()
+                    .map_err(|e| super::StoreError::Db(sqlx::Error::Decode(Box::new(e))))
+            })
+            .collect()
     }
 
     /// Images the server does not hold yet (name, type, size): every one
@@ -226,4 +253,16 @@ impl Store {
             })
             .collect()
     }
+}
+
+async fn set_meta_in(tx: &mut sqlx::SqliteConnection, key: &str, value: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO sync_meta (key, value) VALUES (?, ?)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(tx)
+    .await?;
+    Ok(())
 }

@@ -7,7 +7,10 @@
 //! - pulled chunks are applied and saved before the feed cursor that covers
 //!   them is persisted;
 //! - the server heads recorded for a document are always heads the server
-//!   reported, so the next push is computed from what the server has.
+//!   reported, so the next push is computed from what the server has;
+//! - the cursor is stored with the server epoch it belongs to, and a server
+//!   in another epoch makes the device forget both (and every server head)
+//!   before anything else is done.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,8 @@ use crate::sync::warm::WarmAssets;
 
 /// The store key of the feed cursor.
 const FEED_CURSOR_KEY: &str = "feed_cursor";
+/// The store key of the server epoch the cursor belongs to.
+const FEED_EPOCH_KEY: &str = "feed_epoch";
 
 /// What one pass of [`SyncClient::sync_until_idle`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,8 +101,9 @@ impl SyncClient {
         config: EngineConfig,
     ) -> Result<Self, SyncError> {
         let cursor = store.meta(FEED_CURSOR_KEY).await?.unwrap_or(0).max(0) as u64;
+        let epoch = store.meta(FEED_EPOCH_KEY).await?.unwrap_or(0).max(0) as u64;
         let pending = store.pending_sync().await?;
-        let mut engine = Engine::new(config, cursor, pending);
+        let mut engine = Engine::new(config, cursor, epoch, pending);
         for r in store.refused_docs().await? {
             engine.set_refused(r.doc_id, r.reason, r.at + REFUSED_RETRY_MS);
         }
@@ -214,6 +220,7 @@ impl SyncClient {
             } else {
                 0
             },
+            epoch: plan.epoch,
         };
         let resp = if idle && req.wait_ms > 0 {
             let nudge = self.nudge.clone();
@@ -234,13 +241,19 @@ impl SyncClient {
             }
         };
         report.requests += 1;
+        if self.engine.must_start_over(&resp) {
+            return self.start_over(resp.epoch).await;
+        }
         report.pushed_docs += req.push.len();
         let (applied, mut record) = self.apply(&resp, &sent).await?;
         report.pulled_docs += resp.docs.len();
         let next = self.engine.on_success(&plan, &resp, &applied, now_millis());
         // Everything the cursor covers is durable now (the pulled documents
         // are saved): persist it with the round's bookkeeping, in one commit.
-        record.feed_cursor = Some((FEED_CURSOR_KEY, self.engine.feed_cursor() as i64));
+        record.meta = vec![
+            (FEED_CURSOR_KEY, self.engine.feed_cursor() as i64),
+            (FEED_EPOCH_KEY, self.engine.epoch() as i64),
+        ];
         self.store.record_round(&record, now_millis()).await?;
         Ok(next)
     }
@@ -265,6 +278,24 @@ impl SyncClient {
             Refusal::Narrowed => Ok(Next::Now),
             Refusal::Request => Err(e),
         }
+    }
+
+    /// The server's data is not what this device synced with (restored
+    /// from an older copy): forget what was known of it, then push every
+    /// document and image again (the server keeps only what it lacks) and
+    /// pull from the start of `epoch`.
+    async fn start_over(&mut self, epoch: u64) -> Result<Next, SyncError> {
+        tracing::warn!(
+            old = self.engine.epoch(),
+            new = epoch,
+            "the server's data is not what this device synced with (restored?): \
+             offering it everything again"
+        );
+        let docs = self
+            .store
+            .forget_server(&[(FEED_CURSOR_KEY, 0), (FEED_EPOCH_KEY, epoch as i64)])
+            .await?;
+        Ok(self.engine.start_over(epoch, docs, now_millis()))
     }
 
     /// Records a failed round; returns how long to wait before the next

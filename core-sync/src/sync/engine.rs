@@ -8,6 +8,12 @@
 //! back durably, and reports with [`Engine::on_success`] or
 //! [`Engine::on_failure`]. The cursor it persists is the one the engine
 //! hands back only after everything it covers was applied.
+//!
+//! The cursor belongs to the server's epoch ([`Engine::epoch`]). When a
+//! response says the server's data does not continue it
+//! ([`Engine::must_start_over`]: restored from an older copy), the adapter
+//! forgets what it knew of the server and the engine starts over
+//! ([`Engine::start_over`]): cursor 0, every document pending.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -73,6 +79,8 @@ pub enum SyncState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub feed_cursor: u64,
+    /// The epoch `feed_cursor` belongs to (0: none yet).
+    pub epoch: u64,
     /// Documents whose changes to push (the adapter computes the bytes).
     pub push: Vec<DocId>,
     /// Documents to ask for in full.
@@ -134,6 +142,8 @@ pub enum Next {
 pub struct Engine {
     config: EngineConfig,
     feed_cursor: u64,
+    /// The server's epoch the cursor belongs to (0: none heard yet).
+    epoch: u64,
     /// Pending documents with their edit generation.
     pending: BTreeMap<DocId, u64>,
     resync: BTreeSet<DocId>,
@@ -151,16 +161,18 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine resuming from a persisted cursor, with the documents the
-    /// store says have unsynced changes.
+    /// An engine resuming from a persisted cursor and its epoch, with the
+    /// documents the store says have unsynced changes.
     pub fn new(
         config: EngineConfig,
         feed_cursor: u64,
+        epoch: u64,
         pending: impl IntoIterator<Item = DocId>,
     ) -> Self {
         let mut engine = Engine {
             config,
             feed_cursor,
+            epoch,
             pending: BTreeMap::new(),
             resync: BTreeSet::new(),
             generation: 0,
@@ -182,6 +194,43 @@ impl Engine {
 
     pub fn feed_cursor(&self) -> u64 {
         self.feed_cursor
+    }
+
+    /// The server epoch the cursor belongs to (0: none heard yet).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether `resp` says the server's data does not continue what this
+    /// client knows of it (the server says so, or names another epoch
+    /// than the one the cursor belongs to). The adapter then forgets what
+    /// it knew of the server and calls [`Self::start_over`] instead of
+    /// [`Self::on_success`].
+    pub fn must_start_over(&self, resp: &SyncResponse) -> bool {
+        resp.start_over || (resp.epoch != 0 && self.epoch != 0 && resp.epoch != self.epoch)
+    }
+
+    /// Starts over in `epoch`: cursor 0, every document in `docs` pending
+    /// (pushing one the server already has stores nothing), nothing asked
+    /// in full. Returns when to run next: at once.
+    pub fn start_over(
+        &mut self,
+        epoch: u64,
+        docs: impl IntoIterator<Item = DocId>,
+        now: Millis,
+    ) -> Next {
+        self.in_flight = false;
+        self.failures = 0;
+        self.last_error = None;
+        self.last_synced_at = Some(now);
+        self.epoch = epoch;
+        self.feed_cursor = 0;
+        self.resync.clear();
+        self.more = false;
+        for doc in docs {
+            self.local_change(doc);
+        }
+        Next::Now
     }
 
     /// A document changed locally (and durably): it must be pushed.
@@ -225,6 +274,7 @@ impl Engine {
             .unzip();
         Plan {
             feed_cursor: self.feed_cursor,
+            epoch: self.epoch,
             push,
             resync: self.resync.iter().cloned().collect(),
             generations,
@@ -271,8 +321,12 @@ impl Engine {
             }
         }
         self.resync.extend(applied.gaps.iter().cloned());
-        // Never move the cursor backwards, whatever a server says.
+        // Never move the cursor backwards, whatever a server says (a
+        // server whose data went back says so: `must_start_over`).
         self.feed_cursor = self.feed_cursor.max(resp.feed_cursor);
+        if resp.epoch != 0 {
+            self.epoch = resp.epoch;
+        }
         self.more = resp.more;
         self.jobs_active = applied.jobs_active;
         if resp.docs.is_empty() && plan.push.is_empty() {
@@ -384,13 +438,72 @@ mod tests {
                 })
                 .collect(),
             more: false,
+            epoch: 7,
+            start_over: false,
         }
+    }
+
+    #[test]
+    fn a_server_whose_data_went_back_makes_the_engine_start_over() {
+        let (a, b, c) = (DocId::random(), DocId::random(), DocId::random());
+        // A device that synced with epoch 7 up to cursor 40, one edit pending.
+        let mut e = Engine::new(EngineConfig::default(), 40, 7, [a.clone()]);
+        let plan = e.plan(0);
+        assert_eq!((plan.feed_cursor, plan.epoch), (40, 7));
+        let same = ok_response(&plan, 42);
+        assert!(!e.must_start_over(&same));
+        e.on_success(&plan, &same, &Applied::default(), 1_000);
+        assert_eq!((e.feed_cursor(), e.epoch()), (42, 7));
+
+        // The server says start over (or names another epoch): cursor 0 in
+        // the new epoch, every document pending, asked again at once.
+        e.local_change(b.clone());
+        let plan = e.plan(0);
+        let told = SyncResponse {
+            epoch: 9,
+            start_over: true,
+            ..SyncResponse::default()
+        };
+        let other_epoch = SyncResponse {
+            epoch: 9,
+            ..ok_response(&plan, 50)
+        };
+        let from_an_old_server = SyncResponse {
+            epoch: 0,
+            ..ok_response(&plan, 50)
+        };
+        assert!(e.must_start_over(&told) && e.must_start_over(&other_epoch));
+        assert!(!e.must_start_over(&from_an_old_server));
+        let next = e.start_over(9, [a.clone(), b.clone(), c.clone()], 2_000);
+        assert_eq!(next, Next::Now);
+        assert_eq!((e.feed_cursor(), e.epoch(), e.status().pending), (0, 9, 3));
+        let plan = e.plan(0);
+        assert_eq!((plan.feed_cursor, plan.epoch), (0, 9));
+        assert_eq!(plan.push, {
+            let mut all = vec![a, b, c];
+            all.sort();
+            all
+        });
+        let mut resp = ok_response(&plan, 12);
+        resp.epoch = 9;
+        e.on_success(&plan, &resp, &Applied::default(), 3_000);
+        assert_eq!((e.feed_cursor(), e.epoch(), e.status().pending), (12, 9, 0));
+    }
+
+    #[test]
+    fn the_first_epoch_heard_is_adopted() {
+        let mut e = Engine::new(EngineConfig::default(), 5, 0, []);
+        let plan = e.plan(0);
+        let resp = ok_response(&plan, 6);
+        assert!(!e.must_start_over(&resp), "nothing to compare with");
+        e.on_success(&plan, &resp, &Applied::default(), 0);
+        assert_eq!((e.feed_cursor(), e.epoch()), (6, 7));
     }
 
     #[test]
     fn pushes_pending_docs_and_keeps_ones_edited_in_flight() {
         let (a, b) = (DocId::random(), DocId::random());
-        let mut e = Engine::new(EngineConfig::default(), 0, [a.clone(), b.clone()]);
+        let mut e = Engine::new(EngineConfig::default(), 0, 0, [a.clone(), b.clone()]);
         assert_eq!(e.status().pending, 2);
         let plan = e.plan(0);
         assert_eq!(plan.push.len(), 2);
@@ -434,7 +547,7 @@ mod tests {
             let mut docs: Vec<DocId> = (0..n).map(|_| DocId::random()).collect();
             docs.sort();
             let refused: BTreeSet<&DocId> = bad.iter().map(|i| &docs[*i]).collect();
-            let mut e = Engine::new(EngineConfig::default(), 0, docs.iter().cloned());
+            let mut e = Engine::new(EngineConfig::default(), 0, 0, docs.iter().cloned());
             let mut requests = 0;
             let mut set_aside = BTreeSet::new();
             while e.has_work() {
@@ -471,7 +584,7 @@ mod tests {
     #[test]
     fn missing_deps_keep_a_doc_pending_and_gaps_ask_for_resync() {
         let a = DocId::random();
-        let mut e = Engine::new(EngineConfig::default(), 3, [a.clone()]);
+        let mut e = Engine::new(EngineConfig::default(), 3, 0, [a.clone()]);
         let plan = e.plan(0);
         let mut resp = ok_response(&plan, 2); // a server answering an older cursor
         resp.pushed[0].status = PushStatus::MissingDeps;
@@ -497,7 +610,7 @@ mod tests {
     #[test]
     fn polls_fast_during_jobs_back_off_when_idle_and_when_offline() {
         let cfg = EngineConfig::default();
-        let mut e = Engine::new(cfg, 0, []);
+        let mut e = Engine::new(cfg, 0, 0, []);
         let mut delays = vec![];
         for _ in 0..6 {
             let plan = e.plan(0);

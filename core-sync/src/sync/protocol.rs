@@ -16,6 +16,14 @@
 //!   (nothing stored) with the server's heads, and the client resends from
 //!   there; a client that finds a gap after applying asks for the document
 //!   in full (`resync`).
+//! - Cursors and server heads belong to an **epoch**, a number naming the
+//!   lineage of the user's data on the server. It changes when the server's
+//!   data is not the continuation of what devices saw (restored from a
+//!   backup, DynamoDB point-in-time recovery). A client sends the epoch its
+//!   cursor belongs to; a server in another epoch answers with its epoch
+//!   and nothing else, and the client then starts over: it re-pushes every
+//!   document and image (the server stores only what it lacks) and pulls
+//!   from cursor 0.
 //!
 //! Bodies are JSON (`application/json`), bytes base64-encoded, and travel
 //! compressed (zstd or gzip `Content-Encoding`), which brings base64 back to
@@ -55,7 +63,18 @@ pub struct SyncRequest {
     /// soon as the user's feed moves. 0 answers at once.
     #[serde(default)]
     pub wait_ms: u64,
+    /// The epoch `feed_cursor` and the client's server heads belong to (0:
+    /// none yet).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Largest epoch a server hands out: 2^53 - 1, exact in every JSON reader.
+pub const MAX_EPOCH: u64 = (1 << 53) - 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -75,6 +94,20 @@ pub struct SyncResponse {
     pub pushed: Vec<PushOutcome>,
     /// More updates are waiting: ask again with the new cursor at once.
     pub more: bool,
+    /// The server's epoch for this user (1 to [`MAX_EPOCH`]; 0 from a
+    /// server that has none).
+    #[serde(default)]
+    pub epoch: u64,
+    /// The server's data does not continue what the request's cursor (and
+    /// the client's server heads) describe: another epoch, or a cursor past
+    /// the end of the user's feed (a restored copy). The response carries
+    /// nothing else; the client starts over in `epoch`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub start_over: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,10 +280,23 @@ mod tests {
             }],
             resync: vec![],
             wait_ms: 0,
+            epoch: 0,
         };
         let json = serde_json::to_string(&req).unwrap();
         assert!(json.contains("\"feedCursor\":7"), "{json}");
+        assert!(!json.contains("epoch"), "no epoch yet: {json}");
         assert_eq!(serde_json::from_str::<SyncRequest>(&json).unwrap(), req);
+        let req = SyncRequest {
+            epoch: MAX_EPOCH,
+            ..req
+        };
+        let json = serde_json::to_string(&req).unwrap();
+        assert!(json.contains("\"epoch\":9007199254740991"), "{json}");
+        assert_eq!(serde_json::from_str::<SyncRequest>(&json).unwrap(), req);
+        // A response from a server without epochs reads as epoch 0.
+        let resp: SyncResponse =
+            serde_json::from_str(r#"{"feedCursor":3,"docs":[],"pushed":[],"more":false}"#).unwrap();
+        assert_eq!(resp.epoch, 0);
         for bad in [
             r#"{"feedCursor":-1}"#,
             r#"{"feedCursor":1,"push":[{"docId":"../x","changes":""}]}"#,

@@ -454,6 +454,16 @@ impl DocStore for AwsStore {
         validate_user(user)?;
         self.inner.user_head(user).await
     }
+
+    async fn epoch(&self, user: &str, known: u64) -> Result<u64, StorageError> {
+        validate_user(user)?;
+        self.inner.epoch(user, known).await
+    }
+
+    async fn renew_epoch(&self, user: &str, seen: u64) -> Result<u64, StorageError> {
+        validate_user(user)?;
+        self.inner.renew_epoch(user, seen).await
+    }
 }
 
 /// Cancellation reasons for a message: `None, ConditionalCheckFailed, …`.

@@ -10,11 +10,15 @@ use aws_sdk_dynamodb::types::{
     PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TableStatus,
     TimeToLiveSpecification,
 };
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
+    CreateBucketConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, NoncurrentVersionExpiration, VersioningConfiguration,
+};
 
 use super::Aws;
 use super::errors::{build_error, code_of, sdk_error};
-use super::schema::{KeySchema, TableDef};
+use super::schema::{BucketDef, KeySchema, TableDef};
 use crate::storage::StorageError;
 
 /// How long a new table may take to become active.
@@ -45,14 +49,64 @@ impl Aws {
             self.wait_active(&name).await?;
             self.table_settings(&name, def).await?;
         }
-        for bucket in names.buckets() {
+        for (bucket, def) in names.buckets() {
             if self.create_bucket(&bucket).await? {
-                report.created_buckets.push(bucket);
+                report.created_buckets.push(bucket.clone());
             } else {
-                report.existing_buckets.push(bucket);
+                report.existing_buckets.push(bucket.clone());
             }
+            self.bucket_settings(&bucket, def).await?;
         }
         Ok(report)
+    }
+
+    /// Versioning and the expiry of noncurrent versions, as the schema
+    /// says (both idempotent).
+    async fn bucket_settings(&self, bucket: &str, def: &BucketDef) -> Result<(), StorageError> {
+        if def.versioned {
+            self.s3
+                .put_bucket_versioning()
+                .bucket(bucket)
+                .versioning_configuration(
+                    VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("turning versioning on for {bucket}"), e))?;
+        }
+        if let Some(days) = def.noncurrent_version_expiration_days {
+            let rule = LifecycleRule::builder()
+                .id("expire-noncurrent-versions")
+                .status(ExpirationStatus::Enabled)
+                .filter(LifecycleRuleFilter::builder().prefix("").build())
+                .noncurrent_version_expiration(
+                    NoncurrentVersionExpiration::builder()
+                        .noncurrent_days(days)
+                        .build(),
+                )
+                .expiration(
+                    LifecycleExpiration::builder()
+                        .expired_object_delete_marker(true)
+                        .build(),
+                )
+                .build()
+                .map_err(build_error)?;
+            self.s3
+                .put_bucket_lifecycle_configuration()
+                .bucket(bucket)
+                .lifecycle_configuration(
+                    BucketLifecycleConfiguration::builder()
+                        .rules(rule)
+                        .build()
+                        .map_err(build_error)?,
+                )
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("setting the lifecycle of {bucket}"), e))?;
+        }
+        Ok(())
     }
 
     /// `false` if the table already exists.

@@ -2,17 +2,19 @@
 //! `attribute_not_exists`, so a job starts once), two sparse KEYS_ONLY
 //! indexes (by provider id, for webhooks; unfinished, for resuming) whose
 //! hits are then read strongly consistently by id, and webhook deliveries
-//! with a TTL.
+//! with a TTL. A lease is two attributes of the operation, moved by
+//! conditional `UpdateItem`s.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
 
 use super::errors::{put_unless_there, sdk_error};
-use super::items::{Item, get_n, get_s, n, opt_s, s};
+use super::items::{Item, get_n, get_s, n, opt_n, opt_s, s};
 use super::schema::attr::*;
 use super::{AwsStore, StoreInner};
-use crate::storage::jobs::{InputRecord, JobStore, OpStatus, Operation};
+use crate::storage::jobs::{InputRecord, JobStore, Lease, OpStatus, Operation, validate_owner};
 use crate::storage::{StorageError, validate_user};
 
 /// Webhook delivery ids are kept this long (seconds); a delivery is only
@@ -91,7 +93,41 @@ fn from_item(item: &Item) -> Result<Operation, StorageError> {
     })
 }
 
+/// Sends a conditional update: its output if it wrote, `None` if its
+/// condition failed.
+async fn update_if(
+    update: UpdateItemFluentBuilder,
+    what: &str,
+) -> Result<Option<UpdateItemOutput>, StorageError> {
+    match update.send().await {
+        Ok(out) => Ok(Some(out)),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(UpdateItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(sdk_error(what, e)),
+    }
+}
+
 impl StoreInner {
+    /// An update of `user`'s operation `id` held by `owner` (the condition
+    /// and its values set; the caller adds the update expression).
+    fn owned_lease_update(&self, user: &str, id: &str, owner: &str) -> UpdateItemFluentBuilder {
+        self.ddb
+            .update_item()
+            .table_name(&self.names.operations)
+            .key(OP_ID, s(id))
+            .condition_expression("#user = :user AND #owner = :owner")
+            .expression_attribute_names("#user", USER_ID)
+            .expression_attribute_names("#owner", LEASE_OWNER)
+            .expression_attribute_values(":user", s(user))
+            .expression_attribute_values(":owner", s(owner))
+    }
+
     /// The operation by id, whoever owns it (strongly consistent).
     async fn operation(&self, id: &str) -> Result<Option<Operation>, StorageError> {
         let out = self
@@ -209,17 +245,10 @@ impl JobStore for AwsStore {
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
-        match update.update_expression(expression).send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(StorageError::NotFound)
-            }
-            Err(e) => Err(sdk_error(&format!("updating operation {}", op.id), e)),
+        let what = format!("updating operation {}", op.id);
+        match update_if(update.update_expression(expression), &what).await? {
+            Some(_) => Ok(()),
+            None => Err(StorageError::NotFound),
         }
     }
 
@@ -320,5 +349,97 @@ impl JobStore for AwsStore {
             .into_iter()
             .filter(|op| !op.status.is_terminal())
             .collect())
+    }
+
+    async fn take_lease(
+        &self,
+        user: &str,
+        id: &str,
+        owner: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Option<Operation>, StorageError> {
+        validate_user(user)?;
+        validate_owner(owner)?;
+        let inner = &self.inner;
+        let update = inner
+            .ddb
+            .update_item()
+            .table_name(&inner.names.operations)
+            .key(OP_ID, s(id))
+            .update_expression("SET #owner = :owner, #expires = :expires")
+            .condition_expression(
+                "#user = :user AND attribute_exists(#unfinished) AND \
+                 (attribute_not_exists(#owner) OR #expires <= :now OR #owner = :owner)",
+            )
+            .expression_attribute_names("#user", USER_ID)
+            .expression_attribute_names("#unfinished", UNFINISHED)
+            .expression_attribute_names("#owner", LEASE_OWNER)
+            .expression_attribute_names("#expires", LEASE_EXPIRES_AT)
+            .expression_attribute_values(":user", s(user))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":expires", n(expires_at))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew);
+        match update_if(update, &format!("taking the lease of operation {id}")).await? {
+            Some(out) => out.attributes.as_ref().map(from_item).transpose(),
+            None => Ok(None),
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        user: &str,
+        id: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<bool, StorageError> {
+        validate_user(user)?;
+        let update = self
+            .inner
+            .owned_lease_update(user, id, owner)
+            .update_expression("SET #expires = :expires")
+            .expression_attribute_names("#expires", LEASE_EXPIRES_AT)
+            .expression_attribute_values(":expires", n(expires_at));
+        let what = format!("renewing the lease of operation {id}");
+        Ok(update_if(update, &what).await?.is_some())
+    }
+
+    async fn release_lease(&self, user: &str, id: &str, owner: &str) -> Result<(), StorageError> {
+        validate_user(user)?;
+        let update = self
+            .inner
+            .owned_lease_update(user, id, owner)
+            .update_expression("REMOVE #owner, #expires")
+            .expression_attribute_names("#expires", LEASE_EXPIRES_AT);
+        let what = format!("releasing the lease of operation {id}");
+        update_if(update, &what).await.map(drop)
+    }
+
+    async fn lease(&self, user: &str, id: &str) -> Result<Option<Lease>, StorageError> {
+        validate_user(user)?;
+        let out = self
+            .inner
+            .ddb
+            .get_item()
+            .table_name(&self.inner.names.operations)
+            .key(OP_ID, s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("reading operation {id}"), e))?;
+        let Some(item) = out
+            .item
+            .filter(|i| get_s(i, USER_ID).is_ok_and(|u| u == user))
+        else {
+            return Ok(None);
+        };
+        Ok(match opt_s(&item, LEASE_OWNER)? {
+            Some(owner) => Some(Lease {
+                owner: owner.to_owned(),
+                expires_at: opt_n(&item, LEASE_EXPIRES_AT)?.unwrap_or(0),
+            }),
+            None => None,
+        })
     }
 }

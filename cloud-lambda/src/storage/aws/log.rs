@@ -16,7 +16,10 @@
 //! owner, an older snapshot and enough log), and only then are the folded
 //! entries, their spilled chunks and older snapshot objects deleted. A
 //! crash after step one leaves an object nothing points to; after step two,
-//! entries reads skip. The next compaction removes both.
+//! entries reads skip. The next compaction removes both. Deleted objects
+//! stay readable as noncurrent versions for the point-in-time recovery
+//! window (the bucket is versioned), so tables restored to an earlier time
+//! still find every object they name (`objects::get_any`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -162,8 +165,9 @@ impl StoreInner {
                 let bytes = match (entry.bytes, &entry.spill_key) {
                     (Some(bytes), _) => bytes,
                     (None, Some(key)) => {
-                        let got = objects::get(&self.s3, &self.names.doc_bucket, key, key_sha(key))
-                            .await?;
+                        let got =
+                            objects::get_any(&self.s3, &self.names.doc_bucket, key, key_sha(key))
+                                .await?;
                         // Folded and deleted since the query: read again.
                         let Some(bytes) = got else { continue 'read };
                         bytes
@@ -196,7 +200,7 @@ impl StoreInner {
                 stored.snapshot_upto
             ))
         })?;
-        objects::get(&self.s3, &self.names.doc_bucket, key, key_sha(key)).await
+        objects::get_any(&self.s3, &self.names.doc_bucket, key, key_sha(key)).await
     }
 
     /// The document's log entries matching `condition` (on `:from`),

@@ -31,6 +31,7 @@
 mod batch;
 mod blobs;
 mod docs;
+mod epoch;
 mod errors;
 pub mod init;
 mod items;
@@ -44,7 +45,7 @@ pub mod schema;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -205,6 +206,8 @@ impl Aws {
                 page_size: self.options.page_size,
                 spill_bytes: self.options.spill_bytes,
                 user_heads: Mutex::default(),
+                epochs: Mutex::default(),
+                data_id: Mutex::default(),
             }),
         }
     }
@@ -263,6 +266,10 @@ struct StoreInner {
     /// The last `useq` this process saw per user: the guess an append's
     /// counter condition starts from.
     user_heads: Mutex<HashMap<String, u64>>,
+    /// Users' stored epochs and when they were read (`epoch.rs`).
+    epochs: Mutex<HashMap<String, (u64, Instant)>>,
+    /// The users table's identity and when it was read (`epoch.rs`).
+    data_id: Mutex<Option<(String, Instant)>>,
 }
 
 /// Users whose counter this process remembers; past it the memory starts

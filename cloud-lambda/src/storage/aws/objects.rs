@@ -2,8 +2,14 @@
 //! object already there under its hash is the same bytes, so a 412 is
 //! success), carrying their SHA-256 as the checksum S3 verifies, and
 //! checked against their name when read.
+//!
+//! In a versioned bucket (the documents' one) a deleted object stays as a
+//! noncurrent version until the bucket's lifecycle expires it, and
+//! [`get_any`] reads it: since a key names its bytes, every version of it
+//! holds the same ones. That is what lets tables restored to an earlier
+//! time read the snapshots and chunks later compactions deleted.
 
-use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine;
@@ -60,22 +66,88 @@ pub(super) async fn get(
         }
         Err(e) => return Err(sdk_error(&what(), e)),
     };
+    checked_body(out, &what(), bucket, key, sha256)
+        .await
+        .map(Some)
+}
+
+/// Like [`get`], but an object deleted in a versioned bucket is read from
+/// its newest noncurrent version (see the module docs).
+pub(super) async fn get_any(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    sha256: Option<&str>,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    if let Some(bytes) = get(s3, bucket, key, sha256).await? {
+        return Ok(Some(bytes));
+    }
+    let versions = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(key)
+        .max_keys(10)
+        .send()
+        .await
+        .map_err(|e| sdk_error(&format!("listing versions of s3://{bucket}/{key}"), e))?;
+    let newest = versions
+        .versions()
+        .iter()
+        .filter(|v| v.key() == Some(key))
+        .max_by_key(|v| v.last_modified().map(|t| t.as_nanos()))
+        .and_then(|v| v.version_id().map(str::to_owned));
+    let Some(version) = newest else {
+        return Ok(None);
+    };
+    let what = || format!("reading s3://{bucket}/{key} version {version}");
+    let out = match s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .version_id(&version)
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        // Expired meanwhile.
+        Err(e) if status_of(&e) == Some(404) => return Ok(None),
+        Err(e) => return Err(sdk_error(&what(), e)),
+    };
+    checked_body(out, &what(), bucket, key, sha256)
+        .await
+        .map(Some)
+}
+
+/// An object's bytes, which must hash to `sha256` (when given).
+async fn checked_body(
+    out: GetObjectOutput,
+    what: &str,
+    bucket: &str,
+    key: &str,
+    sha256: Option<&str>,
+) -> Result<Vec<u8>, StorageError> {
     let bytes = out
         .body
         .collect()
         .await
-        .map_err(|e| StorageError::Unavailable(format!("{}: the body broke off: {e}", what())))?
+        .map_err(|e| StorageError::Unavailable(format!("{what}: the body broke off: {e}")))?
         .into_bytes()
         .to_vec();
+    check(bucket, key, sha256, &bytes)?;
+    Ok(bytes)
+}
+
+/// The bytes must hash to `sha256` (when given).
+fn check(bucket: &str, key: &str, sha256: Option<&str>, bytes: &[u8]) -> Result<(), StorageError> {
     if let Some(expected) = sha256 {
-        let actual = hex::encode(Sha256::digest(&bytes));
+        let actual = hex::encode(Sha256::digest(bytes));
         if actual != expected {
             return Err(StorageError::Backend(format!(
                 "s3://{bucket}/{key} is corrupt: its bytes hash to {actual}"
             )));
         }
     }
-    Ok(Some(bytes))
+    Ok(())
 }
 
 /// Whether the object exists.

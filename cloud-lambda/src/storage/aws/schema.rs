@@ -63,11 +63,17 @@ pub struct IndexDef {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BucketDef {
     pub name: String,
     pub purpose: String,
     /// Object key layouts by kind, e.g. `raw: users/{userId}/raw/{sha256}`.
     pub keys: BTreeMap<String, String>,
+    /// Versioning on: deleted objects stay as noncurrent versions.
+    #[serde(default)]
+    pub versioned: bool,
+    /// Noncurrent versions expire this many days after they became so.
+    pub noncurrent_version_expiration_days: Option<i32>,
 }
 
 /// The schema compiled into this build. It is checked by a unit test, so
@@ -101,6 +107,7 @@ pub(super) mod attr {
     pub const DOC_ID: &str = "doc_id";
     pub const USEQ: &str = "useq";
     pub const LAST_USEQ: &str = "last_useq";
+    pub const EPOCH: &str = "epoch";
     pub const OWNER: &str = "owner";
     pub const HEADS: &str = "heads";
     pub const SNAPSHOT_UPTO: &str = "snapshot_upto";
@@ -122,6 +129,8 @@ pub(super) mod attr {
     pub const SEEN_AT: &str = "seen_at";
     pub const EXPIRES_AT: &str = "expires_at";
     pub const STARTED_BY: &str = "started_by";
+    pub const LEASE_OWNER: &str = "lease_owner";
+    pub const LEASE_EXPIRES_AT: &str = "lease_expires_at";
     // Listings.
     pub const TITLE: &str = "title";
     pub const COVER: &str = "cover";
@@ -214,12 +223,12 @@ impl Names {
             .collect()
     }
 
-    /// Every bucket.
-    pub fn buckets(&self) -> Vec<String> {
+    /// Every bucket, with its definition.
+    pub fn buckets(&self) -> Vec<(String, &'static BucketDef)> {
         schema()
             .buckets
             .iter()
-            .map(|b| format!("{}{}", self.prefix, b.name))
+            .map(|b| (format!("{}{}", self.prefix, b.name), b))
             .collect()
     }
 }
@@ -242,9 +251,14 @@ mod tests {
             assert!(name.len() <= 255 && name.len() >= 3, "{name}");
         }
         let longest = Names::new(&"p".repeat(MAX_PREFIX_LEN)).unwrap();
-        for bucket in longest.buckets() {
+        for (bucket, _) in longest.buckets() {
             assert!(bucket.len() <= 63, "{bucket}");
         }
+        // The documents' bucket keeps deleted objects through the tables'
+        // point-in-time recovery window (35 days).
+        let docs = s.buckets.iter().find(|b| b.name == "docs").unwrap();
+        assert!(docs.versioned);
+        assert_eq!(docs.noncurrent_version_expiration_days, Some(35));
         for t in &s.tables {
             assert!(!t.purpose.is_empty() && t.keys.partition.kind.len() == 1);
             for key in std::iter::once(&t.keys.partition).chain(&t.keys.sort) {
@@ -302,7 +316,7 @@ mod tests {
         );
         // Documented non-key attributes.
         for (table, names) in [
-            ("users", &[LAST_USEQ][..]),
+            ("users", &[LAST_USEQ, EPOCH][..]),
             (
                 "docs",
                 &[OWNER, LAST_USEQ, HEADS, SNAPSHOT_UPTO, SNAPSHOT_KEY],
@@ -340,7 +354,16 @@ mod tests {
             (
                 "operations",
                 &[
-                    USER_ID, DOC_ID, STATUS, ATTEMPTS, ERROR, INPUT, UPDATED_AT, STARTED_BY,
+                    USER_ID,
+                    DOC_ID,
+                    STATUS,
+                    ATTEMPTS,
+                    ERROR,
+                    INPUT,
+                    UPDATED_AT,
+                    STARTED_BY,
+                    LEASE_OWNER,
+                    LEASE_EXPIRES_AT,
                 ][..],
             ),
             ("webhook_deliveries", &[SEEN_AT, EXPIRES_AT]),

@@ -1,11 +1,13 @@
-//! `JobStore` on the embedded SQLite database.
+//! `JobStore` on the embedded SQLite database. Leases are two columns of
+//! `operations`, taken, renewed and released by conditional `UPDATE`s (one
+//! statement each, so two processes on one database cannot both win).
 
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::EmbeddedStore;
-use crate::storage::jobs::{InputRecord, JobStore, OpStatus, Operation};
+use crate::storage::jobs::{InputRecord, JobStore, Lease, OpStatus, Operation, validate_owner};
 use crate::storage::{StorageError, validate_user};
 
 /// The input record as stored: JSON text (NULL when none yet).
@@ -140,5 +142,87 @@ impl JobStore for EmbeddedStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row_to_op).collect()
+    }
+
+    async fn take_lease(
+        &self,
+        user: &str,
+        id: &str,
+        owner: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Option<Operation>, StorageError> {
+        validate_user(user)?;
+        validate_owner(owner)?;
+        let row = sqlx::query(
+            "UPDATE operations SET lease_owner = ?1, lease_expires_at = ?2
+             WHERE id = ?3 AND user_id = ?4 AND status IN ('queued', 'running')
+               AND (lease_owner IS NULL OR lease_expires_at <= ?5 OR lease_owner = ?1)
+             RETURNING *",
+        )
+        .bind(owner)
+        .bind(expires_at)
+        .bind(id)
+        .bind(user)
+        .bind(now)
+        .fetch_optional(&mut *self.writer.lock().await)
+        .await?;
+        row.as_ref().map(row_to_op).transpose()
+    }
+
+    async fn renew_lease(
+        &self,
+        user: &str,
+        id: &str,
+        owner: &str,
+        expires_at: i64,
+    ) -> Result<bool, StorageError> {
+        validate_user(user)?;
+        let done = sqlx::query(
+            "UPDATE operations SET lease_expires_at = ?
+             WHERE id = ? AND user_id = ? AND lease_owner = ?",
+        )
+        .bind(expires_at)
+        .bind(id)
+        .bind(user)
+        .bind(owner)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, user: &str, id: &str, owner: &str) -> Result<(), StorageError> {
+        validate_user(user)?;
+        sqlx::query(
+            "UPDATE operations SET lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = ? AND user_id = ? AND lease_owner = ?",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(owner)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(())
+    }
+
+    async fn lease(&self, user: &str, id: &str) -> Result<Option<Lease>, StorageError> {
+        validate_user(user)?;
+        let row = sqlx::query(
+            "SELECT lease_owner, lease_expires_at FROM operations
+             WHERE id = ? AND user_id = ? AND lease_owner IS NOT NULL",
+        )
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Lease {
+                owner: r.try_get("lease_owner")?,
+                expires_at: r
+                    .try_get::<Option<i64>, _>("lease_expires_at")?
+                    .unwrap_or(0),
+            })
+        })
+        .transpose()
     }
 }
