@@ -106,7 +106,9 @@ impl InvokeLauncher {
         &self.target
     }
 
-    /// Queues one job invocation; Lambda answers 202 once it has the event.
+    /// Queues one job invocation. Lambda answers 202 once it has queued the
+    /// event; an emulator that runs Event invocations synchronously (cargo
+    /// lambda's) answers 200 after the job ran, which is as good.
     pub async fn invoke(&self, event: &JobEvent) -> Result<(), String> {
         let payload = serde_json::to_vec(event).map_err(|e| e.to_string())?;
         let mut call = self
@@ -123,7 +125,10 @@ impl InvokeLauncher {
             .await
             .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())?;
         match out.status_code() {
-            202 => Ok(()),
+            202 | 200 => match out.function_error() {
+                Some(e) => Err(format!("the invoked job failed: {e}")),
+                None => Ok(()),
+            },
             other => Err(format!("Invoke answered {other}, not 202")),
         }
     }
