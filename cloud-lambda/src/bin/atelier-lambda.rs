@@ -17,8 +17,8 @@ use cloud_lambda::lambda::{self, LambdaApp, LambdaConfig};
 /// Atelier's cloud on AWS Lambda: the sync endpoint, the REST API and
 /// provider jobs behind an API Gateway HTTP API.
 ///
-/// Configured from the environment: ATELIER_BACKEND (embedded),
-/// ATELIER_CLOUD_DATA, ATELIER_COGNITO_ISSUER, ATELIER_COGNITO_JWKS_URL,
+/// Configured from the environment: ATELIER_BACKEND (aws, the default, or
+/// embedded), ATELIER_AWS_PREFIX, AWS_ENDPOINT_URL, ATELIER_CLOUD_DATA, ATELIER_COGNITO_ISSUER, ATELIER_COGNITO_JWKS_URL,
 /// ATELIER_COGNITO_CLIENT_IDS, GEMINI_API_KEY, REPLICATE_API_TOKEN,
 /// REPLICATE_WEBHOOK_SECRET, ATELIER_PUBLIC_URL, ATELIER_JOBS=off,
 /// ATELIER_LONG_POLL_MAX_MS (default 0), ATELIER_REQUESTS_PER_MINUTE,

@@ -33,6 +33,7 @@ use crate::limits::{ApiConfig, ApiLimits};
 use crate::providers::ProviderConfig;
 use crate::registry::{Registry, RegistryError};
 use crate::storage::StorageError;
+use crate::storage::aws::{Aws, AwsOptions};
 
 use self::invoke::{InvokeLauncher, InvokeTarget, JobEvent};
 
@@ -46,8 +47,11 @@ pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 pub const DEFAULT_LONG_POLL_MAX_MS: u64 = 0;
 
 /// Where the function keeps documents, blobs and jobs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Backend {
+    /// DynamoDB and S3 (the deployment): tables and buckets named with
+    /// `ATELIER_AWS_PREFIX`; `AWS_ENDPOINT_URL` points at an emulator.
+    Aws(AwsOptions),
     /// SQLite and files in a directory (a local emulator's test; on Lambda
     /// only `/tmp` is writable, and it is not shared).
     Embedded(PathBuf),
@@ -103,6 +107,24 @@ impl LambdaConfig {
                 .filter(|v| !v.is_empty())
         };
         let backend = match get("ATELIER_BACKEND").as_deref() {
+            None | Some("aws") => {
+                let prefix = get("ATELIER_AWS_PREFIX").ok_or_else(|| {
+                    setting(
+                        "ATELIER_AWS_PREFIX",
+                        "is required: it names the tables and buckets",
+                    )
+                })?;
+                let endpoint = get("AWS_ENDPOINT_URL");
+                // An emulator takes any credentials; on Lambda the role's come
+                // from the environment.
+                let emulated = endpoint.is_some() && get("AWS_ACCESS_KEY_ID").is_none();
+                Backend::Aws(AwsOptions {
+                    endpoint,
+                    region: get("AWS_REGION"),
+                    credentials: emulated.then(|| ("test".to_owned(), "test".to_owned())),
+                    ..AwsOptions::new(prefix)
+                })
+            }
             Some("embedded") => Backend::Embedded(
                 get("ATELIER_CLOUD_DATA")
                     .unwrap_or_else(|| "/tmp/atelier-cloud".into())
@@ -111,7 +133,7 @@ impl LambdaConfig {
             other => {
                 return Err(setting(
                     "ATELIER_BACKEND",
-                    format!("{other:?} is not a backend this function knows (embedded)"),
+                    format!("{other:?} is not a backend this function knows (aws, embedded)"),
                 ));
             }
         };
@@ -175,6 +197,10 @@ impl LambdaApp {
     pub async fn start(config: LambdaConfig) -> Result<LambdaApp, LambdaError> {
         let verifier = config.cognito.verifier()?;
         let mut state = match &config.backend {
+            Backend::Aws(options) => {
+                let aws = Aws::connect(options.clone()).await?;
+                AppState::aws(&aws, verifier, None)
+            }
             Backend::Embedded(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     setting("ATELIER_CLOUD_DATA", format!("{}: {e}", dir.display()))
