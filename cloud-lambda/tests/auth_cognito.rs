@@ -227,7 +227,7 @@ async fn a_rotated_key_is_picked_up_on_its_first_token() {
     let after = access_token(&p).await;
     let (status, _, doc) = push(&p, &after).await;
     assert_eq!(status, StatusCode::OK, "signed by the new key");
-    assert_eq!(stored(&p, &doc).await.1, true);
+    assert!(stored(&p, &doc).await.1);
     assert_eq!(
         p.cognito.counts().jwks_fetches,
         2,
@@ -251,7 +251,7 @@ async fn a_rotated_key_is_picked_up_on_its_first_token() {
     assert_eq!(p.cognito.counts().jwks_fetches, 3);
     let (status, _, doc) = push(&p, &before).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the retired key's token");
-    assert_eq!(stored(&p, &doc).await.1, false);
+    assert!(!stored(&p, &doc).await.1);
 }
 
 #[tokio::test]

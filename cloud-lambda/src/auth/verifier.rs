@@ -46,8 +46,11 @@ pub struct Verifier {
     /// Tokens that passed every check, by SHA-256, until they expire: a
     /// device sends the same token with every request, and an RS256 check
     /// costs more than the rest of an idle poll.
-    accepted: Arc<std::sync::Mutex<HashMap<[u8; 32], (Claims, String)>>>,
+    accepted: Arc<std::sync::Mutex<Accepted>>,
 }
+
+/// Accepted tokens by SHA-256: their claims and the `kid` that signed them.
+type Accepted = HashMap<[u8; 32], (Claims, String)>;
 
 /// Most tokens remembered as accepted (then the memory starts over).
 const ACCEPTED_TOKENS: usize = 4096;
