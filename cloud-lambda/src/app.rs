@@ -116,8 +116,12 @@ async fn sync(
             ))
         }
     })?;
-    let req: SyncRequest = serde_json::from_slice(&body)
+    let mut req: SyncRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("malformed sync request: {e}")))?;
+    // A valid wait is held at most as long as this deployment allows.
+    if req.wait_ms <= core_sync::sync::protocol::MAX_WAIT_MS {
+        req.wait_ms = req.wait_ms.min(state.limits.config.long_poll_max_ms);
+    }
     let resp = crate::sync::sync(&state.writer, &user, req).await?;
     Ok(Json(resp))
 }

@@ -7,11 +7,15 @@
 //! - [`sync`]: the sync endpoint's logic.
 //! - [`write`]: the one path every document write takes (a pure decision,
 //!   one adapter, a byte-bounded cache of warm documents).
-//! - [`jobs`]: provider jobs, launched for queued tool requests.
+//! - [`jobs`]: provider jobs, launched for queued tool requests;
+//!   [`launcher`]: where a launched job runs (a tokio task, or on Lambda
+//!   an asynchronous self-invocation).
 //! - [`auth`]: bearer JWT (RS256) validation against a JWKS; the embedded
 //!   server's own issuer.
 //! - [`storage`]: the fallible storage trait, its embedded implementation,
 //!   and the conformance suite every backend passes.
+//! - [`lambda`]: the Lambda entry point (API Gateway HTTP API events and
+//!   job self-invocations through the same Router).
 //! - [`embedded`]: the embedded server as a running thing (`atelier-cloud
 //!   serve`, the desktop app's in-process default).
 //! - [`error`]: the API's error type.
@@ -35,6 +39,8 @@ pub mod embedded;
 pub mod error;
 pub mod images;
 pub mod jobs;
+pub mod lambda;
+pub mod launcher;
 pub mod limits;
 pub mod local;
 pub mod metrics;

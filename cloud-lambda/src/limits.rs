@@ -42,6 +42,9 @@ pub struct ApiConfig {
     pub max_prompt_chars: usize,
     /// Longest title, in characters.
     pub max_title_chars: usize,
+    /// Longest a long poll is held, in milliseconds (a request asking for
+    /// more is held this long). On Lambda every held second is billed.
+    pub long_poll_max_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +56,7 @@ impl Default for ApiConfig {
             max_image_pixels: core_sync::image_header::MAX_PIXELS,
             max_prompt_chars: 4_000,
             max_title_chars: 200,
+            long_poll_max_ms: core_sync::sync::protocol::MAX_WAIT_MS,
         }
     }
 }

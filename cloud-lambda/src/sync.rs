@@ -138,9 +138,16 @@ async fn pull(
     let mut bytes = 0usize;
     let mut cursor = req.feed_cursor;
     let mut sent: HashSet<DocId> = HashSet::new();
+    let size = |u: &DocUpdate| u.chunks.iter().map(|c| c.0.len()).sum::<usize>();
+    // Whether `update` still fits: the first document always does (a
+    // document bigger than the budget goes alone), others only within it.
+    let fits = |bytes: usize, n: usize, update: &DocUpdate| {
+        n == 0 || bytes + size(update) <= RESPONSE_SOFT_LIMIT_BYTES
+    };
+    // Documents asked for in full (rare: a gap was found) always come.
     for id in &req.resync {
         if let Some(update) = doc_update(store, user, id, 0, None).await? {
-            bytes += update.chunks.iter().map(|c| c.0.len()).sum::<usize>();
+            bytes += size(&update);
             sent.insert(id.clone());
             docs.push(update);
         }
@@ -156,10 +163,6 @@ async fn pull(
     let mut more = feed.len() > FEED_PAGE;
     feed.truncate(FEED_PAGE);
     for entry in feed {
-        if bytes >= RESPONSE_SOFT_LIMIT_BYTES {
-            more = true;
-            break;
-        }
         if !sent.contains(&entry.doc_id)
             && let Some(update) = doc_update(
                 store,
@@ -170,7 +173,12 @@ async fn pull(
             )
             .await?
         {
-            bytes += update.chunks.iter().map(|c| c.0.len()).sum::<usize>();
+            if !fits(bytes, docs.len(), &update) {
+                // Not sent: the cursor stays before this row.
+                more = true;
+                break;
+            }
+            bytes += size(&update);
             docs.push(update);
         }
         // Feed rows come in useq order and each doc's row is its latest

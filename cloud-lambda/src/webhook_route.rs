@@ -74,7 +74,7 @@ pub async fn replicate_webhook(
         && !op.status.is_terminal()
         && !jobs.wake(pid)
     {
-        jobs.launch(op);
+        jobs.launch(op).await;
     }
     Ok(StatusCode::OK)
 }

@@ -900,7 +900,7 @@ fn jwks_json_has_public_parts_only() {
 fn local_auth_config_expects_access_tokens() {
     let config = fx().issuer.auth_config();
     assert_eq!(config.issuer, ISS);
-    assert_eq!(config.audience, AUD);
+    assert_eq!(config.audiences, [AUD]);
     assert_eq!(config.token_use, TokenUse::Access);
     assert_eq!(config.leeway_secs, AuthConfig::DEFAULT_LEEWAY_SECS);
 }

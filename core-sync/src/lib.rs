@@ -9,9 +9,13 @@
 //! - [`backup`]: export, import and verification of a whole store.
 //! - [`ids`]: document and entity ids.
 //! - [`sync`]: the HTTP sync protocol shared with the server.
+//! - [`auth`]: signing in with Cognito (`USER_PASSWORD_AUTH`), the token
+//!   file (0600) and the session that keeps the access token fresh for the
+//!   sync transport.
 //!
 //! See ARCHITECTURE.md at the repository root for the invariants.
 
+pub mod auth;
 pub mod backup;
 pub mod blob;
 pub mod costs;

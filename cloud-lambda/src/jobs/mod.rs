@@ -29,7 +29,8 @@
 //!
 //! Outliving the request. On `serve` a launch is a tokio task. On Lambda
 //! the same [`Jobs::run`] is invoked by an asynchronous self-invocation
-//! carrying the operation id (the `Launcher` is the only difference), and a
+//! carrying the operation id (the [`crate::launcher::JobLauncher`] is the
+//! only difference), and a
 //! Replicate job that is still running when an invocation ends is finished
 //! by its webhook (`POST /replicate/webhook`), which calls [`Jobs::run`]
 //! again: `run` is idempotent, picking up from the operation's stored state.
@@ -85,6 +86,9 @@ pub struct JobConfig {
     /// renewed every third of this), and how often [`Jobs::keep_resuming`]
     /// looks for jobs whose runner went away.
     pub lease: Duration,
+    /// Where a launched job runs: a tokio task (the default) or, on Lambda,
+    /// an asynchronous invocation of the function (see [`crate::launcher`]).
+    pub launcher: Arc<dyn crate::launcher::JobLauncher>,
 }
 
 impl Default for JobConfig {
@@ -99,6 +103,7 @@ impl Default for JobConfig {
             public_inputs: None,
             limits: crate::limits::SpendLimits::default(),
             lease: Duration::from_secs(30),
+            launcher: Arc::new(crate::launcher::TaskLauncher),
         }
     }
 }
@@ -246,7 +251,7 @@ impl Jobs {
                 updated_at: now,
             };
             match (self.ops.create_operation(&op).await, refusal) {
-                (Ok(true), None) => self.launch(op),
+                (Ok(true), None) => self.launch(op).await,
                 (Ok(true), Some(refusal)) => self.refuse(&op, refusal).await,
                 (Ok(false), _) => {}
                 (Err(e), _) => tracing::error!(op = %op.id, error = %e, "cannot create operation"),
@@ -277,9 +282,16 @@ impl Jobs {
         }
     }
 
-    /// Starts a job in the background (on `serve`: a tokio task), unless
-    /// it already runs in this process; it runs if it gets the lease.
-    pub fn launch(self: &Arc<Self>, op: Operation) {
+    /// Starts a job beyond the current request, through the configured
+    /// [`crate::launcher::JobLauncher`]; it runs if it gets the lease.
+    pub async fn launch(self: &Arc<Self>, op: Operation) {
+        let launcher = self.config.launcher.clone();
+        launcher.launch(self, op).await;
+    }
+
+    /// Runs a job as a tokio task of this process, unless it already runs
+    /// here (what [`crate::launcher::TaskLauncher`] does).
+    pub fn spawn(self: &Arc<Self>, op: Operation) {
         if !self
             .running
             .lock()
@@ -299,7 +311,11 @@ impl Jobs {
     /// another live runner holds stay with it.
     pub async fn resume_all(self: &Arc<Self>) {
         match self.ops.unfinished().await {
-            Ok(ops) => ops.into_iter().for_each(|op| self.launch(op)),
+            Ok(ops) => {
+                for op in ops {
+                    self.launch(op).await;
+                }
+            }
             Err(e) => tracing::error!(error = %e, "cannot list unfinished operations"),
         }
     }

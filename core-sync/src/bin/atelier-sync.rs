@@ -1,12 +1,19 @@
 //! `atelier-sync`: the headless sync daemon. Keeps a complete local replica
 //! of a user's documents and blobs in sync with a server, and exports,
-//! imports and verifies backups. A thin shell over `core_sync::sync` and
-//! `core_sync::backup`.
+//! imports and verifies backups; `login` signs in to a Cognito user pool
+//! (`USER_PASSWORD_AUTH`) and keeps the tokens in `DATA/sync-tokens.json`
+//! (0600), refreshed before they expire. A thin shell over
+//! `core_sync::sync`, `core_sync::auth` and `core_sync::backup`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use core_sync::auth::cognito::CognitoClient;
+use core_sync::auth::session::{CognitoRefresher, RefreshingTransport, Session, system_clock};
+use core_sync::auth::tokens::{StoredTokens, TokenFile, TokenVault as _};
 use core_sync::backup::{self, Verification};
 use core_sync::store::{Store, StoreOptions};
 use core_sync::sync::client::SyncClient;
@@ -21,7 +28,8 @@ struct Cli {
     /// Sync server base URL, e.g. http://127.0.0.1:8787.
     #[arg(long, env = "ATELIER_SERVER", global = true)]
     server: Option<String>,
-    /// File holding the bearer token (refreshed tokens are re-read each run).
+    /// File holding a bearer token (re-read each run). Without it, the
+    /// tokens `login` kept in DATA are used and refreshed.
     #[arg(long, env = "ATELIER_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
     /// Replica directory (a local store).
@@ -36,6 +44,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Sign in to the server's Cognito user pool with a user name and
+    /// password (USER_PASSWORD_AUTH); the tokens are kept in
+    /// DATA/sync-tokens.json (0600) and refreshed before they expire. The
+    /// password comes from ATELIER_PASSWORD or is asked for, never a flag.
+    Login(LoginArgs),
+    /// Forget the tokens `login` kept.
+    Logout,
     /// Sync continuously until interrupted (Ctrl-C).
     Run,
     /// Sync until nothing is left to push or pull, then exit.
@@ -53,6 +68,20 @@ enum Command {
         #[arg(long)]
         export: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct LoginArgs {
+    /// The user pool's app client id (it must allow USER_PASSWORD_AUTH).
+    #[arg(long, env = "ATELIER_COGNITO_CLIENT_ID")]
+    client_id: String,
+    #[arg(long, env = "ATELIER_USERNAME")]
+    username: String,
+    /// The Cognito identity provider endpoint (default: the region's).
+    #[arg(long, env = "ATELIER_COGNITO_ENDPOINT")]
+    cognito_endpoint: Option<String>,
+    #[arg(long, env = "AWS_REGION", default_value = "eu-central-1")]
+    region: String,
 }
 
 #[tokio::main]
@@ -80,15 +109,85 @@ async fn client(cli: &Cli, store: Store) -> Result<SyncClient> {
         .server
         .as_deref()
         .ok_or("--server (or ATELIER_SERVER) is required")?;
-    let file = cli
-        .token_file
-        .as_ref()
-        .ok_or("--token-file (or ATELIER_TOKEN_FILE) is required")?;
-    let token = std::fs::read_to_string(file)
-        .map_err(|e| format!("{}: {e}", file.display()))?
-        .trim()
-        .to_owned();
-    Ok(SyncClient::new(store, server, token, EngineConfig::default()).await?)
+    if let Some(file) = &cli.token_file {
+        let token = std::fs::read_to_string(file)
+            .map_err(|e| format!("{}: {e}", file.display()))?
+            .trim()
+            .to_owned();
+        return Ok(SyncClient::new(store, server, token, EngineConfig::default()).await?);
+    }
+    let file = TokenFile::in_dir(&cli.data);
+    let tokens = file
+        .load()?
+        .ok_or("not signed in: run `atelier-sync login` (or pass --token-file)")?;
+    if tokens.server != server {
+        return Err(format!(
+            "the kept sign-in is for {}, not {server}: run `atelier-sync login` again",
+            tokens.server
+        )
+        .into());
+    }
+    let (Some(endpoint), Some(client_id)) = (&tokens.cognito_endpoint, &tokens.client_id) else {
+        return Err(format!(
+            "{}: no Cognito client to refresh with",
+            file.path().display()
+        )
+        .into());
+    };
+    let refresher = CognitoRefresher(CognitoClient::new(endpoint, client_id)?);
+    let session = Arc::new(Session::new(refresher, file, tokens, system_clock()));
+    let transport = RefreshingTransport::new(server, session)?;
+    // The transport sends the session's token; the client's own is unused.
+    Ok(SyncClient::with_transport(
+        store,
+        Box::new(transport),
+        String::new(),
+        EngineConfig::default(),
+    )
+    .await?)
+}
+
+/// `login`: signs in and keeps the tokens.
+async fn login(cli: &Cli, args: &LoginArgs) -> Result<()> {
+    let server = cli
+        .server
+        .as_deref()
+        .ok_or("--server (or ATELIER_SERVER) is required: the tokens are kept for it")?;
+    let endpoint = args
+        .cognito_endpoint
+        .clone()
+        .unwrap_or_else(|| CognitoClient::regional_endpoint(&args.region));
+    let password = match std::env::var("ATELIER_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => rpassword::prompt_password(format!("Password for {}: ", args.username))
+            .map_err(|e| format!("cannot read the password: {e} (or set ATELIER_PASSWORD)"))?,
+    };
+    let cognito = CognitoClient::new(&endpoint, &args.client_id)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let result = cognito
+        .password_auth(&args.username, &password)
+        .await
+        .map_err(|e| format!("sign-in refused: {e}"))?;
+    drop(password);
+    let tokens = StoredTokens {
+        server: server.to_owned(),
+        access_token: result.access_token,
+        refresh_token: result.refresh_token,
+        expires_at: Some(now + result.expires_in),
+        user: Some(args.username.clone()),
+        cognito_endpoint: Some(endpoint),
+        client_id: Some(args.client_id.clone()),
+    };
+    let file = TokenFile::in_dir(&cli.data);
+    file.save(&tokens)?;
+    eprintln!(
+        "signed in as {}; tokens kept in {} (readable by you only)",
+        args.username,
+        file.path().display()
+    );
+    Ok(())
 }
 
 /// Prints what `verify` found. Damage fails (exit 2); parts of documents
@@ -116,8 +215,21 @@ fn report(found: &Verification) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Login(args) => {
+            login(&cli, args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Logout => {
+            TokenFile::in_dir(&cli.data).clear();
+            eprintln!("signed out");
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let store = Store::open(&cli.data, StoreOptions::default()).await?;
     match &cli.command {
+        Command::Login(_) | Command::Logout => unreachable!("handled above"),
         Command::Run => {
             let mut c = client(&cli, store.clone()).await?;
             c.run(async {

@@ -45,8 +45,13 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// Gateway timeouts).
 pub const MAX_WAIT_MS: u64 = 25_000;
 
-/// Soft cap on response chunk bytes; the server sets `more` beyond it.
-pub const RESPONSE_SOFT_LIMIT_BYTES: usize = 8 * 1024 * 1024;
+/// Most chunk bytes in one response: the server stops adding documents
+/// before going over it and sets `more`. Chunks travel base64-encoded (4/3
+/// of their size), and a compressed answer is base64-encoded once more by
+/// Lambda (compression brings base64 back to about the raw size), so 4 MiB
+/// keeps an answer under Lambda's 6 MB response limit with room for ids
+/// and heads. A single document larger than this is sent alone.
+pub const RESPONSE_SOFT_LIMIT_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
