@@ -171,3 +171,201 @@ fn a_delete_shows_in_what_a_view_is_told_changed() {
     doc.restore(3_000).unwrap();
     assert!(doc.take_touched().deleted);
 }
+
+// ------------------------------------------------------------ local store
+
+mod store {
+    use core_sync::backup;
+    use core_sync::model::*;
+    use core_sync::store::{Dropped, Store};
+
+    /// Distinct bytes per `n` stored as a version of `asset`.
+    async fn add_png(store: &Store, asset: &mut core_sync::LocalAsset, n: u8) -> String {
+        let png = png(n);
+        let len = png.len() as u64;
+        let sha = store.put_blob(png, "image/png", 1).await.unwrap();
+        asset
+            .doc
+            .add_version(
+                NewVersion {
+                    blob: BlobRef {
+                        sha256: sha.clone(),
+                        mime: "image/png".into(),
+                        width: 1,
+                        height: 1,
+                        bytes: len,
+                    },
+                    thumbnail: None,
+                    parent_version_id: None,
+                    created_by_message_id: None,
+                },
+                2,
+            )
+            .unwrap();
+        store.save(asset).await.unwrap();
+        sha
+    }
+
+    /// Bytes standing in for an image (the store hashes, never decodes).
+    fn png(n: u8) -> Vec<u8> {
+        format!("image bytes {n}").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn the_list_leaves_the_trash_out_and_the_trash_view_shows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).await.unwrap();
+        let keep = store.create("Keep", 1_000).await.unwrap();
+        let mut gone = store.create("Gone", 1_001).await.unwrap();
+        gone.doc.delete("laptop", 2_000).unwrap();
+        store.save(&mut gone).await.unwrap();
+        let listed: Vec<_> = store
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(listed, vec![keep.id.clone()]);
+        let trash = store.list_trash().await.unwrap();
+        assert_eq!(trash.len(), 1);
+        assert_eq!(
+            (
+                &trash[0].id,
+                trash[0].title.as_str(),
+                trash[0].deleted_at,
+                trash[0].deleted_by.as_str()
+            ),
+            (&gone.id, "Gone", 2_000, "laptop")
+        );
+        assert_eq!(
+            store.ids().await.unwrap().len(),
+            2,
+            "ids() keeps the trash (backups)"
+        );
+        // Restore puts it back in the list.
+        let mut again = store.load(&gone.id).await.unwrap();
+        again.doc.restore(3_000).unwrap();
+        store.save(&mut again).await.unwrap();
+        assert_eq!(store.list().await.unwrap().len(), 2);
+        assert!(store.list_trash().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn dropping_a_purged_asset_keeps_blobs_another_asset_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).await.unwrap();
+        let mut a = store.create("A", 1).await.unwrap();
+        let mut b = store.create("B", 1).await.unwrap();
+        let shared = add_png(&store, &mut a, 1).await;
+        let only_a = add_png(&store, &mut a, 2).await;
+        assert_eq!(add_png(&store, &mut b, 1).await, shared);
+        a.doc.delete("laptop", 5).unwrap();
+        store.save(&mut a).await.unwrap();
+        // Marked as synced so the drop is a plain drop.
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("atelier.db")),
+        )
+        .await
+        .unwrap();
+        sqlx::query("UPDATE chunks SET pushed = 1")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.drop_purged(&a.id, 10).await.unwrap(),
+            Dropped::Dropped
+        );
+        let freed = store.collect_blobs().await.unwrap();
+        assert_eq!(freed.blobs, 1);
+        assert!(freed.bytes > 0);
+        assert!(store.blobs().contains(&shared), "B still uses it");
+        assert!(!store.blobs().contains(&only_a));
+        assert!(!store.contains(&a.id).await.unwrap());
+        assert_eq!(store.drop_purged(&a.id, 11).await.unwrap(), Dropped::Absent);
+        let v = backup::verify_store(&store, true).await.unwrap();
+        assert!(v.mismatches.is_empty(), "{:?}", v.mismatches);
+        // B still loads whole.
+        assert_eq!(
+            store
+                .load(&b.id)
+                .await
+                .unwrap()
+                .doc
+                .versions()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn offline_edits_to_an_asset_purged_elsewhere_are_kept_as_a_new_asset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).await.unwrap();
+        let mut a = store.create("Shoe", 1).await.unwrap();
+        a.doc
+            .append_message(NewMessage::user("offline note"), 2)
+            .unwrap();
+        store.save(&mut a).await.unwrap();
+        let Dropped::Recovered(new) = store.drop_purged(&a.id, 10).await.unwrap() else {
+            panic!("unsynced edits must not be thrown away");
+        };
+        assert!(!store.contains(&a.id).await.unwrap());
+        let mut copy = store.load(&new).await.unwrap();
+        let texts: Vec<_> = copy
+            .doc
+            .messages()
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| m.text)
+            .collect();
+        assert_eq!(texts[0], "offline note");
+        assert!(texts[1].starts_with("Recovered"), "{texts:?}");
+        assert_eq!(copy.summary().unwrap().title, "Shoe");
+        assert!(store.pending_sync().await.unwrap().contains(&new));
+    }
+
+    #[tokio::test]
+    async fn an_export_says_which_assets_are_in_the_trash() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).await.unwrap();
+        store.create("Live", 1).await.unwrap();
+        let mut t = store.create("Trashed", 1).await.unwrap();
+        t.doc.delete("laptop", 7).unwrap();
+        store.save(&mut t).await.unwrap();
+        let m = backup::export(&store, out.path(), true).await.unwrap();
+        assert_eq!(m.docs.len(), 2, "the trash is backed up until purged");
+        let trashed: Vec<_> = m.docs.iter().filter(|d| d.trashed.is_some()).collect();
+        assert_eq!(trashed.len(), 1);
+        assert_eq!(trashed[0].id, t.id);
+        assert_eq!(trashed[0].trashed.as_ref().unwrap().by, "laptop");
+        let json = std::fs::read_to_string(out.path().join(backup::MANIFEST)).unwrap();
+        assert!(json.contains("\"trashed\""), "{json}");
+    }
+
+    #[tokio::test]
+    async fn renames_are_trimmed_and_bad_titles_refused() {
+        let mut doc = AssetDoc::create("Shoe", 1);
+        for (title, bad) in [
+            ("", "empty"),
+            ("   ", "empty"),
+            ("a\nb", "control"),
+            (&"x".repeat(MAX_TITLE_CHARS + 1), "limit"),
+        ] {
+            let heads = doc.heads();
+            let err = doc.rename(title, 2).unwrap_err().to_string();
+            assert!(err.contains(bad), "{title:?}: {err}");
+            assert_eq!(doc.heads(), heads, "a refused rename changes nothing");
+        }
+        assert!(doc.rename("  Red shoe ", 3).unwrap());
+        assert_eq!(doc.summary().unwrap().title, "Red shoe");
+        let heads = doc.heads();
+        assert!(
+            !doc.rename("Red shoe", 4).unwrap(),
+            "the same title writes nothing"
+        );
+        assert_eq!(doc.heads(), heads);
+    }
+}

@@ -14,7 +14,7 @@
 //! (the restore removes only the tombstones it saw). Rules and reasons are
 //! in `core-sync/SCHEMA.md`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use automerge::hydrate::Value as H;
 use automerge::transaction::{CommitOptions, Transactable};
@@ -22,7 +22,7 @@ use automerge::{ObjType, ROOT, ReadDoc, Value};
 
 use super::AssetDoc;
 use super::error::{ModelError, ModelResult};
-use super::schema::{AT, BY, DELETED};
+use super::schema::{AT, BY, DELETED, SHA256, VERSIONS};
 use super::types::{AssetSummary, Deletion, Millis};
 
 /// The commit message of a delete or restore: changes that only move an
@@ -32,7 +32,40 @@ pub const TRASH_CHANGE: &str = "atelier:trash";
 /// Longest device name kept in a tombstone.
 const MAX_DEVICE_CHARS: usize = 200;
 
+/// Longest title a rename accepts, in characters (the REST API's default
+/// bound too).
+pub const MAX_TITLE_CHARS: usize = 200;
+
 impl AssetDoc {
+    /// Renames the asset as a person asked to: the title is trimmed, and an
+    /// empty one, one with control characters or one longer than
+    /// [`MAX_TITLE_CHARS`] is refused and changes nothing. The same title
+    /// again writes nothing. Concurrent renames on two devices resolve to
+    /// one title, the same everywhere (Automerge's winner of the two).
+    /// Returns whether the title changed.
+    pub fn rename(&mut self, title: &str, now: Millis) -> ModelResult<bool> {
+        let title = title.trim();
+        if title.is_empty() {
+            return Err(ModelError::Invalid("a title cannot be empty".into()));
+        }
+        if title.chars().any(char::is_control) {
+            return Err(ModelError::Invalid(
+                "a title cannot contain control characters (such as line breaks)".into(),
+            ));
+        }
+        let n = title.chars().count();
+        if n > MAX_TITLE_CHARS {
+            return Err(ModelError::Invalid(format!(
+                "the title is {n} characters long; the limit is {MAX_TITLE_CHARS}"
+            )));
+        }
+        if self.summary()?.title == title {
+            return Ok(false);
+        }
+        self.set_title(title, now)?;
+        Ok(true)
+    }
+
     /// Moves the asset to the trash: one change that writes the tombstone
     /// (`now`, and `device`, the deleting device's name). Deleting an asset
     /// already in the trash is refused and changes nothing.
@@ -101,6 +134,18 @@ impl AssetDoc {
         Ok(Some(d))
     }
 
+    /// Every blob the document's versions name (images and thumbnails),
+    /// unreadable versions included: a blob is only ever collected when no
+    /// document names it anywhere, read or not.
+    pub fn blob_refs(&self) -> ModelResult<BTreeSet<String>> {
+        let mut out = BTreeSet::new();
+        let Some((Value::Object(ObjType::Map), versions)) = self.doc.get(ROOT, VERSIONS)? else {
+            return Ok(out);
+        };
+        collect_shas(&self.doc.hydrate(&versions, None)?, false, &mut out);
+        Ok(out)
+    }
+
     /// Fills in what only the change graph can tell about a summary.
     pub(super) fn complete_summary(&mut self, s: &mut AssetSummary) -> ModelResult<()> {
         if s.deleted.is_some() {
@@ -123,5 +168,29 @@ impl AssetDoc {
                 Err(e)
             }
         }
+    }
+}
+
+/// Every string under a `sha256` key anywhere inside `v` that is a SHA-256.
+fn collect_shas(v: &H, under_sha_key: bool, out: &mut BTreeSet<String>) {
+    match v {
+        H::Map(m) => {
+            for (k, item) in m.iter() {
+                collect_shas(&item.value, k == SHA256, out);
+            }
+        }
+        H::List(l) => {
+            for item in l.iter() {
+                collect_shas(&item.value, false, out);
+            }
+        }
+        other if under_sha_key => {
+            if let Some(s) = super::parse::string(other)
+                && crate::blob::is_valid_sha256(&s)
+            {
+                out.insert(s);
+            }
+        }
+        _ => {}
     }
 }
