@@ -9,7 +9,10 @@
 //! server did not already have are appended (so retries store nothing
 //! twice), and a batch whose dependencies the server lacks is refused for
 //! that document with `missingDeps`, storing nothing. This module knows
-//! nothing of jobs: the write path launches what a push queued.
+//! nothing of jobs: the write path launches what a push queued. A push to a
+//! purged document is answered `purged` (nothing stored), and a purge in
+//! the feed after the cursor is named in the response, so devices drop
+//! their copies.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -43,6 +46,18 @@ pub async fn sync(
     // so they are not echoed back.
     let mut own = HashMap::new();
     for (push, changes) in req.push.iter().zip(parsed) {
+        if let Some(purges) = store.purges()
+            && purges.is_purged(user, &push.doc_id).await?
+        {
+            // Stayed in the trash past the retention period: nothing is
+            // stored, and the device drops its copy.
+            pushed.push(PushOutcome {
+                doc_id: push.doc_id.clone(),
+                status: PushStatus::Purged,
+                server_heads: Vec::new(),
+            });
+            continue;
+        }
         let outcome = match writer.push(user, &push.doc_id, changes).await {
             Ok(Pushed::Accepted { heads, appended }) => {
                 if let Some(useq) = appended {
@@ -98,6 +113,7 @@ async fn pull(
     let mut bytes = 0usize;
     let mut cursor = req.feed_cursor;
     let mut sent: HashSet<DocId> = HashSet::new();
+    let mut purged = Vec::new();
     for id in &req.resync {
         if let Some(update) = doc_update(store, user, id, 0, None).await? {
             bytes += update.chunks.iter().map(|c| c.0.len()).sum::<usize>();
@@ -112,8 +128,8 @@ async fn pull(
             more = true;
             break;
         }
-        if !sent.contains(&entry.doc_id)
-            && let Some(update) = doc_update(
+        if !sent.contains(&entry.doc_id) {
+            match doc_update(
                 store,
                 user,
                 &entry.doc_id,
@@ -121,9 +137,21 @@ async fn pull(
                 own.get(&entry.doc_id).copied(),
             )
             .await?
-        {
-            bytes += update.chunks.iter().map(|c| c.0.len()).sum::<usize>();
-            docs.push(update);
+            {
+                Some(update) => {
+                    bytes += update.chunks.iter().map(|c| c.0.len()).sum::<usize>();
+                    docs.push(update);
+                }
+                // A device starting from scratch never had it.
+                None if req.feed_cursor > 0 => {
+                    if let Some(purges) = store.purges()
+                        && purges.is_purged(user, &entry.doc_id).await?
+                    {
+                        purged.push(entry.doc_id.clone());
+                    }
+                }
+                None => {}
+            }
         }
         // Feed rows come in useq order and each doc's row is its latest
         // entry, so everything up to this row is now covered.
@@ -134,6 +162,7 @@ async fn pull(
         docs,
         pushed,
         more,
+        purged,
     })
 }
 

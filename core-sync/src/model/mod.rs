@@ -32,7 +32,7 @@ pub use persist::{ChangeInfo, check_chunks};
 pub use read::Reader;
 pub use schema::SCHEMA_VERSION;
 pub use touched::Touched;
-pub use trash::{MAX_TITLE_CHARS, TRASH_CHANGE};
+pub use trash::{MAX_TITLE_CHARS, TRASH_CHANGE, blob_refs};
 pub use types::*;
 
 use crate::ids::new_id;

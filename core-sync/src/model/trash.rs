@@ -138,12 +138,7 @@ impl AssetDoc {
     /// unreadable versions included: a blob is only ever collected when no
     /// document names it anywhere, read or not.
     pub fn blob_refs(&self) -> ModelResult<BTreeSet<String>> {
-        let mut out = BTreeSet::new();
-        let Some((Value::Object(ObjType::Map), versions)) = self.doc.get(ROOT, VERSIONS)? else {
-            return Ok(out);
-        };
-        collect_shas(&self.doc.hydrate(&versions, None)?, false, &mut out);
-        Ok(out)
+        blob_refs(&self.doc)
     }
 
     /// Fills in what only the change graph can tell about a summary.
@@ -169,6 +164,16 @@ impl AssetDoc {
             }
         }
     }
+}
+
+/// [`AssetDoc::blob_refs`] of a bare Automerge document (the server's).
+pub fn blob_refs(doc: &automerge::AutoCommit) -> ModelResult<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    let Some((Value::Object(ObjType::Map), versions)) = doc.get(ROOT, VERSIONS)? else {
+        return Ok(out);
+    };
+    collect_shas(&doc.hydrate(&versions, None)?, false, &mut out);
+    Ok(out)
 }
 
 /// Every string under a `sha256` key anywhere inside `v` that is a SHA-256.
