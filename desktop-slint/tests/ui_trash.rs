@@ -120,7 +120,20 @@ fn rename_delete_undo_and_restore_in_the_window() {
         })
         .await;
 
-        // Delete the other from its row, then restore it from the Trash.
+        // Delete the other from its row (its button shows on the selected
+        // or hovered row), then restore it from the Trash.
+        let assets = bridge().get_assets();
+        let subtitle = (0..assets.row_count())
+            .map(|i| assets.row_data(i).unwrap())
+            .find(|r| r.title == "Old harbour")
+            .expect("the Old harbour row")
+            .subtitle;
+        let row = labelled(&w, &format!("Old harbour, {subtitle}"));
+        row.single_click(PointerEventButton::Left).await;
+        until(&w, "Old harbour open", || {
+            bridge().get_asset_title() == "Old harbour"
+        })
+        .await;
         labelled(&w, "Delete Old harbour")
             .single_click(PointerEventButton::Left)
             .await;

@@ -171,6 +171,10 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        // Return the dropped document's pages to the file system.
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(&mut *writer)
+            .await?;
         Ok(())
     }
 
