@@ -385,10 +385,12 @@ fn a_real_window_through_a_whole_flow() {
         field(l, "assets") == 0 && field(l, "undo").as_str().is_some_and(|u| !u.is_empty())
     });
     x.screenshot("15-deleted-undo");
+    let before = app.mark();
     app.key(&x, "ctrl+shift+t");
     app.wait_state("the trash", |l| {
         field(l, "trash_open") == true && field(l, "trash_rows") == 1
     });
+    app.wait_shown(before, "trash");
     x.screenshot("16-trash");
     app.key(&x, "Escape");
     app.wait_state("the trash closed", |l| field(l, "trash_open") == false);
