@@ -563,6 +563,7 @@ async fn a_pushed_document_reaches_a_second_device_and_an_idle_poll_is_empty() {
             docs: vec![],
             pushed: vec![],
             more: false,
+            purged: vec![],
         }
     );
     assert_eq!(srv.stored(&alice).await.user_head, 1);
@@ -1246,6 +1247,7 @@ async fn another_users_document_can_be_neither_written_nor_read() {
             docs: vec![],
             pushed: vec![],
             more: false,
+            purged: vec![],
         }
     );
     assert!(!text.contains(d.as_str()), "{text}");
