@@ -187,7 +187,8 @@ impl Workbench {
     }
 
     /// After a sync: assets that left the list because another device
-    /// deleted them are named (and the open one closes).
+    /// deleted them are named (and the open one closes); an open trash
+    /// shows what it now holds.
     pub async fn deleted_elsewhere(&mut self, before: &HashSet<DocId>) -> Vec<ViewUpdate> {
         let now: HashSet<DocId> = self
             .assets
@@ -197,7 +198,13 @@ impl Workbench {
             .collect();
         let gone: Vec<&DocId> = before.difference(&now).collect();
         if gone.is_empty() {
-            return Vec::new();
+            // The trash may have changed all the same (a purge, a restore
+            // elsewhere).
+            return if self.trash.open {
+                self.trash_update().await
+            } else {
+                Vec::new()
+            };
         }
         let trash = self.store.list_trash().await.unwrap_or_default();
         let mut u = Vec::new();
