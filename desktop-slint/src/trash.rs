@@ -33,6 +33,26 @@ pub struct TrashVm {
     pub rows: Vec<TrashRow>,
 }
 
+/// The trash sheet and the last deletion, as the controller keeps them.
+#[derive(Debug)]
+pub struct TrashState {
+    pub open: bool,
+    /// The asset the Undo bar would bring back.
+    pub undo: Option<core_sync::ids::DocId>,
+    /// Days an asset stays in the trash before the server purges it.
+    pub retention_days: u32,
+}
+
+impl Default for TrashState {
+    fn default() -> Self {
+        TrashState {
+            open: false,
+            undo: None,
+            retention_days: 30,
+        }
+    }
+}
+
 /// The rows of `trash` at `now`, with `retention_days` until a purge.
 pub fn rows(
     trash: &[TrashedAsset],

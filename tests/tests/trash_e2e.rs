@@ -48,7 +48,10 @@ fn rename_delete_and_purge_through_the_binaries() {
         assert!(trash.contains(&id) && trash.contains("Red shoe"), "{trash}");
         assert!(trash.contains("edited after it was deleted"), "{trash}");
         let show = r.local(["show", &id]);
-        assert!(show.contains("IN THE TRASH") && show.contains("note from B"), "{show}");
+        assert!(
+            show.contains("IN THE TRASH") && show.contains("note from B"),
+            "{show}"
+        );
     }
 
     // The server purges (retention 0 days); devices drop it.
@@ -58,7 +61,10 @@ fn rename_delete_and_purge_through_the_binaries() {
             .arg(server.data()),
     );
     assert!(out.starts_with("purged 1 asset(s) and "), "{out}");
-    assert!(!out.contains(" and 0 blob(s)"), "the image only it used goes: {out}");
+    assert!(
+        !out.contains(" and 0 blob(s)"),
+        "the image only it used goes: {out}"
+    );
     for r in [&a, &b] {
         r.sync(["once"]);
         assert_eq!(r.local(["trash"]).trim(), "", "dropped from the trash");

@@ -17,26 +17,6 @@ use super::workbench::Workbench;
 use crate::format;
 use crate::trash::{self, TrashVm};
 
-/// The trash and the last deletion, as the window shows them.
-#[derive(Debug)]
-pub struct TrashState {
-    pub open: bool,
-    /// The asset the Undo bar would bring back.
-    pub undo: Option<DocId>,
-    /// Days an asset stays in the trash before the server purges it.
-    pub retention_days: u32,
-}
-
-impl Default for TrashState {
-    fn default() -> Self {
-        TrashState {
-            open: false,
-            undo: None,
-            retention_days: 30,
-        }
-    }
-}
-
 fn parse(id: &str) -> Result<DocId> {
     id.parse()
         .map_err(|_| ControllerError::Refused(format!("{id:?} is not an asset id")))

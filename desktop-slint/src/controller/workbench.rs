@@ -41,7 +41,7 @@ pub struct Workbench {
     /// applies what changed since instead of loading it whole.
     recent: Vec<LocalAsset>,
     /// The trash sheet and the Undo bar.
-    pub trash: super::trash::TrashState,
+    pub trash: crate::trash::TrashState,
 }
 
 /// Documents kept of assets open lately.
