@@ -46,6 +46,17 @@ async fn edit(d: &mut Device, id: &DocId, f: impl FnOnce(&mut core_sync::AssetDo
     d.sync.local_change(id.clone());
 }
 
+/// A server and two devices holding one asset (with an image), synced.
+async fn two_devices_with_an_asset() -> (World, Device, Device, DocId) {
+    let w = world_with(no_jobs()).await;
+    let mut a = device(&w).await;
+    let mut b = device(&w).await;
+    let (id, _) = asset_with_image(&mut a).await;
+    sync(&mut a).await;
+    sync(&mut b).await;
+    (w, a, b, id)
+}
+
 /// A second handle on the world's embedded database, for checks.
 async fn embedded(w: &World) -> EmbeddedStore {
     EmbeddedStore::open(w.dir.path()).await.unwrap()
@@ -53,12 +64,7 @@ async fn embedded(w: &World) -> EmbeddedStore {
 
 #[tokio::test]
 async fn rename_and_delete_across_two_devices_with_one_offline() {
-    let w = world_with(no_jobs()).await;
-    let mut a = device(&w).await;
-    let mut b = device(&w).await;
-    let (id, _) = asset_with_image(&mut a).await;
-    sync(&mut a).await;
-    sync(&mut b).await;
+    let (_w, mut a, mut b, id) = two_devices_with_an_asset().await;
     assert_eq!(listed(&b).await, vec![id.clone()]);
 
     // A renames and deletes; B is offline and edits and renames.
@@ -250,12 +256,7 @@ async fn the_purge_waits_for_the_retention_period_and_keeps_shared_blobs() {
 
 #[tokio::test]
 async fn an_edit_after_the_deletion_restarts_the_retention_period() {
-    let w = world_with(no_jobs()).await;
-    let mut a = device(&w).await;
-    let mut b = device(&w).await;
-    let (id, _) = asset_with_image(&mut a).await;
-    sync(&mut a).await;
-    sync(&mut b).await;
+    let (w, mut a, mut b, id) = two_devices_with_an_asset().await;
     let t0 = now_millis();
     edit(&mut a, &id, |d| d.delete("laptop", t0).unwrap()).await;
     sync(&mut a).await;
@@ -280,12 +281,7 @@ async fn an_edit_after_the_deletion_restarts_the_retention_period() {
 
 #[tokio::test]
 async fn offline_edits_to_an_asset_purged_meanwhile_come_back_as_a_new_asset() {
-    let w = world_with(no_jobs()).await;
-    let mut a = device(&w).await;
-    let mut b = device(&w).await;
-    let (id, _) = asset_with_image(&mut a).await;
-    sync(&mut a).await;
-    sync(&mut b).await;
+    let (w, mut a, mut b, id) = two_devices_with_an_asset().await;
     let t0 = now_millis();
     edit(&mut a, &id, |d| d.delete("laptop", t0).unwrap()).await;
     sync(&mut a).await;
