@@ -13,7 +13,6 @@ use std::time::Duration;
 use std::num::NonZeroU32;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cloud_lambda::auth::SystemClock;
 use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer, Storage, dev_token};
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::limits::{ApiConfig, SpendLimits, parse_usd};
@@ -295,7 +294,9 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         Command::Purge { data, trash } => {
             let store = EmbeddedStore::open(&data).await?;
             let blobs = EmbeddedBlobs::open(&data)?;
-            let now = cloud_lambda::purge::now_millis(&SystemClock);
+            // Milliseconds: `auth::Clock` counts whole seconds, and an asset
+            // deleted a moment ago must be due with a retention of 0 days.
+            let now = core_sync::now_millis();
             let started = std::time::Instant::now();
             let r = cloud_lambda::purge::run(&store, &blobs, now, trash.retention()).await?;
             println!(
