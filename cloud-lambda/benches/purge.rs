@@ -14,7 +14,6 @@ use cloud_lambda::app::{AppState, router};
 use cloud_lambda::auth::LocalIssuer;
 use cloud_lambda::local::RouterTransport;
 use cloud_lambda::purge;
-use cloud_lambda::storage::BlobStore;
 use core_sync::model::{BlobRef, NewVersion};
 use core_sync::store::{Store, StoreOptions};
 use core_sync::sync::client::SyncClient;
