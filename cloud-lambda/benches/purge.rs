@@ -115,8 +115,27 @@ async fn main() {
         sync.local_change(asset.id.clone());
         ids.push(asset.id);
     }
-    // One asset stays, so the shared image must survive.
-    let keep = store.create("kept", now_millis()).await.unwrap();
+    // One asset stays and uses the shared image, which must survive.
+    let mut keep = store.create("kept", now_millis()).await.unwrap();
+    let shared_sha = core_sync::blob::sha256_hex(&shared);
+    keep.doc
+        .add_version(
+            NewVersion {
+                blob: BlobRef {
+                    sha256: shared_sha.clone(),
+                    mime: "image/png".into(),
+                    width: 64,
+                    height: 64,
+                    bytes: shared.len() as u64,
+                },
+                thumbnail: None,
+                parent_version_id: None,
+                created_by_message_id: None,
+            },
+            now_millis(),
+        )
+        .unwrap();
+    store.save(&mut keep).await.unwrap();
     sync.local_change(keep.id.clone());
     sync.sync_until_idle().await.unwrap();
     let server_before = du(server_dir.path());
@@ -147,6 +166,8 @@ async fn main() {
     sync.sync_until_idle().await.unwrap();
     let device_took = started.elapsed();
     assert_eq!(store.ids().await.unwrap().len(), 1);
+    assert!(store.blobs().contains(&shared_sha), "the shared image stays");
+    assert!(state.blobs.exists(&user, &shared_sha).await.unwrap());
     let server_after = du(server_dir.path());
     let device_after = du(device_dir.path());
 
