@@ -62,6 +62,8 @@ pub struct EmbeddedOptions {
     /// A device's blob directory to share files with (the desktop's own
     /// server: one copy of each image on a laptop).
     pub shared_blobs: Option<PathBuf>,
+    /// Purge the trash past its retention period (`None`: keep it).
+    pub purge: Option<crate::purge::PurgeSchedule>,
 }
 
 impl EmbeddedOptions {
@@ -78,6 +80,7 @@ impl EmbeddedOptions {
             public_url: None,
             webhooks: true,
             shared_blobs: None,
+            purge: Some(crate::purge::PurgeSchedule::default()),
         }
     }
 }
@@ -108,6 +111,7 @@ pub struct EmbeddedServer {
     issuer: LocalIssuer,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    purge: Option<JoinHandle<()>>,
 }
 
 impl EmbeddedServer {
@@ -162,6 +166,9 @@ impl EmbeddedServer {
                 drop(jobs.keep_resuming());
             }
         }
+        let purge = options.purge.clone().map(|schedule| {
+            crate::purge::spawn_periodic(state.store.clone(), state.blobs.clone(), schedule)
+        });
         let backend = match &options.storage {
             Storage::Embedded => "embedded".to_owned(),
             Storage::Aws(aws) => format!("aws (prefix {:?})", aws.prefix),
@@ -183,6 +190,7 @@ impl EmbeddedServer {
             issuer,
             stop: Some(stop),
             task: Some(task),
+            purge,
         })
     }
 
@@ -207,6 +215,9 @@ impl EmbeddedServer {
     }
 
     async fn shutdown(&mut self) {
+        if let Some(purge) = self.purge.take() {
+            purge.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -230,6 +241,9 @@ impl EmbeddedServer {
 
 impl Drop for EmbeddedServer {
     fn drop(&mut self) {
+        if let Some(purge) = self.purge.take() {
+            purge.abort();
+        }
         if let Some(task) = self.task.take() {
             task.abort();
         }

@@ -30,6 +30,8 @@
 //!   with the documents.
 //! - [`limits`]: per-user request rate, input bounds, spend limits.
 //! - [`metrics`]: counters for alarms (Prometheus text, CloudWatch EMF).
+//! - [`purge`]: removes assets that stayed in the trash past the retention
+//!   period, and the blobs no other asset names.
 
 pub mod api;
 pub mod app;
@@ -46,6 +48,7 @@ pub mod local;
 pub mod metrics;
 pub mod projection;
 pub mod providers;
+pub mod purge;
 pub mod registry;
 pub mod state;
 pub mod storage;

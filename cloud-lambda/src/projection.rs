@@ -1,5 +1,6 @@
 //! Keeps the REST API's projections (`storage::projection`: the listing of
-//! each document and the user's cost events) in step with the documents.
+//! each document and the user's cost events) and the purge's facts
+//! (`storage::purge`: blobs named, trash state) in step with the documents.
 //!
 //! [`after_write`] is the one function that derives both from a document's
 //! state; every server write calls it right after its append succeeded,
@@ -33,6 +34,10 @@ struct Derived {
     listing: Listing,
     /// Every readable cost event, when the document has any.
     events: Vec<CostEvent>,
+    /// Every blob the document names (for the purge's reference counts).
+    blobs: Vec<String>,
+    /// Since when retention counts, when the asset is in the trash.
+    trashed_since: Option<core_sync::model::Millis>,
 }
 
 /// Reads listing and cost events out of `doc` (no IO).
@@ -52,7 +57,11 @@ fn derive(doc_id: &DocId, useq: u64, doc: &AutoCommit) -> Result<Derived, ModelE
     } else {
         Vec::new()
     };
+    let blobs = core_sync::model::blob_refs(doc)?.into_iter().collect();
+    let trashed_since = summary.deleted.as_ref().map(|d| d.retained_since());
     Ok(Derived {
+        blobs,
+        trashed_since,
         listing: Listing {
             doc_id: doc_id.clone(),
             title: summary.title,
@@ -121,6 +130,11 @@ async fn update(
         }
     }
     projections.put_listing(user, &derived.listing).await?;
+    if let Some(purges) = store.purges() {
+        purges
+            .put_purge_facts(user, doc_id, useq, &derived.blobs, derived.trashed_since)
+            .await?;
+    }
     Ok(())
 }
 

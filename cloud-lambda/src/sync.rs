@@ -21,6 +21,10 @@
 //! that row or a later one unless the data is behind. A request that
 //! pushes checks first, with a one-row read, since its own appends would
 //! move the feed past the cursor.
+//!
+//! Purges. A push to a purged document is answered `purged` (nothing
+//! stored), and a purge in the feed after the cursor is named in the
+//! response, so devices drop their copies.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -61,6 +65,18 @@ pub async fn sync(
     // so they are not echoed back.
     let mut own = HashMap::new();
     for (push, changes) in req.push.iter().zip(parsed) {
+        if let Some(purges) = store.purges()
+            && purges.is_purged(user, &push.doc_id).await?
+        {
+            // Stayed in the trash past the retention period: nothing is
+            // stored, and the device drops its copy.
+            pushed.push(PushOutcome {
+                doc_id: push.doc_id.clone(),
+                status: PushStatus::Purged,
+                server_heads: Vec::new(),
+            });
+            continue;
+        }
         let outcome = match writer.push(user, &push.doc_id, changes).await {
             Ok(Pushed::Accepted { heads, appended }) => {
                 if let Some(useq) = appended {
@@ -144,6 +160,7 @@ async fn pull(
     let fits = |bytes: usize, n: usize, update: &DocUpdate| {
         n == 0 || bytes + size(update) <= RESPONSE_SOFT_LIMIT_BYTES
     };
+    let mut purged = Vec::new();
     // Documents asked for in full (rare: a gap was found) always come.
     for id in &req.resync {
         if let Some(update) = doc_update(store, user, id, 0, None).await? {
@@ -163,8 +180,8 @@ async fn pull(
     let mut more = feed.len() > FEED_PAGE;
     feed.truncate(FEED_PAGE);
     for entry in feed {
-        if !sent.contains(&entry.doc_id)
-            && let Some(update) = doc_update(
+        if !sent.contains(&entry.doc_id) {
+            match doc_update(
                 store,
                 user,
                 &entry.doc_id,
@@ -172,14 +189,26 @@ async fn pull(
                 own.get(&entry.doc_id).copied(),
             )
             .await?
-        {
-            if !fits(bytes, docs.len(), &update) {
-                // Not sent: the cursor stays before this row.
-                more = true;
-                break;
+            {
+                Some(update) => {
+                    if !fits(bytes, docs.len(), &update) {
+                        // Not sent: the cursor stays before this row.
+                        more = true;
+                        break;
+                    }
+                    bytes += size(&update);
+                    docs.push(update);
+                }
+                // A device starting from scratch never had it.
+                None if req.feed_cursor > 0 => {
+                    if let Some(purges) = store.purges()
+                        && purges.is_purged(user, &entry.doc_id).await?
+                    {
+                        purged.push(entry.doc_id.clone());
+                    }
+                }
+                None => {}
             }
-            bytes += size(&update);
-            docs.push(update);
         }
         // Feed rows come in useq order and each doc's row is its latest
         // entry, so everything up to this row is now covered.
@@ -192,6 +221,7 @@ async fn pull(
         more,
         epoch: 0,
         start_over: false,
+        purged,
     }))
 }
 

@@ -1497,6 +1497,7 @@ async fn a_gap_in_pulled_changes_does_not_corrupt_the_local_store() {
         more: false,
         epoch: 0,
         start_over: false,
+        purged: Vec::new(),
     };
     let script = Scripted::default();
     // m2 lacks m1 (the gap); m3 applies. Then the resync: everything.

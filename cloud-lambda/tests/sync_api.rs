@@ -568,6 +568,7 @@ async fn a_pushed_document_reaches_a_second_device_and_an_idle_poll_is_empty() {
             more: false,
             epoch: idle.epoch,
             start_over: false,
+            purged: vec![],
         }
     );
     assert_eq!(srv.stored(&alice).await.user_head, 1);
@@ -1255,6 +1256,7 @@ async fn another_users_document_can_be_neither_written_nor_read() {
             more: false,
             epoch: answer.epoch,
             start_over: false,
+            purged: vec![],
         }
     );
     assert!(!text.contains(d.as_str()), "{text}");

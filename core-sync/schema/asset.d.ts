@@ -58,6 +58,8 @@ export type Asset = {
   messages: Message[];
   /** Provider calls' costs. Created in the first change. */
   costEvents: CostEvent[];
+  /** The tombstone: present while the asset is in the trash; delete the key to restore. */
+  deleted?: Tombstone | null;
 };
 
 /** One image version. Versions are never deleted: a rollback changes `activeVersionId`. */
@@ -135,3 +137,11 @@ export type CostEvent = {
 };
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** An asset in the trash (see SCHEMA.md, "Deleting and restoring"). */
+export type Tombstone = {
+  /** When it was deleted. */
+  at: Time;
+  /** The deleting device's name. */
+  by?: Prose;
+};

@@ -61,6 +61,10 @@ pub struct DocEntry {
     /// SHA-256 of the `.automerge` file.
     pub sha256: String,
     pub bytes: u64,
+    /// Set when the asset is in the trash: when and by which device it
+    /// was deleted. Backups keep such assets until the server purges them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trashed: Option<crate::model::Deletion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,7 +175,12 @@ pub async fn export(store: &Store, out: &Path, quiet: bool) -> Result<Manifest, 
         let bytes = asset.doc.save();
         let path = out.join("docs").join(format!("{id}.automerge"));
         write_atomic(&path, &bytes)?;
+        let trashed = asset.doc.deletion().map_err(|source| StoreError::Model {
+            doc_id: id.clone(),
+            source,
+        })?;
         docs.push(DocEntry {
+            trashed,
             heads: hex_heads(&asset.doc.heads()),
             sha256: sha256_hex(&bytes),
             bytes: bytes.len() as u64,
@@ -375,6 +384,13 @@ pub async fn verify_store(store: &Store, quiet: bool) -> Result<Verification, Ba
             }
         }
         progress.tick();
+    }
+    // A document dropped half-way (after a purge) would leave rows behind.
+    for row in store.orphan_rows().await? {
+        bad.push(Mismatch {
+            what: row,
+            problem: "left behind by a document that is no longer in the store".into(),
+        });
     }
     let shas = store.blobs().list()?;
     let mut progress = Progress::new("verify blobs", shas.len(), quiet);

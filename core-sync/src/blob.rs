@@ -246,6 +246,22 @@ impl BlobStore {
         self.path_of(sha256).map(|p| p.is_file()).unwrap_or(false)
     }
 
+    /// Deletes a blob; returns the bytes it freed (0 if it was not there).
+    /// Only the store's collection of unreferenced blobs calls this.
+    pub fn remove(&self, sha256: &str) -> Result<u64, BlobError> {
+        let path = self.path_of(sha256)?;
+        let bytes = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
     /// Re-reads a blob and checks its hash without returning the bytes.
     pub fn verify(&self, sha256: &str) -> Result<(), BlobError> {
         self.get(sha256).map(|_| ())

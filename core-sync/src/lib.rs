@@ -37,3 +37,17 @@ pub fn now_millis() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// This device's name, as a tombstone records who deleted an asset: the
+/// host name, or "this device" when the system will not say.
+pub fn device_name() -> String {
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_owned();
+    if name.is_empty() {
+        "this device".into()
+    } else {
+        name
+    }
+}

@@ -77,6 +77,7 @@ pub fn start(
     ui::install(window, events.clone());
     let controller = ControllerConfig {
         data: controller.data.or(Some(config.data.clone())),
+        trash_retention_days: config.trash_retention_days,
         ..controller
     };
     let view: Arc<dyn View> = Arc::new(SlintView::new(window));

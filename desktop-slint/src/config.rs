@@ -54,6 +54,11 @@ pub struct Args {
     /// Open this asset at start.
     #[arg(long, value_name = "ASSET_ID")]
     pub open: Option<String>,
+    /// Days a deleted asset stays in the Trash (restorable) before the
+    /// server purges it: the embedded server purges after this many, and
+    /// the Trash counts down to it (set it to the server's with `--server`).
+    #[arg(long, env = "ATELIER_TRASH_RETENTION_DAYS", default_value_t = 30)]
+    pub trash_retention_days: u32,
     /// Quit once the asset list is shown, printing start-up timings as JSON
     /// (for the start-up benchmark).
     #[arg(long, hide = true)]
@@ -82,6 +87,8 @@ pub struct Config {
     pub settings: Settings,
     /// Keep tokens in the OS keyring when there is one.
     pub keyring: bool,
+    /// Days a deleted asset stays in the Trash.
+    pub trash_retention_days: u32,
 }
 
 impl Config {
@@ -120,6 +127,7 @@ impl Config {
             mode,
             settings,
             keyring: !args.no_keyring,
+            trash_retention_days: args.trash_retention_days,
         }
     }
 
@@ -130,6 +138,7 @@ impl Config {
             mode,
             settings: Settings::default(),
             keyring: false,
+            trash_retention_days: 30,
         }
     }
 }

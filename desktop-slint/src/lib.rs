@@ -4,9 +4,10 @@
 //! tested without a window:
 //!
 //! - [`viewmodel`], [`dashboard`], [`palette`], [`tools`], [`format`],
-//!   [`images`], [`settings`]: pure data and functions — the rows, the
-//!   inspector, the cost dashboard, the command palette and shortcuts, the
-//!   composer's choices, how times and money read, image decoding.
+//!   [`images`], [`settings`], [`trash`]: pure data and functions — the
+//!   rows, the inspector, the cost dashboard, the command palette and
+//!   shortcuts, the composer's choices, the trash, how times and money
+//!   read, image decoding.
 //! - [`controller`]: the app's state and behaviour as a task on the tokio
 //!   runtime, over small traits for the store, the sync link, dialogs and
 //!   the clipboard ([`ports`]); it sends
@@ -34,5 +35,6 @@ pub mod ports;
 pub mod settings;
 pub mod signin;
 pub mod tools;
+pub mod trash;
 pub mod ui;
 pub mod viewmodel;

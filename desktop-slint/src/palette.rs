@@ -36,6 +36,9 @@ pub enum Action {
     Shortcuts,
     About,
     Quit,
+    Rename,
+    Delete,
+    Trash,
 }
 
 /// The shortcuts: (what, keys as shown). The menus bind the same keys
@@ -51,6 +54,9 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("Tool: remove background", "Ctrl+3"),
     ("Tool: upscale", "Ctrl+4"),
     ("Roll back to the previous version", "Ctrl+R"),
+    ("Rename the asset", "F2"),
+    ("Move the asset to the Trash", "Ctrl+Delete"),
+    ("Trash", "Ctrl+Shift+T"),
     ("Next asset", "Ctrl+Down"),
     ("Previous asset", "Ctrl+Up"),
     ("Search assets", "Ctrl+F"),

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use core_sync::blob::BlobStore;
 use core_sync::ids::DocId;
 use core_sync::model::{AssetDoc, Millis};
-use core_sync::store::{AssetListing, LocalAsset, Store, StoreError};
+use core_sync::store::{AssetListing, LocalAsset, Store, StoreError, TrashedAsset};
 use core_sync::sync::client::SyncEvent;
 
 use crate::images::Pixels;
@@ -22,6 +22,8 @@ use crate::tools::Keys;
 #[async_trait]
 pub trait AssetStore: Send + Sync + 'static {
     async fn list(&self) -> Result<Vec<AssetListing>, StoreError>;
+    /// The assets in the trash, most recently deleted first.
+    async fn list_trash(&self) -> Result<Vec<TrashedAsset>, StoreError>;
     async fn load(&self, id: &DocId) -> Result<LocalAsset, StoreError>;
     /// Applies what others stored since `asset` was loaded.
     async fn refresh(&self, asset: &mut LocalAsset) -> Result<bool, StoreError>;
@@ -37,6 +39,9 @@ pub trait AssetStore: Send + Sync + 'static {
 impl AssetStore for Store {
     async fn list(&self) -> Result<Vec<AssetListing>, StoreError> {
         Store::list(self).await
+    }
+    async fn list_trash(&self) -> Result<Vec<TrashedAsset>, StoreError> {
+        Store::list_trash(self).await
     }
     async fn load(&self, id: &DocId) -> Result<LocalAsset, StoreError> {
         Store::load(self, id).await

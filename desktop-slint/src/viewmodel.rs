@@ -634,6 +634,7 @@ mod tests {
             cover: None,
             message_count: 2,
             schema_version: 1,
+            deleted: None,
         };
         let versions = vec![
             version("v1", "aa", 1024, 768),

@@ -2,7 +2,8 @@
 //! software renderer), on its default embedded server with the fake
 //! providers, driven with xdotool through a whole flow: create an asset
 //! from a prompt, edit it, roll back, send another edit and `kill -9` the app
-//! (the request survives the restart), remove the background, quit. What the app stored is checked
+//! (the request survives the restart), remove the background, rename and
+//! delete it and open the Trash, quit. What the app stored is checked
 //! through the store; screenshots of each step are saved to
 //! `target/tmp/xvfb-window/` (look at them).
 
@@ -364,6 +365,35 @@ fn a_real_window_through_a_whole_flow() {
         field(l, "screen") == "dashboard" && field(l, "dashboard_events") == 4
     });
     x.screenshot("13-dashboard");
+
+    // Back to the asset (Ctrl+D again): rename it in the header (F2, type,
+    // Enter), move it to the Trash (Ctrl+Delete: the Undo bar shows), and
+    // open the Trash (Ctrl+Shift+T).
+    app.key(&x, "ctrl+d");
+    app.wait_state("the asset again", |l| field(l, "screen") == "asset");
+    let before = app.mark();
+    app.key(&x, "F2");
+    app.wait_shown(before, "renaming in the header");
+    x.xdotool(&["type", "--delay", "20", "Lighthouse, final"]);
+    x.xdotool(&["key", "Return"]);
+    app.wait_state("the new title", |l| {
+        field(l, "title") == "Lighthouse, final"
+    });
+    x.screenshot("14-renamed");
+    app.key(&x, "ctrl+Delete");
+    app.wait_state("the Undo bar", |l| {
+        field(l, "assets") == 0 && field(l, "undo").as_str().is_some_and(|u| !u.is_empty())
+    });
+    x.screenshot("15-deleted-undo");
+    let before = app.mark();
+    app.key(&x, "ctrl+shift+t");
+    app.wait_state("the trash", |l| {
+        field(l, "trash_open") == true && field(l, "trash_rows") == 1
+    });
+    app.wait_shown(before, "trash");
+    x.screenshot("16-trash");
+    app.key(&x, "Escape");
+    app.wait_state("the trash closed", |l| field(l, "trash_open") == false);
 
     // A second `atelier` on the same data directory brings this window
     // forward and exits instead of running beside it.

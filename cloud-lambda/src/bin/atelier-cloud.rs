@@ -1,8 +1,9 @@
 //! `atelier-cloud`: runs the cloud Router with its own token issuer, on the
 //! embedded backend (SQLite + files under `--data`) or on the AWS backend
 //! (DynamoDB + S3, `--backend aws`); creates the AWS backend's tables and
-//! buckets on an emulator (`init-aws`); mints development tokens. A thin
-//! shell over `cloud_lambda`.
+//! buckets on an emulator (`init-aws`); mints development tokens; purges
+//! the trash past its retention period (`purge`). A thin shell over
+//! `cloud_lambda`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +16,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer, Storage, dev_token};
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::limits::{ApiConfig, SpendLimits, parse_usd};
+use cloud_lambda::purge::PurgeSchedule;
 use cloud_lambda::storage::aws::{Aws, AwsOptions};
+use cloud_lambda::storage::embedded::{EmbeddedBlobs, EmbeddedStore};
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +62,19 @@ enum Command {
         emf_metrics: bool,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        trash: TrashArgs,
+        /// How often to purge the trash, in minutes (`off`: never).
+        #[arg(long, env = "ATELIER_PURGE_INTERVAL_MINUTES", default_value = "60", value_parser = count_or_off)]
+        purge_interval_minutes: OrOff<u32>,
+    },
+    /// Purge once: every asset in the trash longer than the retention
+    /// period, and every blob no other asset uses. Prints what it removed.
+    Purge {
+        #[arg(long, env = "ATELIER_CLOUD_DATA")]
+        data: PathBuf,
+        #[command(flatten)]
+        trash: TrashArgs,
     },
     /// Create the AWS backend's tables and buckets (those missing) on an
     /// emulator such as moto; on AWS the infrastructure creates them from
@@ -77,6 +93,20 @@ enum Command {
         #[arg(long, default_value_t = 30 * 24 * 3600)]
         ttl: u64,
     },
+}
+
+/// The trash.
+#[derive(Args)]
+struct TrashArgs {
+    /// Days an asset stays in the trash (restorable) before it is purged.
+    #[arg(long, env = "ATELIER_TRASH_RETENTION_DAYS", default_value_t = 30)]
+    trash_retention_days: u32,
+}
+
+impl TrashArgs {
+    fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.trash_retention_days) * 86_400)
+    }
 }
 
 /// Limits on requests and spend (`off` turns one off).
@@ -206,6 +236,8 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             no_jobs,
             emf_metrics,
             limits,
+            trash,
+            purge_interval_minutes,
             ..
         } => {
             if emf_metrics {
@@ -235,6 +267,11 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                     },
                     ..JobConfig::default()
                 },
+                purge: purge_interval_minutes.0.map(|minutes| PurgeSchedule {
+                    retention: trash.retention(),
+                    interval: Duration::from_secs(u64::from(minutes.max(1)) * 60),
+                    ..PurgeSchedule::default()
+                }),
                 ..EmbeddedOptions::new(data)
             })
             .await?;
@@ -253,6 +290,23 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                     println!("{what}: {name}");
                 }
             }
+        }
+        Command::Purge { data, trash } => {
+            let store = EmbeddedStore::open(&data).await?;
+            let blobs = EmbeddedBlobs::open(&data)?;
+            // Milliseconds: `auth::Clock` counts whole seconds, and an asset
+            // deleted a moment ago must be due with a retention of 0 days.
+            let now = core_sync::now_millis();
+            let started = std::time::Instant::now();
+            let r = cloud_lambda::purge::run(&store, &blobs, now, trash.retention()).await?;
+            println!(
+                "purged {} asset(s) and {} blob(s) ({} bytes) in {:.2} s",
+                r.assets,
+                r.blobs,
+                r.blob_bytes,
+                started.elapsed().as_secs_f64()
+            );
+            store.close().await;
         }
         Command::DevToken { data, user, ttl } => {
             println!("{}", dev_token(&data, &user, Duration::from_secs(ttl))?);

@@ -1,6 +1,7 @@
 //! The black-box conformance suite for storage backends, written only
 //! against the [`DocStore`] and [`BlobStore`] traits (and the projections
-//! a `DocStore` hands out: cases in `conformance/projection.rs`) so that
+//! a `DocStore` hands out: cases in `conformance/projection.rs`; purging:
+//! `conformance/purge.rs`) so that
 //! every backend (embedded, AWS) runs the same checks.
 //!
 //! A backend's test calls [`run_all`] with a function that opens a fresh
@@ -35,6 +36,7 @@ use volume::{
 mod epochs;
 mod leases;
 mod projection;
+mod purge;
 
 /// A backend under test.
 pub struct Backend {
@@ -126,6 +128,18 @@ pub const CASES: &[(&str, Case)] = &[
         "entries_and_snapshots_of_megabytes_read_back_exactly",
         |b| Box::pin(entries_and_snapshots_of_megabytes_read_back_exactly(b)),
     ),
+    ("purge_facts_keep_the_newest_and_say_what_is_due", |b| {
+        Box::pin(purge::purge_facts_keep_the_newest_and_say_what_is_due(b))
+    }),
+    ("a_purge_is_conditional_and_whole", |b| {
+        Box::pin(purge::a_purge_is_conditional_and_whole(b))
+    }),
+    ("only_blobs_no_document_names_are_queued", |b| {
+        Box::pin(purge::only_blobs_no_document_names_are_queued(b))
+    }),
+    ("blobs_can_be_deleted", |b| {
+        Box::pin(purge::blobs_can_be_deleted(b))
+    }),
 ];
 
 /// Runs every case, each on a fresh backend from `make`, and panics at the

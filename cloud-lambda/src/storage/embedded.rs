@@ -44,6 +44,7 @@ use super::{Chunk, DocHead, DocStore, FeedEntry, StorageError, decode_heads, val
 mod blobs;
 mod jobs;
 mod projection;
+mod purge;
 
 pub use blobs::{EmbeddedBlobs, Grant, TRANSFER_PATH, TransferError};
 
@@ -161,7 +162,7 @@ impl DocStore for EmbeddedStore {
     async fn head(&self, user: &str, doc: &DocId) -> Result<Option<DocHead>, StorageError> {
         validate_user(user)?;
         let row =
-            sqlx::query("SELECT owner, last_useq, snapshot_upto, heads FROM docs WHERE doc_id = ?")
+            sqlx::query("SELECT owner, last_useq, snapshot_upto, heads FROM docs WHERE doc_id = ? AND purged = 0")
                 .bind(doc.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -247,7 +248,7 @@ impl DocStore for EmbeddedStore {
             "SELECT docs.owner, docs.snapshot_upto,
                     CASE WHEN docs.snapshot_upto > ?2 THEN snapshots.bytes END AS snapshot
              FROM docs LEFT JOIN snapshots ON snapshots.doc_id = docs.doc_id
-             WHERE docs.doc_id = ?1",
+             WHERE docs.doc_id = ?1 AND docs.purged = 0",
         )
         .bind(doc.as_str())
         .bind(after)
@@ -340,6 +341,10 @@ impl DocStore for EmbeddedStore {
         self
     }
 
+    fn purges(&self) -> Option<&dyn super::purge::PurgeStore> {
+        Some(self)
+    }
+
     async fn user_head(&self, user: &str) -> Result<u64, StorageError> {
         validate_user(user)?;
         let last: Option<i64> = sqlx::query_scalar("SELECT last_useq FROM users WHERE user_id = ?")
@@ -404,7 +409,7 @@ async fn append_in(
     .bind(user)
     .fetch_one(&mut *tx)
     .await?;
-    let current = sqlx::query("SELECT owner, last_useq FROM docs WHERE doc_id = ?")
+    let current = sqlx::query("SELECT owner, last_useq, purged FROM docs WHERE doc_id = ?")
         .bind(doc_id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -420,7 +425,7 @@ async fn append_in(
         }
         None => return Err(StorageError::NotFound),
         Some(row) => {
-            if row.try_get::<String, _>("owner")? != user {
+            if row.try_get::<String, _>("owner")? != user || row.try_get::<i64, _>("purged")? != 0 {
                 return Err(StorageError::NotFound);
             }
             if from_sql(row.try_get("last_useq")?)? != expected_last_useq {
@@ -465,7 +470,8 @@ async fn compact_in(
     // The conditional write comes first (it takes the write lock).
     let moved = sqlx::query(
         "UPDATE docs SET snapshot_upto = ?1
-         WHERE doc_id = ?2 AND owner = ?3 AND snapshot_upto < ?1 AND last_useq >= ?1",
+         WHERE doc_id = ?2 AND owner = ?3 AND snapshot_upto < ?1 AND last_useq >= ?1
+           AND purged = 0",
     )
     .bind(upto)
     .bind(doc_id)

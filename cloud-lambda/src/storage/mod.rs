@@ -36,6 +36,11 @@
 //!   [`DocStore::projections`], so whatever writes a document can update
 //!   them.
 //!
+//! - **Purging** ([`purge`]): what `crate::purge` needs to remove assets
+//!   that stayed in the trash past the retention period, reached through
+//!   [`DocStore::purges`] (`None` on a backend that cannot purge yet), and
+//!   [`BlobStore::delete`].
+//!
 //! What this module does *not* know: HTTP, JWTs, Automerge semantics. The
 //! bytes are opaque; callers build and check them.
 
@@ -44,6 +49,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod jobs;
 pub mod projection;
+pub mod purge;
 
 use std::time::Duration;
 
@@ -187,6 +193,12 @@ pub trait DocStore: Send + Sync {
     /// (see [`projection`]).
     fn projections(&self) -> &dyn projection::ProjectionStore;
 
+    /// What purging needs (see [`purge`]). `None`: this backend cannot
+    /// purge, and assets stay in the trash until it can.
+    fn purges(&self) -> Option<&dyn purge::PurgeStore> {
+        None
+    }
+
     /// The user's latest `useq` (0 if none): the feed position of "now".
     async fn user_head(&self, user: &str) -> Result<u64, StorageError>;
 
@@ -252,6 +264,17 @@ pub trait BlobStore: Send + Sync {
         bytes: u64,
         content_type: &str,
     ) -> Result<TransferUrl, StorageError>;
+
+    /// Deletes `user`'s blob and returns the bytes it freed (0 if it was
+    /// not there: deleting twice is harmless). Only the purge calls this,
+    /// for a blob no document names. The default refuses: a backend that
+    /// cannot delete keeps every blob.
+    async fn delete(&self, user: &str, sha256: &str) -> Result<u64, StorageError> {
+        let _ = (user, sha256);
+        Err(StorageError::Backend(
+            "this storage backend cannot delete blobs".into(),
+        ))
+    }
 
     /// A short-lived URL to download `user`'s blob from; `None` if that
     /// user has not stored it.

@@ -52,6 +52,15 @@ enum Command {
     /// Print an asset's timeline, versions and costs, and anything in it
     /// that does not follow the schema (shown, never skipped).
     Show { id: DocId },
+    /// Rename an asset.
+    Rename { id: DocId, title: String },
+    /// Move an asset to the trash (a change that syncs; `restore` undoes
+    /// it until the server purges it after the retention period).
+    Delete { id: DocId },
+    /// Take an asset out of the trash.
+    Restore { id: DocId },
+    /// List the assets in the trash, most recently deleted first.
+    Trash,
     /// Fold every asset's chunks into one snapshot each.
     Compact,
 }
@@ -110,6 +119,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Say { id, text } => {
             let mut asset = store.load(&id).await?;
+            refuse_trashed(&mut asset)?;
             asset
                 .doc
                 .append_message(NewMessage::user(text), now_millis())?;
@@ -117,6 +127,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Request { id, tool, prompt } => {
             let mut asset = store.load(&id).await?;
+            refuse_trashed(&mut asset)?;
             let inputs = asset.summary()?.active_version_id.into_iter().collect();
             let msg = NewMessage {
                 input_version_ids: inputs,
@@ -128,6 +139,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::AddImage { id, file } => {
             let mut asset = store.load(&id).await?;
+            refuse_trashed(&mut asset)?;
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let vid = add_image(&store, &mut asset, bytes, None, now_millis())
                 .await
@@ -137,6 +149,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Rollback { id, version } => {
             let mut asset = store.load(&id).await?;
+            refuse_trashed(&mut asset)?;
             asset.doc.set_active_version(&version, now_millis())?;
             store.save(&mut asset).await?;
         }
@@ -144,6 +157,40 @@ async fn run(cli: Cli) -> Result<()> {
             let mut asset = store.load(&id).await?;
             let refusals = Refusals::of(&store).await?;
             print_asset(&mut asset, &refusals)?;
+        }
+        Command::Rename { id, title } => {
+            let mut asset = store.load(&id).await?;
+            refuse_trashed(&mut asset)?;
+            if asset.doc.rename(&title, now_millis())? {
+                store.save(&mut asset).await?;
+            }
+        }
+        Command::Delete { id } => {
+            let mut asset = store.load(&id).await?;
+            asset.doc.delete(&core_sync::device_name(), now_millis())?;
+            store.save(&mut asset).await?;
+            println!("Moved {id} to the trash; `atelier-local restore {id}` brings it back.");
+        }
+        Command::Restore { id } => {
+            let mut asset = store.load(&id).await?;
+            asset.doc.restore(now_millis())?;
+            store.save(&mut asset).await?;
+        }
+        Command::Trash => {
+            for t in store.list_trash().await? {
+                let edited = if t.edited_after {
+                    "  (edited after it was deleted)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{}  deleted {} on {}  {}{edited}",
+                    t.id,
+                    format_time(t.deleted_at),
+                    t.deleted_by,
+                    t.title
+                );
+            }
         }
         Command::Compact => {
             for id in store.ids().await? {
@@ -153,6 +200,18 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+/// Edits go to live assets: one in the trash is restored first.
+fn refuse_trashed(asset: &mut LocalAsset) -> Result<()> {
+    if asset.summary()?.deleted.is_some() {
+        return Err(format!(
+            "asset {} is in the trash; `atelier-local restore {}` first",
+            asset.id, asset.id
+        )
+        .into());
+    }
     Ok(())
 }
 
@@ -274,6 +333,18 @@ fn print_asset(asset: &mut LocalAsset, refusals: &Refusals) -> Result<()> {
     );
     if let Some(reason) = refusals.docs.get(&asset.id) {
         println!("not synced: the server refused this asset's changes: {reason}");
+    }
+    if let Some(d) = &s.deleted {
+        println!(
+            "IN THE TRASH: deleted {} on {}{}",
+            format_time(d.at),
+            d.by,
+            if d.edited_after {
+                "; edited after it was deleted (the deletion wins; restore to keep the edits)"
+            } else {
+                ""
+            }
+        );
     }
     println!();
     for entry in asset.doc.timeline()? {

@@ -17,6 +17,7 @@ mod persist;
 mod read;
 pub mod schema;
 mod touched;
+mod trash;
 mod types;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ pub use persist::{ChangeInfo, check_chunks};
 pub use read::Reader;
 pub use schema::SCHEMA_VERSION;
 pub use touched::Touched;
+pub use trash::{MAX_TITLE_CHARS, TRASH_CHANGE, blob_refs};
 pub use types::*;
 
 use crate::ids::new_id;
@@ -135,6 +137,11 @@ impl AssetDoc {
         self.doc.put(ROOT, UPDATED_AT, now)?;
         if let Some(s) = &mut self.summary {
             s.updated_at = now;
+            if s.deleted.is_some() {
+                // An edit of an asset in the trash: what the trash says
+                // about it is worked out again on the next look.
+                self.summary = None;
+            }
         }
         Ok(())
     }
@@ -482,7 +489,8 @@ impl AssetDoc {
         if let Some(s) = &self.summary {
             return Ok(s.clone());
         }
-        let s = self.reader().summary()?;
+        let mut s = self.reader().summary()?;
+        self.complete_summary(&mut s)?;
         self.summary = Some(s.clone());
         Ok(s)
     }

@@ -150,7 +150,59 @@ impl<'a> Reader<'a> {
             cover,
             message_count: self.message_count()?,
             schema_version: self.schema_version()?,
+            deleted: self.deletion()?,
         })
+    }
+
+    /// The tombstone, if the asset is in the trash. Concurrent deletions
+    /// resolve to one (Automerge's winner); a tombstone that does not read
+    /// (not a map, no time) leaves the asset live, so nothing is ever
+    /// purged on a misreading, and [`Self::unreadable`] names it.
+    pub fn deletion(&self) -> ModelResult<Option<Deletion>> {
+        let Some(obj) = self.object(&ROOT, DELETED, ObjType::Map)? else {
+            return Ok(None);
+        };
+        let Some(at) = self.scalar(&obj, AT)?.as_ref().and_then(parse::millis) else {
+            return Ok(None);
+        };
+        let by = self.string(&obj, BY)?.unwrap_or_default();
+        let mut last_edit = i64::MIN;
+        for (v, _) in self.get_all(&ROOT, UPDATED_AT)? {
+            if let Value::Scalar(s) = v
+                && let Some(t) = parse::millis(&s)
+            {
+                last_edit = last_edit.max(t);
+            }
+        }
+        Ok(Some(Deletion {
+            at,
+            by,
+            edited_after: false,
+            last_edit: if last_edit == i64::MIN { at } else { last_edit },
+        }))
+    }
+
+    /// Why the tombstone does not read, when there is one that does not.
+    fn unreadable_deletion(&self) -> ModelResult<Option<String>> {
+        let found = self.describe(&ROOT, DELETED)?;
+        if found == "missing" || found == "null" {
+            return Ok(None);
+        }
+        let Some(obj) = self.object(&ROOT, DELETED, ObjType::Map)? else {
+            return Ok(Some(format!("{DELETED} is {found}, expected a map")));
+        };
+        if self
+            .scalar(&obj, AT)?
+            .as_ref()
+            .and_then(parse::millis)
+            .is_none()
+        {
+            let at = self.describe(&obj, AT)?;
+            return Ok(Some(format!(
+                "{DELETED}.{AT} is {at}, expected a time; the asset stays live"
+            )));
+        }
+        Ok(None)
     }
 
     /// Every timeline entry in timeline order, unreadable ones included
@@ -312,6 +364,7 @@ impl<'a> Reader<'a> {
         };
         let (_, reasons) = self.asset_fields()?;
         let mut out: Vec<Unreadable> = reasons.into_iter().map(asset).collect();
+        out.extend(self.unreadable_deletion()?.map(asset));
         for (key, ty, what) in [
             (VERSIONS, ObjType::Map, "a map"),
             (MESSAGES, ObjType::List, "a list"),

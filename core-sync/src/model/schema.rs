@@ -14,7 +14,8 @@
 //!                                 error?: Map{code,message}, operationId?,
 //!                                 createdAt, updatedAt } ],
 //!        costEvents: List [ Map { id, ts, provider, model, units, unit,
-//!                                 costNanoUsd, messageId? } ] }
+//!                                 costNanoUsd, messageId? } ],
+//!        deleted?:   Map { at: Int(ms), by: Str } }   // the tombstone
 //! ```
 //! `Str` reads a scalar string or a text object and `Int` any Automerge
 //! number (times also a timestamp); Atelier writes scalars.
@@ -39,6 +40,9 @@ pub const ACTIVE_VERSION_ID: &str = "activeVersionId";
 pub const VERSIONS: &str = "versions";
 pub const MESSAGES: &str = "messages";
 pub const COST_EVENTS: &str = "costEvents";
+pub const DELETED: &str = "deleted";
+pub const AT: &str = "at";
+pub const BY: &str = "by";
 
 pub const ID: &str = "id";
 pub const KIND: &str = "kind";

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use automerge::{Patch, PatchAction, Prop};
 
 use super::AssetDoc;
-use super::schema::{ACTIVE_VERSION_ID, COST_EVENTS, MESSAGES, TITLE, VERSIONS};
+use super::schema::{ACTIVE_VERSION_ID, COST_EVENTS, DELETED, MESSAGES, TITLE, VERSIONS};
 
 /// The parts of a document that changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct Touched {
     pub versions: bool,
     pub costs: bool,
     pub title: bool,
+    /// The asset was deleted or restored.
+    pub deleted: bool,
 }
 
 impl Touched {
@@ -66,6 +68,7 @@ impl Touched {
             VERSIONS | ACTIVE_VERSION_ID => self.versions = true,
             COST_EVENTS => self.costs = true,
             TITLE => self.title = true,
+            DELETED => self.deleted = true,
             _ => {}
         }
     }

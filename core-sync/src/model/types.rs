@@ -201,6 +201,38 @@ pub struct AssetSummary {
     pub cover: Option<BlobRef>,
     pub message_count: u64,
     pub schema_version: u64,
+    /// Set while the asset is in the trash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Deletion>,
+}
+
+/// An asset's tombstone: it is in the trash. Deleting is a change in the
+/// document (so it syncs like any edit); restoring removes the tombstone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deletion {
+    /// When it was deleted (the deleting device's clock).
+    pub at: Millis,
+    /// The device that deleted it (its host name), as it named itself.
+    pub by: String,
+    /// Some change the deleting device had not seen when it deleted (an
+    /// offline device's edit, a job's result) is in the document, or one
+    /// came after the deletion: the asset stays in the trash with it, and
+    /// the trash says so. Only [`super::AssetDoc`] can tell (it walks the
+    /// change graph); a bare [`super::Reader`] says `false`.
+    #[serde(default)]
+    pub edited_after: bool,
+    /// The latest `updatedAt` the document holds (every concurrent value
+    /// counted): retention runs from the later of this and `at`.
+    pub last_edit: Millis,
+}
+
+impl Deletion {
+    /// From when the retention period counts: the deletion, or any edit
+    /// written after it, whichever is later.
+    pub fn retained_since(&self) -> Millis {
+        self.at.max(self.last_edit)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

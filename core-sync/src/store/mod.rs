@@ -17,6 +17,7 @@
 mod compaction;
 mod error;
 mod outbox;
+mod trash;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -35,6 +36,7 @@ use tokio::sync::Mutex;
 pub use compaction::CompactionPolicy;
 pub use error::{StoreError, StoreResult};
 pub use outbox::{Outbox, RefusedBlob, RefusedDoc, RoundRecord};
+pub use trash::{Collected, Dropped, TrashedAsset};
 
 use crate::blob::BlobStore;
 use crate::ids::DocId;
@@ -211,8 +213,9 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO documents (doc_id, title, cover_sha256, cover_mime, created_at, updated_at,
-                 message_count, schema_version, snapshot_bytes, heads)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 message_count, schema_version, snapshot_bytes, heads,
+                 deleted_at, deleted_by, edited_after, retained_since)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.as_str())
         .bind(&summary.title)
@@ -224,6 +227,10 @@ impl Store {
         .bind(summary.schema_version as i64)
         .bind(bytes.len() as i64)
         .bind(encode_heads(&heads))
+        .bind(summary.deleted.as_ref().map(|d| d.at))
+        .bind(summary.deleted.as_ref().map(|d| d.by.as_str()))
+        .bind(summary.deleted.as_ref().is_some_and(|d| d.edited_after))
+        .bind(summary.deleted.as_ref().map(|d| d.retained_since()))
         .execute(&mut *tx)
         .await?;
         let chunk_id = insert_chunk(&mut tx, &id, SNAPSHOT, &bytes, None, origin).await?;
@@ -458,11 +465,12 @@ impl Store {
         Ok(())
     }
 
-    /// The asset list, most recently updated first, from the projection only.
+    /// The asset list (assets in the trash left out), most recently updated
+    /// first, from the projection only.
     pub async fn list(&self) -> StoreResult<Vec<AssetListing>> {
         let rows = sqlx::query(
             "SELECT doc_id, title, cover_sha256, created_at, updated_at, message_count
-             FROM documents ORDER BY updated_at DESC, doc_id",
+             FROM documents WHERE deleted_at IS NULL ORDER BY updated_at DESC, doc_id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -483,9 +491,14 @@ impl Store {
             .collect()
     }
 
-    /// Every stored asset id.
+    /// Every stored asset id, those in the trash included.
     pub async fn ids(&self) -> StoreResult<Vec<DocId>> {
-        Ok(self.list().await?.into_iter().map(|l| l.id).collect())
+        let rows = sqlx::query("SELECT doc_id FROM documents ORDER BY doc_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| parse_id(r.try_get("doc_id")?))
+            .collect()
     }
 
     /// How many chunks and bytes an asset occupies.
@@ -737,6 +750,10 @@ struct Projection<'a> {
     schema_version: u64,
     /// Sorted, concatenated, hex.
     heads: String,
+    deleted_at: Option<Millis>,
+    deleted_by: Option<&'a str>,
+    edited_after: bool,
+    retained_since: Option<Millis>,
 }
 
 impl<'a> Projection<'a> {
@@ -749,6 +766,10 @@ impl<'a> Projection<'a> {
             message_count: s.message_count,
             schema_version: s.schema_version,
             heads: hex::encode(encode_heads(heads)),
+            deleted_at: s.deleted.as_ref().map(|d| d.at),
+            deleted_by: s.deleted.as_ref().map(|d| d.by.as_str()),
+            edited_after: s.deleted.as_ref().is_some_and(|d| d.edited_after),
+            retained_since: s.deleted.as_ref().map(|d| d.retained_since()),
         }
     }
 }
@@ -781,6 +802,12 @@ async fn insert_chunk(
     .execute(conn)
     .await?;
     Ok(done.last_insert_rowid())
+}
+
+/// A document id read back from the database.
+fn parse_id(id: &str) -> StoreResult<DocId> {
+    id.parse()
+        .map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))))
 }
 
 /// Heads as stored: sorted, so equal sets compare equal as bytes.

@@ -489,7 +489,12 @@ impl SyncClient {
         let mut applied = Applied::default();
         let mut record = RoundRecord::default();
         let mut pulled = Vec::new();
+        let mut purged: Vec<DocId> = resp.purged.clone();
         for outcome in &resp.pushed {
+            if outcome.status == PushStatus::Purged {
+                purged.push(outcome.doc_id.clone());
+                continue;
+            }
             record
                 .server_heads
                 .push((outcome.doc_id.clone(), change_hashes(&outcome.server_heads)));
@@ -503,7 +508,12 @@ impl SyncClient {
                 // The server lacks something it was thought to have: the
                 // next push sends the whole document.
                 PushStatus::MissingDeps => record.unpushed.push(outcome.doc_id.clone()),
+                PushStatus::Purged => {}
             }
+        }
+        if !purged.is_empty() {
+            self.drop_purged(&purged).await?;
+            pulled.extend(purged);
         }
         for update in &resp.docs {
             let Some(asset) = self.apply_update(update).await? else {
@@ -522,6 +532,31 @@ impl SyncClient {
             let _ = tx.send(SyncEvent::Pulled(pulled));
         }
         Ok((applied, record))
+    }
+
+    /// Drops the documents the server purged (their blobs too, where no
+    /// other document names them). Edits this device made offline to a
+    /// purged asset it never saw deleted are kept as a new asset, which is
+    /// pushed as new.
+    async fn drop_purged(&mut self, ids: &[DocId]) -> Result<(), SyncError> {
+        for id in ids {
+            self.warm.take(id);
+            self.engine.forget(id);
+            match self.store.drop_purged(id, now_millis()).await? {
+                crate::store::Dropped::Recovered(new) => self.engine.local_change(new),
+                crate::store::Dropped::Dropped | crate::store::Dropped::Absent => {}
+            }
+            tracing::info!(doc = %id, "the server purged this asset; dropped it here");
+        }
+        let freed = self.store.collect_blobs().await?;
+        if freed.blobs > 0 {
+            tracing::info!(
+                blobs = freed.blobs,
+                bytes = freed.bytes,
+                "images no asset uses were removed"
+            );
+        }
+        Ok(())
     }
 
     /// Applies one pulled document's chunks and saves them; `None` for a

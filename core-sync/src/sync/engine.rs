@@ -245,6 +245,13 @@ impl Engine {
         self.quiet_polls = 0;
     }
 
+    /// The document left the store (the server purged it): nothing of it
+    /// is to be pushed or asked for any more.
+    pub fn forget(&mut self, doc: &DocId) {
+        self.pending.remove(doc);
+        self.resync.remove(doc);
+    }
+
     /// Whether there is work that should not wait for the next poll.
     pub fn has_work(&self) -> bool {
         self.pending.keys().any(|d| !self.refused.contains_key(d))
@@ -313,7 +320,9 @@ impl Engine {
         self.narrow = None;
         for (doc, generation) in plan.push.iter().zip(&plan.generations) {
             let outcome = resp.pushed.iter().find(|o| &o.doc_id == doc);
-            let accepted = outcome.is_some_and(|o| o.status == PushStatus::Accepted);
+            // A purged document is dropped by the adapter: nothing to push.
+            let accepted = outcome
+                .is_some_and(|o| matches!(o.status, PushStatus::Accepted | PushStatus::Purged));
             // Missing dependencies (or no answer): stays pending; the adapter
             // recomputes the push from the server heads it now knows.
             if accepted && self.pending.get(doc) == Some(generation) {
@@ -431,6 +440,7 @@ mod tests {
 
     fn ok_response(plan: &Plan, cursor: u64) -> SyncResponse {
         SyncResponse {
+            purged: Vec::new(),
             feed_cursor: cursor,
             docs: vec![],
             pushed: plan

@@ -109,6 +109,11 @@ pub struct SyncResponse {
     /// nothing else; the client starts over in `epoch`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub start_over: bool,
+    /// Documents in the feed after the cursor that the server purged (they
+    /// stayed in the trash past the retention period): the device drops
+    /// its copy. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purged: Vec<DocId>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -143,6 +148,9 @@ pub enum PushStatus {
     /// Some changes depend on changes the server lacks; nothing was stored
     /// for this document. Resend from `server_heads`, or everything.
     MissingDeps,
+    /// The server purged this document (it stayed in the trash past the
+    /// retention period): nothing was stored, and the device drops it.
+    Purged,
 }
 
 /// The path of a request for an image's upload URL (`POST`, JSON body

@@ -101,6 +101,12 @@ impl Backend {
                     // One copy of each image: the server's files are links
                     // to the device's.
                     shared_blobs: Some(config.data.join("blobs")),
+                    purge: Some(cloud_lambda::purge::PurgeSchedule {
+                        retention: Duration::from_secs(
+                            u64::from(config.trash_retention_days) * 86_400,
+                        ),
+                        ..Default::default()
+                    }),
                     ..EmbeddedOptions::new(config.data.join("cloud"))
                 };
                 let server = EmbeddedServer::start(embedded.clone()).await?;

@@ -51,6 +51,8 @@ pub fn palette_items(
         }
     }
     if has_image {
+        items.push(Item::action(Action::Rename, "Rename the asset"));
+        items.push(Item::action(Action::Delete, "Move the asset to the Trash"));
         items.push(Item::action(Action::SaveImage, "Save image as…"));
         items.push(Item::action(Action::CopyImage, "Copy image"));
         items.push(Item::action(Action::Compare, "Compare versions"));
@@ -76,6 +78,7 @@ pub fn palette_items(
     if session.can_sign_out {
         items.push(Item::new(Action::SignOut, "Sign out", "Action"));
     }
+    items.push(Item::action(Action::Trash, "Trash"));
     items.push(Item::action(Action::Settings, "Settings"));
     items.push(Item::action(Action::Shortcuts, "Keyboard shortcuts"));
     items.push(Item::new(Action::About, "About Atelier", "Action"));
@@ -145,5 +148,8 @@ pub fn plan(action: Action, browser: bool) -> Vec<Step> {
         Action::Shortcuts => vec![Ui(UiCommand::Shortcuts)],
         Action::About => vec![Ui(UiCommand::About)],
         Action::Quit => vec![Ui(UiCommand::Quit)],
+        Action::Rename => vec![Ui(UiCommand::Rename)],
+        Action::Delete => vec![E(UiEvent::Delete(None))],
+        Action::Trash => vec![E(UiEvent::ShowTrash(true))],
     }
 }

@@ -19,6 +19,7 @@ pub mod imports;
 pub use crate::ports;
 pub mod protocol;
 pub mod timeline;
+pub mod trash;
 pub mod workbench;
 
 mod actions;
@@ -67,6 +68,9 @@ pub struct ControllerConfig {
     pub clipboard: Arc<dyn Clipboard>,
     /// Where settings are kept (`None`: not kept, e.g. benchmarks).
     pub data: Option<PathBuf>,
+    /// Days an asset stays in the trash before the server purges it (what
+    /// the trash counts down to).
+    pub trash_retention_days: u32,
 }
 
 impl Default for ControllerConfig {
@@ -80,6 +84,7 @@ impl Default for ControllerConfig {
             saver: Arc::new(crate::platform::NativeSaver),
             clipboard: Arc::new(crate::platform::SystemClipboard::default()),
             data: None,
+            trash_retention_days: 30,
         }
     }
 }
@@ -123,8 +128,10 @@ impl Controller {
         config: ControllerConfig,
     ) -> Self {
         let (work_tx, work_rx) = mpsc::unbounded_channel();
+        let mut bench = Workbench::new(store, tools, view.clone());
+        bench.trash.retention_days = config.trash_retention_days;
         Controller {
-            bench: Workbench::new(store, tools, view.clone()),
+            bench,
             view,
             decoder: Decoder::new(config.image_budget_bytes, config.decode_parallelism),
             config,
@@ -328,6 +335,15 @@ impl Controller {
                 ViewUpdate::Notice(String::new()),
                 ViewUpdate::Info(String::new()),
             ]),
+            UiEvent::Rename { id, title } => self.bench.rename(&id, &title).await?,
+            UiEvent::Delete(id) => self.bench.delete(id.as_deref()).await?,
+            UiEvent::Undo => self.bench.undo().await?,
+            UiEvent::DismissUndo => {
+                self.bench.trash.undo = None;
+                self.view.apply(vec![ViewUpdate::Undo(None)]);
+            }
+            UiEvent::ShowTrash(open) => self.bench.show_trash(open).await,
+            UiEvent::Restore(id) => self.bench.restore(&id).await?,
             UiEvent::Shutdown => {}
         }
         Ok(())
@@ -543,7 +559,15 @@ impl Controller {
                 self.view.apply(u);
             }
             LinkEvent::Sync(SyncEvent::Pulled(docs)) => {
+                let before: std::collections::HashSet<_> = self
+                    .bench
+                    .assets
+                    .listings()
+                    .iter()
+                    .map(|l| l.id.clone())
+                    .collect();
                 let mut updates = self.bench.refresh_list().await;
+                updates.extend(self.bench.deleted_elsewhere(&before).await);
                 let open_changed = self
                     .bench
                     .open

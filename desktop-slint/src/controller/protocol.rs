@@ -10,6 +10,7 @@ use crate::images::Pixels;
 use crate::palette::PaletteRow;
 use crate::settings::SettingsForm;
 use crate::tools::ComposerVm;
+use crate::trash::TrashVm;
 use crate::viewmodel::{
     AssetRow, CompareVm, IncomingVm, InspectorVm, MessageRow, SessionVm, SyncVm,
 };
@@ -82,6 +83,21 @@ pub enum UiEvent {
     /// A row on screen shows this image key and has no pixels for it.
     NeedImage(String),
     DismissNotice,
+    /// Rename an asset (from the list or the timeline's header).
+    Rename {
+        id: String,
+        title: String,
+    },
+    /// Move an asset to the trash (`None`: the open one).
+    Delete(Option<String>),
+    /// Take back the last deletion (the Undo bar).
+    Undo,
+    /// The Undo bar was dismissed.
+    DismissUndo,
+    /// Open (true) or close the trash.
+    ShowTrash(bool),
+    /// Take an asset out of the trash.
+    Restore(String),
     Shutdown,
 }
 
@@ -105,6 +121,8 @@ pub enum UiCommand {
     TokenSheet,
     About,
     Quit,
+    /// Edit the open asset's title in place.
+    Rename,
 }
 
 /// Where an image key is shown, so a decoded image reaches its rows
@@ -171,6 +189,10 @@ pub enum ViewUpdate {
     Palette(Vec<PaletteRow>),
     Ui(UiCommand),
     Settings(SettingsForm),
+    /// The trash sheet: open or not, and its rows.
+    Trash(TrashVm),
+    /// The Undo bar after a deletion: its sentence; `None` hides it.
+    Undo(Option<String>),
 }
 
 /// Where updates go. Called from the controller's task; implementations

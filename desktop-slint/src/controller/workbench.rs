@@ -26,7 +26,7 @@ use crate::viewmodel::{self, IncomingVm};
 pub struct Workbench {
     pub store: Arc<dyn AssetStore>,
     pub tools: Tools,
-    view: Arc<dyn View>,
+    pub(super) view: Arc<dyn View>,
     pub link: Option<Arc<dyn SyncLink>>,
     pub assets: AssetList,
     pub open: Option<OpenAsset>,
@@ -40,6 +40,8 @@ pub struct Workbench {
     /// The documents of assets open lately, newest first: opening one again
     /// applies what changed since instead of loading it whole.
     recent: Vec<LocalAsset>,
+    /// The trash sheet and the Undo bar.
+    pub trash: crate::trash::TrashState,
 }
 
 /// Documents kept of assets open lately.
@@ -60,6 +62,7 @@ impl Workbench {
             compare: None,
             opened: false,
             recent: Vec::new(),
+            trash: Default::default(),
         }
     }
 

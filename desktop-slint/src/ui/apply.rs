@@ -116,6 +116,10 @@ pub fn log_state(b: &Bridge<'_>) {
         dashboard_total = %b.get_dash_total(),
         palette_rows = b.get_palette_rows().row_count(),
         compare = b.get_compare_open(),
+        trash_open = b.get_trash_open(),
+        trash_rows = b.get_trash_rows().row_count(),
+        undo = %b.get_undo_text(),
+        title = %b.get_asset_title(),
         "ui state"
     );
 }
@@ -134,6 +138,7 @@ fn command_name(c: UiCommand) -> &'static str {
         UiCommand::TokenSheet => "sign-in",
         UiCommand::About => "about",
         UiCommand::Quit => "quit",
+        UiCommand::Rename => "rename",
     }
 }
 
@@ -292,6 +297,13 @@ fn apply_each(w: &AppWindow, updates: Vec<ViewUpdate>) {
                 b.set_command(command_name(c).into());
                 b.set_command_tick(b.get_command_tick() + 1);
             }
+            ViewUpdate::Trash(t) => {
+                b.set_trash_rows(ModelRc::new(VecModel::from(
+                    t.rows.into_iter().map(rows::trash_row).collect::<Vec<_>>(),
+                )));
+                b.set_trash_open(t.open);
+            }
+            ViewUpdate::Undo(text) => b.set_undo_text(text.unwrap_or_default().into()),
             ViewUpdate::Settings(f) => {
                 b.set_set_server_url(f.server_url.into());
                 b.set_set_auth_url(f.auth_url.into());

@@ -194,6 +194,15 @@ pub fn install(window: &AppWindow, events: mpsc::UnboundedSender<UiEvent>) {
         })
     });
     on!(on_export_csv, || UiEvent::ExportCsv);
+    on!(on_rename, |id, title| UiEvent::Rename {
+        id: id.into(),
+        title: title.into(),
+    });
+    on!(on_delete_asset, |id| UiEvent::Delete(some(id)));
+    on!(on_undo, || UiEvent::Undo);
+    on!(on_dismiss_undo, || UiEvent::DismissUndo);
+    on!(on_show_trash, |open| UiEvent::ShowTrash(open));
+    on!(on_restore, |id| UiEvent::Restore(id.into()));
     on!(on_palette_query, |q| UiEvent::PaletteQuery(q.into()));
     on!(on_palette_run, |i| UiEvent::PaletteRun(i.max(0) as usize));
     on!(on_save_settings, |server,

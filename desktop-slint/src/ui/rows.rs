@@ -9,7 +9,9 @@ use slint::{
     VecModel,
 };
 
-use super::types::{AssetRow, BarRow, EventRow, MessageRow, PaletteRow, SpendRow, VersionRow};
+use super::types::{
+    AssetRow, BarRow, EventRow, MessageRow, PaletteRow, SpendRow, TrashRow, VersionRow,
+};
 use crate::dashboard;
 use crate::images::Pixels;
 use crate::palette;
@@ -100,6 +102,16 @@ pub fn bar_row(b: &dashboard::Bar) -> BarRow {
         label: b.label.clone().into(),
         amount: b.amount.clone().into(),
         height: b.height,
+    }
+}
+
+pub fn trash_row(r: crate::trash::TrashRow) -> TrashRow {
+    TrashRow {
+        id: r.id.into(),
+        title: r.title.into(),
+        deleted: r.deleted.into(),
+        purge: r.purge.into(),
+        conflict: r.conflict.into(),
     }
 }
 

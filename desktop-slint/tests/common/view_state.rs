@@ -10,6 +10,7 @@ use desktop_slint::images::Pixels;
 use desktop_slint::palette::PaletteRow;
 use desktop_slint::settings::SettingsForm;
 use desktop_slint::tools::ComposerVm;
+use desktop_slint::trash::TrashVm;
 use desktop_slint::viewmodel::{
     AssetRow, CompareVm, IncomingVm, InspectorVm, MessageRow, SessionVm, SyncVm, VersionRow,
 };
@@ -47,6 +48,9 @@ pub struct ViewState {
     pub palette: Vec<PaletteRow>,
     pub commands: Vec<UiCommand>,
     pub settings: Option<SettingsForm>,
+    pub trash: TrashVm,
+    /// The Undo bar's sentence ("" hidden).
+    pub undo: String,
 }
 
 impl ViewState {
@@ -117,6 +121,8 @@ impl ViewState {
             ViewUpdate::Palette(rows) => self.palette = rows,
             ViewUpdate::Ui(c) => self.commands.push(c),
             ViewUpdate::Settings(f) => self.settings = Some(f),
+            ViewUpdate::Trash(t) => self.trash = t,
+            ViewUpdate::Undo(u) => self.undo = u.unwrap_or_default(),
         }
     }
 

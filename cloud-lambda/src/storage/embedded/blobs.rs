@@ -310,6 +310,23 @@ impl BlobStore for EmbeddedBlobs {
         .await
     }
 
+    async fn delete(&self, user: &str, sha256: &str) -> Result<u64, StorageError> {
+        let path = self.checked_path(user, sha256)?;
+        blocking(move || {
+            let bytes = match fs::metadata(&path) {
+                Ok(meta) => meta.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(bytes),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(io_err(&path)(e)),
+            }
+        })
+        .await
+    }
+
     async fn upload_url(
         &self,
         user: &str,
