@@ -139,8 +139,8 @@ async fn pull(
 
 /// Checks the whole request before anything is written: a sane wait,
 /// each document pushed once, every push parsing strictly. Returns each
-/// push's changes.
-fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
+/// push's changes. (Public for the fuzz targets in `tests/fuzz`.)
+pub fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
     if req.wait_ms > MAX_WAIT_MS {
         return Err(ApiError::BadRequest(format!(
             "waitMs {} is longer than the {MAX_WAIT_MS} ms a long poll may last",
