@@ -11,6 +11,7 @@
 #
 #   bash tests/fuzz.sh                 every target, FUZZ_SECONDS each (default 10)
 #   FUZZ_SECONDS=600 bash tests/fuzz.sh chunks rest   longer, by hand
+#   FUZZ_BUILD=smoke bash tests/fuzz.sh   the quick-to-build run of tests/run.sh
 #   bash tests/fuzz.sh --seeds         rewrite the seed corpus (examples/make_seeds.rs)
 #
 # cargo-fuzz is installed from crates.io into ~/.cache/atelier/cargo-fuzz
@@ -56,10 +57,17 @@ if [[ ${#TARGETS[@]} -eq 0 ]]; then
     mapfile -t TARGETS < <(ls "$FUZZ_DIR/fuzz_targets" | sed 's/\.rs$//')
 fi
 
-# The target's own build profile: release with debug assertions, address
-# sanitizer, libFuzzer's coverage counters.
-cargo "${TOOLCHAIN[@]}" fuzz build --fuzz-dir "$FUZZ_DIR" --target-dir "$TARGET_DIR" \
-    --release --debug-assertions
+# By hand: release with debug assertions and the address sanitizer (the
+# fastest executions, the slowest cold build). FUZZ_BUILD=smoke (what
+# tests/run.sh uses): a debug build without the sanitizer, which a cold
+# machine builds in a fraction of the time; the same targets, seeds and
+# checks, fewer executions per second.
+case "${FUZZ_BUILD:-release}" in
+    release) BUILD=(--release --debug-assertions) ;;
+    smoke) BUILD=(--dev --sanitizer none) ;;
+    *) echo "FUZZ_BUILD is release or smoke" >&2; exit 2 ;;
+esac
+cargo "${TOOLCHAIN[@]}" fuzz build --fuzz-dir "$FUZZ_DIR" --target-dir "$TARGET_DIR" "${BUILD[@]}"
 
 failed=()
 rows=()
@@ -71,10 +79,13 @@ for target in "${TARGETS[@]}"; do
     status=0
     # Seeds are read, never written: new inputs go to the cache's corpus.
     cargo "${TOOLCHAIN[@]}" fuzz run --fuzz-dir "$FUZZ_DIR" --target-dir "$TARGET_DIR" \
-        --release --debug-assertions "$target" "$corpus" "$FUZZ_DIR/seeds/$target" -- \
+        "${BUILD[@]}" "$target" "$corpus" "$FUZZ_DIR/seeds/$target" -- \
         -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
         -max_len=1048576 -artifact_prefix="$artifacts" -print_final_stats=1 \
         >"$log" 2>&1 || status=$?
+    # The scratch directories the rest and backup targets kept (databases
+    # in /dev/shm, or the temporary directory where there is none).
+    rm -rf /dev/shm/atelier-fuzz-* "${TMPDIR:-/tmp}"/atelier-fuzz-*
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2 || true)
@@ -87,7 +98,7 @@ for target in "${TARGETS[@]}"; do
         tail -40 "$log" >&2
         artifact=$(grep -o "Test unit written to [^ ]*" "$log" | tail -1 | sed 's/Test unit written to //')
         if [[ -n "$artifact" ]]; then
-            echo "replay: cargo +nightly fuzz run --fuzz-dir $FUZZ_DIR $target $artifact" >&2
+            echo "replay: cargo +nightly fuzz run --fuzz-dir $FUZZ_DIR ${BUILD[*]} $target $artifact" >&2
         fi
     fi
 done

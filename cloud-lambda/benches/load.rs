@@ -184,11 +184,20 @@ async fn start_server(dir: &std::path::Path, fakes_url: &str, extra: &[String]) 
         .stderr(Stdio::null())
         .spawn()
         .expect("atelier-cloud runs");
-    let url = format!("http://127.0.0.1:{port}");
+    // Killed and waited for on drop, also when it never answers.
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
     let http = reqwest::Client::new();
     for _ in 0..400 {
-        if http.get(format!("{url}/healthz")).send().await.is_ok() {
-            return Server { child, url };
+        if http
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .is_ok()
+        {
+            return server;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -333,7 +333,7 @@ fn a_full_server_disk_answers_507_and_loses_nothing() {
     // starts (if its database finds the room it needs to open) or refuses
     // to, saying the storage is full; never anything else.
     b.sync(["once"]);
-    assert_eq!(b.asset_ids(), [id.clone()]);
+    assert_eq!(b.asset_ids(), std::slice::from_ref(&id));
     server.stop();
     restart_while_full(disk.path(), &tmp.path().join("restart.log"));
 

@@ -68,12 +68,11 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
     } else {
         std::env::temp_dir()
     };
-    let dir = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(&format!("atelier-fuzz-{name}-"))
         .tempdir_in(base)
         .expect("a scratch directory")
-        .keep();
-    dir
+        .keep()
 }
 
 /// The fixed time every target runs at (Unix seconds): tokens and webhook
