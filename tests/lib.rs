@@ -1,10 +1,14 @@
 //! Shared helpers for Atelier's cross-crate integration tests.
 //!
+//! [`procs`] runs the shipped binaries; [`small_disk`] gives the disk-full
+//! tests a real, size-limited file system.
+//!
 //! [`crash`] holds what the `crash-child` binary and the crash-safety test
 //! (`tests/crash.rs`) must agree on: the line protocol the child prints to
 //! report acknowledged writes, and the compaction policy it runs with.
 
 pub mod procs;
+pub mod small_disk;
 pub mod crash {
     //! The crash-child protocol.
     //!

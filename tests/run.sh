@@ -47,6 +47,17 @@ step "Amplify backend (amplify/test.sh: npm ci from its lock file, tsc, offline 
 amplify_status=0
 bash amplify/test.sh || amplify_status=$?
 
+step "fuzzing smoke run (tests/fuzz.sh: each cargo-fuzz target ${FUZZ_SECONDS:=10} s; FUZZ=0 skips)"
+# A debug build without the sanitizer (FUZZ_BUILD=smoke): a release+ASan
+# build of every dependency costs a cold machine far more than the run.
+# Its result is kept for the end too. Builds go to their own target
+# directory (~/.cache/atelier-fuzz-target).
+fuzz_status=0
+if [[ "${FUZZ:-1}" != 0 ]]; then
+    FUZZ_SECONDS="$FUZZ_SECONDS" FUZZ_BUILD="${FUZZ_BUILD:-smoke}" bash tests/fuzz.sh \
+        || fuzz_status=$?
+fi
+
 step "test"
 # cargo-nextest (on every machine of this kind): one process per test, no
 # fail-fast, a per-test timeout, and a final list of failures.
@@ -54,6 +65,10 @@ cargo nextest run --workspace --locked --no-fail-fast \
     --config-file tests/nextest.toml \
     --test-threads="${TEST_THREADS:-2}"
 
+if [[ "$fuzz_status" -ne 0 ]]; then
+    echo "fuzzing found failures (see above)" >&2
+    exit "$fuzz_status"
+fi
 if [[ "$schemathesis_status" -ne 0 ]]; then
     echo "schemathesis found failures (see above)" >&2
     exit "$schemathesis_status"

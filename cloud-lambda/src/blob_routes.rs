@@ -16,7 +16,7 @@ use crate::api::{Json, User, query_pairs, single};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 use crate::storage::embedded::TransferError;
-use crate::storage::{TransferUrl, validate_sha256};
+use crate::storage::{StorageError, TransferUrl, validate_sha256};
 use core_sync::sync::protocol::UploadUrlRequest;
 
 /// The image types the server takes.
@@ -172,6 +172,10 @@ pub async fn transfer_get(
 /// Transfer refusals, shaped like the object store's: the URL is the
 /// permission, so a bad or expired one is 403.
 fn transfer_error(e: TransferError) -> Response {
+    if let TransferError::Storage(full @ StorageError::Full(_)) = e {
+        // No room for the image: the API's own answer (507, retry later).
+        return ApiError::from(full).into_response();
+    }
     let status = match &e {
         TransferError::BadSignature(_) | TransferError::Expired => StatusCode::FORBIDDEN,
         TransferError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

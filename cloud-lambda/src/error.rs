@@ -63,6 +63,9 @@ pub enum ApiError {
     RateLimited { retry_after: Duration },
     #[error("{0}")]
     Unavailable(String),
+    /// The server's storage is full or read-only: nothing was stored.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -124,6 +127,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -140,6 +144,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -155,6 +160,14 @@ impl From<StorageError> for ApiError {
                 // The detail names tables and endpoints: logged, not sent.
                 tracing::warn!(error = %detail, "storage unavailable");
                 ApiError::Unavailable("storage is busy or out of reach; retry shortly".into())
+            }
+            StorageError::Full(what) => {
+                tracing::error!(%what, "storage is full or read-only");
+                ApiError::InsufficientStorage(
+                    "the server has no room to store this (its disk is full or read-only); \
+                     nothing of this request was stored: retry later"
+                        .into(),
+                )
             }
             other => ApiError::Internal(other.to_string()),
         }
@@ -219,6 +232,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            }
+            ApiError::InsufficientStorage(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(60u64));
             }
             _ => {}
         }

@@ -227,8 +227,8 @@ async fn pull(
 
 /// Checks the whole request before anything is written: a sane wait,
 /// each document pushed once, every push parsing strictly. Returns each
-/// push's changes.
-fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
+/// push's changes. (Public for the fuzz targets in `tests/fuzz`.)
+pub fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
     if req.epoch > MAX_EPOCH {
         return Err(ApiError::BadRequest(format!(
             "epoch {} is larger than any epoch a server hands out ({MAX_EPOCH})",

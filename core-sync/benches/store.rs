@@ -4,7 +4,8 @@
 //! Every number is measured next to its peer in the same run:
 //! - a durable append (model change + SQLite commit) against the bare
 //!   Automerge change of the same message, on timelines of 10, 1,000 and
-//!   10,000 messages;
+//!   10,000 messages, at both durability levels (`Durability::Full`, the
+//!   default: an fsync per commit; `Durability::Normal`);
 //! - opening the store and listing 1,000 assets;
 //! - loading a 10,000-message asset against a bare `AutoCommit::load` of the
 //!   same bytes;
@@ -17,7 +18,7 @@ use automerge::hydrate::Value as H;
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 use core_sync::model::{AssetDoc, NewMessage};
-use core_sync::store::{CompactionPolicy, Store, StoreOptions};
+use core_sync::store::{CompactionPolicy, Durability, Store, StoreOptions};
 
 struct Stats {
     p50: Duration,
@@ -75,7 +76,12 @@ fn timeline(n: usize) -> AssetDoc {
     doc
 }
 
-async fn append_row(n: usize, samples: usize, dir: &std::path::Path) -> (Stats, Stats) {
+async fn append_row(
+    n: usize,
+    samples: usize,
+    dir: &std::path::Path,
+    durability: Durability,
+) -> (Stats, Stats) {
     // Bare Automerge on a document of the same content.
     let mut seed = timeline(n);
     let mut bare = AutoCommit::load(&seed.save()).unwrap();
@@ -89,9 +95,15 @@ async fn append_row(n: usize, samples: usize, dir: &std::path::Path) -> (Stats, 
     }
 
     // Durable append through the model and the store.
-    let store = Store::open(dir.join(format!("append-{n}")), StoreOptions::default())
-        .await
-        .unwrap();
+    let store = Store::open(
+        dir.join(format!("append-{n}-{durability:?}")),
+        StoreOptions {
+            durability,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let mut asset = store
         .insert(core_sync::DocId::random(), seed)
         .await
@@ -144,14 +156,14 @@ async fn append_row(n: usize, samples: usize, dir: &std::path::Path) -> (Stats, 
 
 /// What sqlx + SQLite alone cost for the same durable write: one INSERT of
 /// a chunk-sized row on a dedicated connection, as the store does.
-async fn sqlite_floor(dir: &std::path::Path, samples: usize) -> Stats {
+async fn sqlite_floor(dir: &std::path::Path, samples: usize, sync: &str) -> Stats {
     use sqlx::Connection;
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
     let opts = SqliteConnectOptions::new()
-        .filename(dir.join("floor.db"))
+        .filename(dir.join(format!("floor-{sync}.db")))
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal);
+        .synchronous(sync.parse::<SqliteSynchronous>().unwrap());
     let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
     sqlx::query("CREATE TABLE c (id INTEGER PRIMARY KEY, doc TEXT, bytes BLOB)")
         .execute(&mut conn)
@@ -193,18 +205,23 @@ async fn main() {
         &[10, 1_000, 10_000]
     };
 
-    println!(
-        "## Durable append (model change + SQLite commit, synchronous=NORMAL) vs bare Automerge change"
-    );
+    println!("## Durable append (model change + SQLite commit) vs bare Automerge change");
     println!();
     println!(
-        "| timeline | bare p50 | bare p99 | durable p50 | durable p99 | durable max | ratio p50 | ratio p99 |"
+        "| timeline | durability | bare p50 | bare p99 | durable p50 | durable p99 | durable max | ratio p50 | ratio p99 |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &n in sizes {
-        let (bare, ours) = append_row(n, samples, dir).await;
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (&n, durability) in sizes
+        .iter()
+        .flat_map(|n| [(n, Durability::Full), (n, Durability::Normal)])
+    {
+        let (bare, ours) = append_row(n, samples, dir, durability).await;
+        let level = match durability {
+            Durability::Full => "FULL (default)",
+            Durability::Normal => "NORMAL",
+        };
         println!(
-            "| {n} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x |",
+            "| {n} | {level} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x |",
             us(bare.p50),
             us(bare.p99),
             us(ours.p50),
@@ -215,13 +232,16 @@ async fn main() {
         );
     }
 
-    let floor = sqlite_floor(dir, samples).await;
     println!();
-    println!(
-        "Floor: one sqlx INSERT of a 220-byte row (WAL, synchronous=NORMAL): p50 {}, p99 {}.",
-        us(floor.p50),
-        us(floor.p99)
-    );
+    for sync in ["full", "normal"] {
+        let floor = sqlite_floor(dir, samples, sync).await;
+        println!(
+            "Floor: one sqlx INSERT of a 220-byte row (WAL, synchronous={}): p50 {}, p99 {}.",
+            sync.to_uppercase(),
+            us(floor.p50),
+            us(floor.p99)
+        );
+    }
 
     // ---------------------------------------------------------------- listing
     let assets = 1_000;

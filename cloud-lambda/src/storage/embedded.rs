@@ -84,13 +84,66 @@ impl Drop for ParkedGuard<'_> {
 
 impl From<sqlx::Error> for StorageError {
     fn from(e: sqlx::Error) -> Self {
-        StorageError::Backend(format!("database: {e}"))
+        if sqlx_full(&e) {
+            StorageError::Full(format!("database: {e}"))
+        } else {
+            StorageError::Backend(format!("database: {e}"))
+        }
+    }
+}
+
+/// SQLite's SQLITE_READONLY (8) or SQLITE_FULL (13), as primary codes of
+/// the extended code sqlx reports, or a full or read-only file system.
+fn sqlx_full(e: &sqlx::Error) -> bool {
+    let primary = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i64>().ok())
+        .map(|c| c & 0xff);
+    match e {
+        sqlx::Error::Io(io) => is_full(io),
+        _ => matches!(primary, Some(8 | 13)),
+    }
+}
+
+/// A full disk or a read-only file system (also when wrapped, as
+/// `tempfile` wraps its errors with the path).
+fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// A file-system error as a storage error: a full disk or a read-only file
+/// system is [`StorageError::Full`].
+pub(super) fn io_storage_error(what: String, e: &io::Error) -> StorageError {
+    if is_full(e) {
+        StorageError::Full(what)
+    } else {
+        StorageError::Backend(what)
+    }
+}
+
+/// A blob store error as a storage error (see [`io_storage_error`]).
+pub(super) fn blob_storage_error(e: core_sync::blob::BlobError) -> StorageError {
+    match &e {
+        core_sync::blob::BlobError::Io { source, .. } => io_storage_error(e.to_string(), source),
+        _ => StorageError::Backend(e.to_string()),
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StorageError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        StorageError::Backend(format!("database migration: {e}"))
+        let what = format!("database migration: {e}");
+        match e {
+            // Opening the database writes (its WAL file, the migrations
+            // table): a full disk says so.
+            sqlx::migrate::MigrateError::Execute(inner) if sqlx_full(&inner) => {
+                StorageError::Full(what)
+            }
+            _ => StorageError::Backend(what),
+        }
     }
 }
 
@@ -515,7 +568,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
-    move |e| StorageError::Backend(format!("{}: {e}", path.display()))
+    move |e| io_storage_error(format!("{}: {e}", path.display()), &e)
 }
 
 /// A cursor or bound from the caller, for SQL. Values past `i64::MAX` (no

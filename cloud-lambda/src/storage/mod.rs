@@ -121,6 +121,11 @@ pub enum StorageError {
     /// are idempotent, so a retried push stores nothing twice.
     #[error("storage temporarily unavailable: {0}")]
     Unavailable(String),
+    /// The backend has no room for the write (a full disk) or cannot write
+    /// at all (a read-only file system). Nothing was written; the same
+    /// write succeeds once space returns.
+    #[error("storage full or read-only: {0}")]
+    Full(String),
 }
 
 /// Documents: logs, snapshots and the per-user feed.

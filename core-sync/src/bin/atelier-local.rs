@@ -20,9 +20,11 @@ struct Cli {
     /// Store directory (default: the platform data directory, e.g. ~/.local/share/atelier).
     #[arg(long, env = "ATELIER_DATA", global = true)]
     data: Option<PathBuf>,
-    /// fsync every commit (survives power loss, slower).
+    /// Skip the fsync after each commit: faster, but the last edits may be
+    /// lost if the machine loses power (a crash of this program loses
+    /// nothing either way).
     #[arg(long, global = true)]
-    fsync: bool,
+    no_fsync: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -92,10 +94,10 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 async fn run(cli: Cli) -> Result<()> {
     let dir = cli.data.unwrap_or_else(default_dir);
     let options = StoreOptions {
-        durability: if cli.fsync {
-            Durability::Full
-        } else {
+        durability: if cli.no_fsync {
             Durability::Normal
+        } else {
+            Durability::Full
         },
         ..Default::default()
     };

@@ -1,12 +1,16 @@
 //! The local store: asset documents as Automerge chunks in SQLite, the
 //! listing projection, per-document sync state, and the blob index.
 //!
-//! Durability: SQLite in WAL mode. By default `synchronous=NORMAL`: a
-//! committed edit survives a crash or kill of the process (the WAL is
-//! written before commit returns), but the last commits may be lost if the
-//! whole machine loses power. `Durability::Full` fsyncs every commit and
-//! survives power loss, at several times the cost per edit. ARCHITECTURE.md
-//! says why the default is what it is.
+//! Durability: SQLite in WAL mode. By default ([`Durability::Full`]) the
+//! WAL is fsynced before a local edit's commit returns, so an acknowledged
+//! edit survives a crash of the process, of the operating system and a
+//! power cut (as far as the disk honours fsync); changes pulled from the
+//! server commit without the fsync (the server has them).
+//! [`Durability::Normal`] skips every fsync: a crash or kill of the process
+//! still loses nothing, a power cut may lose the last commits.
+//! ARCHITECTURE.md gives the numbers behind the default. A write the disk
+//! has no room for (or a read-only store) is [`StoreError::DiskFull`] /
+//! [`StoreError::ReadOnly`], naming the store.
 //!
 //! An edit is one INSERT of a chunk on a dedicated writer connection; a
 //! trigger updates the listing projection in the same statement, so the two
@@ -15,6 +19,7 @@
 //! another process sharing the store) are never touched.
 
 mod compaction;
+mod durability;
 mod error;
 mod outbox;
 mod trash;
@@ -25,6 +30,7 @@ use std::time::Duration;
 
 use automerge::ChangeHash;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
@@ -34,6 +40,7 @@ use sqlx::{Connection, Row};
 use tokio::sync::Mutex;
 
 pub use compaction::CompactionPolicy;
+pub use durability::Durability;
 pub use error::{StoreError, StoreResult};
 pub use outbox::{Outbox, RefusedBlob, RefusedDoc, RoundRecord};
 pub use trash::{Collected, Dropped, TrashedAsset};
@@ -44,16 +51,6 @@ use crate::model::{AssetDoc, AssetSummary, Millis, ModelError};
 
 const SNAPSHOT: i64 = 0;
 const INCREMENTAL: i64 = 1;
-
-/// How hard a commit works to survive power loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// Survives process crashes; may lose the last commits on power loss.
-    #[default]
-    Normal,
-    /// fsync on every commit.
-    Full,
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
@@ -105,6 +102,10 @@ pub struct Store {
     /// pool checkout saves round trips to sqlx's worker thread, which cost
     /// more than SQLite's own commit.
     writer: Arc<Mutex<SqliteConnection>>,
+    /// The writer commits without fsync at the moment (`synchronous=NORMAL`
+    /// for changes pulled from the server, under [`Durability::Full`]).
+    /// Read and changed only while holding `writer`.
+    relaxed: Arc<AtomicBool>,
     blobs: BlobStore,
     dir: PathBuf,
     options: StoreOptions,
@@ -113,8 +114,35 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store in `dir`: `dir/atelier.db` and
     /// the blob directory `dir/blobs`.
+    ///
+    /// A directory that cannot be written (a read-only file system) is
+    /// [`StoreError::ReadOnly`] naming it; a full disk that keeps the
+    /// database from opening, [`StoreError::DiskFull`].
     pub async fn open(dir: impl AsRef<Path>, options: StoreOptions) -> StoreResult<Store> {
-        let dir = dir.as_ref().to_owned();
+        let dir = dir.as_ref();
+        Self::open_in(dir, options).await.map_err(|e| {
+            let e = e.at(dir);
+            let unwritable = tempfile::tempfile_in(dir).is_err_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+                )
+            });
+            match e {
+                StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Io { .. }
+                    if unwritable =>
+                {
+                    StoreError::ReadOnly {
+                        path: Some(dir.to_owned()),
+                    }
+                }
+                e => e,
+            }
+        })
+    }
+
+    async fn open_in(dir: &Path, options: StoreOptions) -> StoreResult<Store> {
+        let dir = dir.to_owned();
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
             path: dir.clone(),
             source,
@@ -144,6 +172,7 @@ impl Store {
         Ok(Store {
             pool,
             writer: Arc::new(Mutex::new(writer)),
+            relaxed: Arc::new(AtomicBool::new(false)),
             blobs,
             dir,
             options,
@@ -175,13 +204,17 @@ impl Store {
     /// Stores a document under `id` as a fresh snapshot (new assets, imports).
     /// An id already in the store is refused: merge into it instead.
     pub async fn insert(&self, id: DocId, doc: AssetDoc) -> StoreResult<LocalAsset> {
-        self.insert_as(id, doc, Origin::Local).await
+        self.insert_as(id, doc, Origin::Local)
+            .await
+            .map_err(|e| e.at(&self.dir))
     }
 
     /// [`Store::insert`] of a document pulled from the sync server (which
     /// therefore has all of it: nothing to push).
     pub async fn insert_pulled(&self, id: DocId, doc: AssetDoc) -> StoreResult<LocalAsset> {
-        self.insert_as(id, doc, Origin::Server).await
+        self.insert_as(id, doc, Origin::Server)
+            .await
+            .map_err(|e| e.at(&self.dir))
     }
 
     async fn insert_as(
@@ -197,6 +230,7 @@ impl Store {
         let bytes = doc.save();
         let heads = doc.heads();
         let mut writer = self.writer.lock().await;
+        self.commit_level(&mut writer, origin).await?;
         // IMMEDIATE: the transaction reads before it writes, and a deferred
         // one would fail at once (SQLITE_BUSY, no busy wait) if another
         // process wrote in between.
@@ -247,15 +281,22 @@ impl Store {
 
     /// Makes every change of `asset` durable: one chunk plus the projection
     /// row, in one transaction. When this returns, the edit is acknowledged.
-    /// Compacts afterwards if the policy says so.
+    /// Compacts afterwards if the policy says so. A full disk or a
+    /// read-only store is [`StoreError::DiskFull`] / [`StoreError::ReadOnly`]:
+    /// the changes stay unsaved in `asset`, and saving again once there is
+    /// room stores them.
     pub async fn save(&self, asset: &mut LocalAsset) -> StoreResult<()> {
-        self.save_as(asset, Origin::Local).await
+        self.save_as(asset, Origin::Local)
+            .await
+            .map_err(|e| e.at(&self.dir))
     }
 
     /// [`Store::save`] of changes pulled from the sync server (nothing of
     /// them to push back). The asset must hold no unsaved local edits.
     pub async fn save_pulled(&self, asset: &mut LocalAsset) -> StoreResult<()> {
-        self.save_as(asset, Origin::Server).await
+        self.save_as(asset, Origin::Server)
+            .await
+            .map_err(|e| e.at(&self.dir))
     }
 
     async fn save_as(&self, asset: &mut LocalAsset, origin: Origin) -> StoreResult<()> {
@@ -289,6 +330,7 @@ impl Store {
         })?;
         let projection = Projection::of(&summary, &heads);
         let mut writer = self.writer.lock().await;
+        self.commit_level(&mut writer, origin).await?;
         let chunk_id = insert_chunk(
             &mut writer,
             &asset.id,
@@ -614,11 +656,14 @@ impl Store {
     pub async fn put_blob(&self, bytes: Vec<u8>, mime: &str, now: Millis) -> StoreResult<String> {
         let blobs = self.blobs.clone();
         let len = bytes.len();
-        let sha = tokio::task::spawn_blocking(move || blobs.put(&bytes))
-            .await
-            .expect("blob writer panicked")?;
-        self.index(&sha, mime, len as u64, now, false).await?;
-        Ok(sha)
+        let stored = async {
+            let sha = tokio::task::spawn_blocking(move || blobs.put(&bytes))
+                .await
+                .expect("blob writer panicked")?;
+            self.index(&sha, mime, len as u64, now, false).await?;
+            Ok(sha)
+        };
+        stored.await.map_err(|e: StoreError| e.at(&self.dir))
     }
 
     /// Stores bytes that must hash to `sha256` (downloaded from elsewhere)
@@ -633,10 +678,13 @@ impl Store {
         let blobs = self.blobs.clone();
         let sha = sha256.to_owned();
         let len = bytes.len();
-        tokio::task::spawn_blocking(move || blobs.put_verified(&sha, &bytes))
-            .await
-            .expect("blob writer panicked")?;
-        self.mark_blob_uploaded(sha256, mime, len as u64, now).await
+        let stored = async {
+            tokio::task::spawn_blocking(move || blobs.put_verified(&sha, &bytes))
+                .await
+                .expect("blob writer panicked")?;
+            self.mark_blob_uploaded(sha256, mime, len as u64, now).await
+        };
+        stored.await.map_err(|e| e.at(&self.dir))
     }
 
     /// Indexes a blob just downloaded into the blob directory, as held by

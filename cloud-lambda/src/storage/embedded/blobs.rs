@@ -20,7 +20,7 @@ use core_sync::blob::{IncomingBlob, sha256_hex};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{blocking, io_err};
+use super::{blob_storage_error, blocking, io_err};
 use crate::storage::{
     BlobStore, StorageError, TRANSFER_URL_TTL, TransferUrl, validate_sha256, validate_user,
 };
@@ -203,17 +203,26 @@ impl EmbeddedBlobs {
         }
         let dest = self.checked_path(&grant.user, &grant.sha256)?;
         let tmp_dir = self.root.join("tmp");
-        let mut incoming =
-            IncomingBlob::new(&tmp_dir).map_err(|e| StorageError::Backend(e.to_string()))?;
+        let mut incoming = IncomingBlob::new(&tmp_dir).map_err(blob_storage_error)?;
         while let Some(piece) = body.next().await {
             let piece =
                 piece.map_err(|e| StorageError::Invalid(format!("the upload broke off: {e}")))?;
             if incoming.len() + piece.len() as u64 > grant.bytes {
                 return Err(TransferError::TooLarge(grant.bytes));
             }
-            incoming
-                .write(&piece)
-                .map_err(|e| StorageError::Backend(e.to_string()))?;
+            if let Err(e) = incoming.write(&piece) {
+                // Read the rest of the upload (no more than the URL allows)
+                // so that the client gets this answer (507 on a full disk)
+                // instead of a connection reset mid-body.
+                let mut received = incoming.len() + piece.len() as u64;
+                while let Some(Ok(rest)) = body.next().await {
+                    received += rest.len() as u64;
+                    if received > grant.bytes {
+                        break;
+                    }
+                }
+                return Err(blob_storage_error(e).into());
+            }
         }
         if incoming.mime().is_none() {
             return Err(TransferError::NotAnImage);
@@ -230,7 +239,7 @@ impl EmbeddedBlobs {
         blocking(move || {
             incoming
                 .persist(&sha, &dest)
-                .map_err(|e| StorageError::Backend(e.to_string()))?;
+                .map_err(blob_storage_error)?;
             this.share(&sha, &dest);
             Ok(())
         })
