@@ -166,7 +166,10 @@ async fn main() {
     sync.sync_until_idle().await.unwrap();
     let device_took = started.elapsed();
     assert_eq!(store.ids().await.unwrap().len(), 1);
-    assert!(store.blobs().contains(&shared_sha), "the shared image stays");
+    assert!(
+        store.blobs().contains(&shared_sha),
+        "the shared image stays"
+    );
     assert!(state.blobs.exists(&user, &shared_sha).await.unwrap());
     let server_after = du(server_dir.path());
     let device_after = du(device_dir.path());

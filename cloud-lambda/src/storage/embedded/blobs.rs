@@ -237,9 +237,7 @@ impl EmbeddedBlobs {
         let sha = grant.sha256.clone();
         let this = self.clone();
         blocking(move || {
-            incoming
-                .persist(&sha, &dest)
-                .map_err(blob_storage_error)?;
+            incoming.persist(&sha, &dest).map_err(blob_storage_error)?;
             this.share(&sha, &dest);
             Ok(())
         })
