@@ -42,7 +42,6 @@ pub mod error;
 pub mod images;
 pub mod jobs;
 pub mod lambda;
-pub mod launcher;
 pub mod limits;
 pub mod local;
 pub mod metrics;

@@ -29,7 +29,7 @@
 //!
 //! Outliving the request. On `serve` a launch is a tokio task. On Lambda
 //! the same [`Jobs::run`] is invoked by an asynchronous self-invocation
-//! carrying the operation id (the [`crate::launcher::JobLauncher`] is the
+//! carrying the operation id (the [`crate::jobs::launcher::JobLauncher`] is the
 //! only difference), and a
 //! Replicate job that is still running when an invocation ends is finished
 //! by its webhook (`POST /replicate/webhook`), which calls [`Jobs::run`]
@@ -39,6 +39,7 @@
 
 mod call;
 mod execute;
+pub mod launcher;
 mod lease;
 
 use std::collections::{HashMap, HashSet};
@@ -87,8 +88,8 @@ pub struct JobConfig {
     /// looks for jobs whose runner went away.
     pub lease: Duration,
     /// Where a launched job runs: a tokio task (the default) or, on Lambda,
-    /// an asynchronous invocation of the function (see [`crate::launcher`]).
-    pub launcher: Arc<dyn crate::launcher::JobLauncher>,
+    /// an asynchronous invocation of the function (see [`crate::jobs::launcher`]).
+    pub launcher: Arc<dyn crate::jobs::launcher::JobLauncher>,
 }
 
 impl Default for JobConfig {
@@ -103,7 +104,7 @@ impl Default for JobConfig {
             public_inputs: None,
             limits: crate::limits::SpendLimits::default(),
             lease: Duration::from_secs(30),
-            launcher: Arc::new(crate::launcher::TaskLauncher),
+            launcher: Arc::new(crate::jobs::launcher::TaskLauncher),
         }
     }
 }
@@ -283,14 +284,14 @@ impl Jobs {
     }
 
     /// Starts a job beyond the current request, through the configured
-    /// [`crate::launcher::JobLauncher`]; it runs if it gets the lease.
+    /// [`crate::jobs::launcher::JobLauncher`]; it runs if it gets the lease.
     pub async fn launch(self: &Arc<Self>, op: Operation) {
         let launcher = self.config.launcher.clone();
         launcher.launch(self, op).await;
     }
 
     /// Runs a job as a tokio task of this process, unless it already runs
-    /// here (what [`crate::launcher::TaskLauncher`] does).
+    /// here (what [`crate::jobs::launcher::TaskLauncher`] does).
     pub fn spawn(self: &Arc<Self>, op: Operation) {
         if !self
             .running

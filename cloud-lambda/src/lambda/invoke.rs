@@ -20,7 +20,7 @@ use aws_smithy_http_client::tls;
 use serde::{Deserialize, Serialize};
 
 use crate::jobs::Jobs;
-use crate::launcher::JobLauncher;
+use crate::jobs::launcher::JobLauncher;
 use crate::storage::jobs::Operation;
 
 /// The payload of a job invocation: `{"atelierJob": {"user": …, "operationId": …}}`.
