@@ -21,6 +21,7 @@ use crate::limits::{ApiConfig, ApiLimits};
 use crate::providers::ProviderConfig;
 use crate::registry::{Registry, RegistryError};
 use crate::storage::StorageError;
+#[cfg(feature = "aws")]
 use crate::storage::aws::{Aws, AwsOptions};
 
 /// Where a server keeps documents, blobs and jobs.
@@ -30,6 +31,7 @@ pub enum Storage {
     #[default]
     Embedded,
     /// DynamoDB and S3 (or an emulator of them).
+    #[cfg(feature = "aws")]
     Aws(AwsOptions),
 }
 
@@ -128,6 +130,7 @@ impl EmbeddedServer {
             Storage::Embedded => {
                 AppState::embedded(data, issuer.verifier(), Some(issuer.jwks_json())).await?
             }
+            #[cfg(feature = "aws")]
             Storage::Aws(aws) => {
                 let aws = Aws::connect(aws.clone()).await?;
                 AppState::aws(&aws, issuer.verifier(), Some(issuer.jwks_json()))
@@ -171,6 +174,7 @@ impl EmbeddedServer {
         });
         let backend = match &options.storage {
             Storage::Embedded => "embedded".to_owned(),
+            #[cfg(feature = "aws")]
             Storage::Aws(aws) => format!("aws (prefix {:?})", aws.prefix),
         };
         tracing::info!(%addr, data = %data.display(), %backend, jobs = options.jobs, "serving");

@@ -41,6 +41,7 @@ pub mod embedded;
 pub mod error;
 pub mod images;
 pub mod jobs;
+#[cfg(feature = "aws")]
 pub mod lambda;
 pub mod limits;
 pub mod local;

@@ -14,6 +14,7 @@ use crate::jobs::{JobConfig, Jobs};
 use crate::limits::ApiLimits;
 use crate::providers::ProviderConfig;
 use crate::registry::Registry;
+#[cfg(feature = "aws")]
 use crate::storage::aws::Aws;
 use crate::storage::embedded::{EmbeddedBlobs, EmbeddedStore};
 use crate::storage::jobs::JobStore;
@@ -92,6 +93,7 @@ impl AppState {
     }
 
     /// The AWS backend (DynamoDB + S3 through `aws`), without jobs.
+    #[cfg(feature = "aws")]
     pub fn aws(aws: &Aws, verifier: Verifier, jwks: Option<serde_json::Value>) -> AppState {
         let store = Arc::new(aws.store());
         AppState::new(store.clone(), Arc::new(aws.blobs()), store, verifier, jwks)

@@ -44,6 +44,7 @@
 //! What this module does *not* know: HTTP, JWTs, Automerge semantics. The
 //! bytes are opaque; callers build and check them.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod conformance;
 pub mod embedded;
@@ -303,6 +304,7 @@ pub(crate) fn new_epoch() -> u64 {
 /// The epoch devices see: the user's stored epoch, mixed with what names
 /// the backend's data as a whole (empty where nothing does), 1 to
 /// [`MAX_EPOCH`].
+#[cfg(feature = "aws")]
 pub(crate) fn mix_epoch(data_id: &str, user_epoch: u64) -> u64 {
     if data_id.is_empty() {
         return user_epoch.clamp(1, MAX_EPOCH);
