@@ -171,13 +171,16 @@ fn describe(cmd: &Command) -> String {
 
 // ---------------------------------------------------------------- server
 
-/// An `atelier-cloud serve` process on 127.0.0.1. Killed (SIGKILL) on drop.
+/// An `atelier-cloud serve` process on 127.0.0.1, logging (stdout and
+/// stderr) to `DATA.log`. Killed (SIGKILL) on drop.
 pub struct Server {
     child: Option<Child>,
     port: u16,
     data: PathBuf,
     /// Extra `serve` arguments (e.g. `--backend aws …`), kept for restarts.
     args: Vec<String>,
+    /// Extra environment (provider keys, `RUST_LOG`), kept for restarts.
+    env: Vec<(String, String)>,
     log: PathBuf,
 }
 
@@ -189,11 +192,17 @@ impl Server {
 
     /// [`Server::start`] with extra `serve` arguments.
     pub fn start_with(data: &Path, args: &[String]) -> Server {
+        Server::start_with_env(data, args, &[])
+    }
+
+    /// [`Server::start_with`] with extra environment variables (they win
+    /// over the default `RUST_LOG=warn`).
+    pub fn start_with_env(data: &Path, args: &[String], env: &[(String, String)]) -> Server {
         // Another process may grab the port between `free_port` and the
         // server's bind: try a few.
         let mut last = String::new();
         for _ in 0..5 {
-            match Server::try_start_on(data, free_port(), args) {
+            match Server::try_start_on(data, free_port(), args, env) {
                 Ok(server) => return server,
                 Err(why) => last = why,
             }
@@ -204,16 +213,37 @@ impl Server {
     /// Starts a server on `port` (a restart: same port, same data) and waits
     /// until it answers.
     pub fn start_on(data: &Path, port: u16) -> Server {
-        Server::try_start_on(data, port, &[])
+        Server::try_start_on(data, port, &[], &[])
             .unwrap_or_else(|why| panic!("atelier-cloud did not start on port {port}: {why}"))
     }
 
-    fn try_start_on(data: &Path, port: u16, args: &[String]) -> Result<Server, String> {
+    /// Starts a server on `port` with extra `serve` arguments and
+    /// environment (see [`Server::start_with_env`]): for a server that must
+    /// know its own address (`--public-url`).
+    pub fn start_on_with_env(
+        data: &Path,
+        port: u16,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Server {
+        Server::try_start_on(data, port, args, env)
+            .unwrap_or_else(|why| panic!("atelier-cloud did not start on port {port}: {why}"))
+    }
+
+    fn try_start_on(
+        data: &Path,
+        port: u16,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<Server, String> {
         let log = data.with_extension("log");
         let log_file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let out_file = log_file
+            .try_clone()
             .map_err(|e| format!("{}: {e}", log.display()))?;
         let child = Command::new(bin("atelier-cloud"))
             .arg("serve")
@@ -223,8 +253,9 @@ impl Server {
             .arg(data)
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(out_file)
             .stderr(log_file)
             .spawn()
             .map_err(|e| format!("spawn atelier-cloud: {e}"))?;
@@ -233,6 +264,7 @@ impl Server {
             port,
             data: data.to_owned(),
             args: args.to_vec(),
+            env: env.to_vec(),
             log,
         };
         let deadline = Instant::now() + SERVER_READY_TIMEOUT;
@@ -320,9 +352,10 @@ impl Server {
     /// Starts the server again on the same port and data directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the server first");
-        let again = Server::try_start_on(&self.data, self.port, &self.args).unwrap_or_else(|why| {
-            panic!("atelier-cloud did not restart on port {}: {why}", self.port)
-        });
+        let again = Server::try_start_on(&self.data, self.port, &self.args, &self.env)
+            .unwrap_or_else(|why| {
+                panic!("atelier-cloud did not restart on port {}: {why}", self.port)
+            });
         *self = again;
     }
 
@@ -341,7 +374,13 @@ impl Server {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    /// The last lines of the server's log (its stderr over all restarts).
+    /// Everything the server wrote (stdout and stderr, over all restarts).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last lines of the server's log (stdout and stderr over all
+    /// restarts).
     pub fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();

@@ -637,6 +637,7 @@ async fn idle_poll(synced: &Synced, verifier: &Verifier, token: &str, reps: usiz
     let header = format!("Bearer {token}");
     let (mut round, mut bare, mut handler, mut verify) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let polls = cloud_lambda::limits::LongPolls::new(1);
     for i in 0..reps + 10 {
         let t = Instant::now();
         let mut report = SyncReport::default();
@@ -650,7 +651,7 @@ async fn idle_poll(synced: &Synced, verifier: &Verifier, token: &str, reps: usiz
         assert!(resp.docs.is_empty());
 
         let t = Instant::now();
-        let resp = cloud_lambda::sync::sync(&synced.server.writer, &user, req.clone())
+        let resp = cloud_lambda::sync::sync(&synced.server.writer, &polls, &user, req.clone())
             .await
             .unwrap();
         let c = t.elapsed();

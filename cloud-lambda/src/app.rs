@@ -85,7 +85,9 @@ async fn jwks(State(state): State<AppState>) -> Result<Json<serde_json::Value>, 
 /// cursor. JSON, zstd or gzip `Content-Encoding` both ways.
 #[utoipa::path(post, path = "/v1/sync", tag = "sync",
     request_body(content = crate::api::openapi::SyncRequestDoc, content_type = "application/json"),
-    responses((status = 200, description = "What the client lacks, and the outcome of each push", body = crate::api::openapi::SyncResponseDoc)),
+    responses((status = 200, description = "What the client lacks, and the outcome of each push", body = crate::api::openapi::SyncResponseDoc),
+        (status = 413, description = "Over what one request may carry: the body's bytes, or (`too_many_documents`) more than 500 documents pushed and resynced together, or (`too_much_work`) changes declaring more rows or inflating to more bytes than allowed (see `core_sync::sync::bounds`); nothing was stored", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the per-user request rate, or (`too_many_long_polls`) a long poll while the user already holds the most the server holds at once; retry after `Retry-After` seconds", body = crate::error::Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 async fn sync(
     State(state): State<AppState>,
@@ -122,6 +124,6 @@ async fn sync(
     if req.wait_ms <= core_sync::sync::protocol::MAX_WAIT_MS {
         req.wait_ms = req.wait_ms.min(state.limits.config.long_poll_max_ms);
     }
-    let resp = crate::sync::sync(&state.writer, &user, req).await?;
+    let resp = crate::sync::sync(&state.writer, &state.limits.long_polls, &user, req).await?;
     Ok(Json(resp))
 }

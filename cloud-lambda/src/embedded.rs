@@ -121,7 +121,7 @@ impl EmbeddedServer {
     /// starts serving. Must run inside a tokio runtime.
     pub async fn start(options: EmbeddedOptions) -> Result<EmbeddedServer, EmbeddedError> {
         let data = &options.data;
-        std::fs::create_dir_all(data).map_err(|source| EmbeddedError::Dir {
+        core_sync::private_fs::create_dir(data).map_err(|source| EmbeddedError::Dir {
             path: data.clone(),
             source,
         })?;
@@ -257,7 +257,7 @@ impl Drop for EmbeddedServer {
 /// Mints a token for `user` with the key stored in `data` (creating one if
 /// there is none): what `atelier-cloud dev-token` prints.
 pub fn dev_token(data: &Path, user: &str, ttl: Duration) -> Result<String, EmbeddedError> {
-    std::fs::create_dir_all(data).map_err(|source| EmbeddedError::Dir {
+    core_sync::private_fs::create_dir(data).map_err(|source| EmbeddedError::Dir {
         path: data.to_owned(),
         source,
     })?;

@@ -58,6 +58,18 @@ pub enum ApiError {
     /// The body, after decompression, is over this many bytes.
     #[error("request body is larger than {0} bytes (after decompression)")]
     PayloadTooLarge(usize),
+    /// A request over a bound its size in bytes does not show (documents
+    /// named, work declared), with its own code.
+    #[error("{detail}")]
+    TooLarge { code: &'static str, detail: String },
+    /// More at once than one user may have (long polls held), with its
+    /// own code.
+    #[error("{detail}")]
+    TooMany {
+        code: &'static str,
+        detail: String,
+        retry_after: Duration,
+    },
     /// The per-user request rate was exceeded.
     #[error("too many requests; retry in {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
@@ -125,6 +137,8 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
@@ -142,6 +156,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::UnsupportedImage(_) => "unsupported_image",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooLarge { code, .. } | ApiError::TooMany { code, .. } => code,
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::InsufficientStorage(_) => "insufficient_storage",
@@ -226,7 +241,7 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            ApiError::RateLimited { retry_after } => {
+            ApiError::RateLimited { retry_after } | ApiError::TooMany { retry_after, .. } => {
                 let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }

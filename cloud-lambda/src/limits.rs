@@ -3,9 +3,12 @@
 //!
 //! - [`ApiLimits`]: the per-user request rate (GCRA via `governor`, keyed
 //!   by the authenticated user, checked in `AppState::user` so every
-//!   authenticated route counts; over it, 429 with `Retry-After`), and the
-//!   bounds input validation applies (image bytes and pixels, prompt and
-//!   title length).
+//!   authenticated route counts; over it, 429 with `Retry-After`), the
+//!   long polls a user may have held at once ([`LongPolls`], per process:
+//!   over it, 429 at once), and the bounds input validation applies (image
+//!   bytes and pixels, prompt and title length). What one sync request may
+//!   carry is the protocol's (`core_sync::sync::bounds`), checked in
+//!   `crate::sync`.
 //! - [`SpendLimits`]: provider jobs per user per hour and a daily spend
 //!   cap per user (UTC day), checked by [`admit`] where an operation is
 //!   created (`Jobs::start`), so a device's push, a REST call and a retry
@@ -15,7 +18,9 @@
 //! finished jobs) with the cap, so the job that crosses it still runs; jobs
 //! still running are not counted in advance.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -45,6 +50,8 @@ pub struct ApiConfig {
     /// Longest a long poll is held, in milliseconds (a request asking for
     /// more is held this long). On Lambda every held second is billed.
     pub long_poll_max_ms: u64,
+    /// Long polls one user may have held at once (a device holds one).
+    pub long_polls_per_user: usize,
 }
 
 impl Default for ApiConfig {
@@ -57,15 +64,17 @@ impl Default for ApiConfig {
             max_prompt_chars: 4_000,
             max_title_chars: 200,
             long_poll_max_ms: core_sync::sync::protocol::MAX_WAIT_MS,
+            long_polls_per_user: 8,
         }
     }
 }
 
-/// [`ApiConfig`] with its rate limiter.
+/// [`ApiConfig`] with its rate limiter and the long polls held.
 pub struct ApiLimits {
     pub config: ApiConfig,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     checks: AtomicU64,
+    pub long_polls: LongPolls,
 }
 
 impl std::fmt::Debug for ApiLimits {
@@ -82,6 +91,7 @@ impl ApiLimits {
             DefaultKeyedRateLimiter::keyed(Quota::per_minute(rpm).allow_burst(config.request_burst))
         });
         ApiLimits {
+            long_polls: LongPolls::new(config.long_polls_per_user),
             config,
             limiter,
             checks: AtomicU64::new(0),
@@ -108,6 +118,71 @@ impl ApiLimits {
 impl Default for ApiLimits {
     fn default() -> Self {
         ApiLimits::new(ApiConfig::default())
+    }
+}
+
+/// The long polls each user has held in this process, up to a bound: a
+/// held poll costs a task and a connection (on Lambda, a billed second
+/// per second), and one user's devices need one each.
+#[derive(Debug)]
+pub struct LongPolls {
+    max: usize,
+    held: Mutex<HashMap<String, usize>>,
+}
+
+/// One held long poll; dropping it lets it go.
+#[derive(Debug)]
+pub struct HeldPoll<'a> {
+    polls: &'a LongPolls,
+    user: String,
+}
+
+impl LongPolls {
+    pub fn new(max: usize) -> LongPolls {
+        LongPolls {
+            max,
+            held: Mutex::default(),
+        }
+    }
+
+    /// The most one user may hold at once.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Holds one more poll of `user`; `None` if they hold the most already.
+    pub fn hold(&self, user: &str) -> Option<HeldPoll<'_>> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(user.to_owned()).or_default();
+        if *n >= self.max {
+            if *n == 0 {
+                held.remove(user);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(HeldPoll {
+            polls: self,
+            user: user.to_owned(),
+        })
+    }
+
+    /// Polls `user` holds now.
+    pub fn held(&self, user: &str) -> usize {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.get(user).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for HeldPoll<'_> {
+    fn drop(&mut self) {
+        let mut held = self.polls.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.user);
+            }
+        }
     }
 }
 
@@ -248,5 +323,24 @@ mod tests {
             "another user has their own budget"
         );
         assert!(ApiLimits::default().check("a").is_ok());
+    }
+
+    #[test]
+    fn long_polls_are_bounded_per_user_and_let_go_when_dropped() {
+        let polls = LongPolls::new(2);
+        let a1 = polls.hold("a").unwrap();
+        let a2 = polls.hold("a").unwrap();
+        assert!(polls.hold("a").is_none(), "a third is refused");
+        let b = polls.hold("b").expect("another user has their own");
+        assert_eq!((polls.held("a"), polls.held("b")), (2, 1));
+        drop(a1);
+        let a3 = polls.hold("a").expect("room again once one ends");
+        drop((a2, a3, b));
+        assert_eq!((polls.held("a"), polls.held("b")), (0, 0));
+        assert!(
+            polls.held.lock().unwrap().is_empty(),
+            "no one is remembered"
+        );
+        assert!(LongPolls::new(0).hold("a").is_none());
     }
 }

@@ -3,11 +3,15 @@
 //! after the client's cursor. See `core_sync::sync::protocol` for the wire
 //! format and its guarantees.
 //!
-//! Pushes are validated whole before anything is written: every document id
-//! is well-formed and unique, every change batch parses strictly. Each push
-//! then goes through the one write path ([`crate::write`]): only changes the
-//! server did not already have are appended (so retries store nothing
-//! twice), and a batch whose dependencies the server lacks is refused for
+//! Pushes are validated whole before anything is written: the request is
+//! within the protocol's bounds (`core_sync::sync::bounds`: documents
+//! named, and the rows and inflated bytes its changes declare, weighed
+//! before Automerge parses them; over them, 413 at once), every document
+//! id is well-formed and unique, every change batch parses strictly. A
+//! long poll is held only while the user holds fewer than their share
+//! (`LongPolls`; over it, 429 at once). Each push then goes through the
+//! one write path ([`crate::write`]): only changes the server did not
+//! already have are appended (so retries store nothing twice), and a batch whose dependencies the server lacks is refused for
 //! that document with `missingDeps`, storing nothing. This module knows
 //! nothing of jobs: the write path launches what a push queued.
 //!
@@ -33,21 +37,29 @@ use std::time::Duration;
 use automerge::Change;
 use core_sync::DocId;
 use core_sync::model::chunks;
+use core_sync::model::weight::{WeighError, weigh};
+use core_sync::sync::bounds::{Load, MAX_REQUEST_DOCS, Overload};
 use core_sync::sync::protocol::{
     DocUpdate, MAX_EPOCH, MAX_WAIT_MS, PushOutcome, PushStatus, RESPONSE_SOFT_LIMIT_BYTES,
     SyncRequest, SyncResponse, hashes,
 };
 
 use crate::error::ApiError;
+use crate::limits::LongPolls;
 use crate::storage::DocStore;
 use crate::write::{DocWriter, Pushed, WriteError};
 
 /// Most documents sent back in one response.
 const FEED_PAGE: usize = 500;
 
-/// Handles one sync request for `user`.
+/// How long a client refused a long poll waits before asking again.
+const LONG_POLL_RETRY: Duration = Duration::from_secs(5);
+
+/// Handles one sync request for `user`; a long poll counts against
+/// `polls` while it is held.
 pub async fn sync(
     writer: &DocWriter,
+    polls: &LongPolls,
     user: &str,
     req: SyncRequest,
 ) -> Result<SyncResponse, ApiError> {
@@ -115,6 +127,18 @@ pub async fn sync(
     };
     if idle && req.wait_ms > 0 && resp.docs.is_empty() && !resp.more {
         // Long poll: hold until the feed moves past the cursor, then answer.
+        let Some(_held) = polls.hold(user) else {
+            return Err(ApiError::TooMany {
+                code: "too_many_long_polls",
+                detail: format!(
+                    "This account already has {} long polls held (waitMs above 0), the most \
+                     this server holds at once. Poll without waiting, or retry in {} s.",
+                    polls.max(),
+                    LONG_POLL_RETRY.as_secs()
+                ),
+                retry_after: LONG_POLL_RETRY,
+            });
+        };
         let wait = Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS));
         store.wait_for_change(user, req.feed_cursor, wait).await?;
         if let Some(later) = pull(store, user, &req, Vec::new(), &own).await? {
@@ -161,9 +185,15 @@ async fn pull(
         n == 0 || bytes + size(update) <= RESPONSE_SOFT_LIMIT_BYTES
     };
     let mut purged = Vec::new();
-    // Documents asked for in full (rare: a gap was found) always come.
+    let mut more = false;
+    // Documents asked for in full (rare: a gap was found), within the
+    // budget too: the client asks again for those left out.
     for id in &req.resync {
         if let Some(update) = doc_update(store, user, id, 0, None).await? {
+            if !fits(bytes, docs.len(), &update) {
+                more = true;
+                break;
+            }
             bytes += size(&update);
             sent.insert(id.clone());
             docs.push(update);
@@ -177,7 +207,7 @@ async fn pull(
         return Ok(None);
     }
     feed.retain(|e| e.useq > req.feed_cursor);
-    let mut more = feed.len() > FEED_PAGE;
+    more |= feed.len() > FEED_PAGE;
     feed.truncate(FEED_PAGE);
     for entry in feed {
         if !sent.contains(&entry.doc_id) {
@@ -226,8 +256,10 @@ async fn pull(
 }
 
 /// Checks the whole request before anything is written: a sane wait,
-/// each document pushed once, every push parsing strictly. Returns each
-/// push's changes. (Public for the fuzz targets in `tests/fuzz`.)
+/// within the bounds (documents first, at once; then the weight of every
+/// push, before anything parses it), each document pushed once, every
+/// push parsing strictly. Returns each push's changes. (Public for the
+/// fuzz targets in `tests/fuzz`.)
 pub fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
     if req.epoch > MAX_EPOCH {
         return Err(ApiError::BadRequest(format!(
@@ -241,8 +273,11 @@ pub fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
             req.wait_ms
         )));
     }
+    let docs = req.push.len() + req.resync.len();
+    if docs > MAX_REQUEST_DOCS {
+        return Err(too_large(Overload::Docs { docs }));
+    }
     let mut seen = HashSet::new();
-    let mut parsed = Vec::with_capacity(req.push.len());
     for push in &req.push {
         if !seen.insert(&push.doc_id) {
             return Err(ApiError::BadRequest(format!(
@@ -250,6 +285,31 @@ pub fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
                 push.doc_id
             )));
         }
+    }
+    let bytes: u64 = req.push.iter().map(|p| p.changes.0.len() as u64).sum();
+    let mut load = Load {
+        docs,
+        bytes,
+        ..Load::default()
+    };
+    let inflate_allowed = Load::inflate_allowed(bytes);
+    for push in &req.push {
+        let budget = inflate_allowed.saturating_sub(load.weight.inflated_bytes);
+        let weight = weigh(&push.changes.0, budget).map_err(|e| match e {
+            WeighError::InflatesPast(_) => too_large(Overload::Inflated {
+                bytes,
+                allowed: inflate_allowed,
+            }),
+            WeighError::Malformed(m) => ApiError::BadRequest(format!(
+                "changes for document {} do not parse: {m}",
+                push.doc_id
+            )),
+        })?;
+        load.weight = load.weight + weight;
+    }
+    load.check().map_err(too_large)?;
+    let mut parsed = Vec::with_capacity(req.push.len());
+    for push in &req.push {
         parsed.push(chunks::changes(&push.changes.0).map_err(|e| {
             ApiError::BadRequest(format!(
                 "changes for document {} do not parse: {e}",
@@ -258,6 +318,20 @@ pub fn validate(req: &SyncRequest) -> Result<Vec<Vec<Change>>, ApiError> {
         })?);
     }
     Ok(parsed)
+}
+
+/// A request over the protocol's bounds: 413, saying which and by how much.
+fn too_large(over: Overload) -> ApiError {
+    let code = match over {
+        Overload::Docs { .. } => "too_many_documents",
+        Overload::Bytes { .. } | Overload::Rows { .. } | Overload::Inflated { .. } => {
+            "too_much_work"
+        }
+    };
+    ApiError::TooLarge {
+        code,
+        detail: format!("Refused: {over}. Nothing was stored."),
+    }
 }
 
 /// What a client with `cursor` lacks of one document.

@@ -29,9 +29,11 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use cloud_lambda::app::{AppState, router};
 use cloud_lambda::auth::{AuthError, LocalIssuer};
 use cloud_lambda::error::Problem;
+use cloud_lambda::limits::{ApiConfig, ApiLimits};
 use cloud_lambda::storage::embedded::EmbeddedStore;
 use cloud_lambda::storage::{DocHead, DocStore, FeedEntry};
 use core_sync::model::NewMessage;
+use core_sync::sync::bounds::MAX_REQUEST_DOCS;
 use core_sync::sync::client::encode_request;
 use core_sync::sync::protocol::{
     Bytes, DocPush, DocUpdate, MAX_REQUEST_BYTES, PushOutcome, PushStatus, SYNC_PATH, SyncRequest,
@@ -111,6 +113,11 @@ struct Resp {
 
 impl Server {
     async fn new() -> Self {
+        Server::with_limits(ApiConfig::default()).await
+    }
+
+    /// A server with these request bounds (long polls per user, …).
+    async fn with_limits(limits: ApiConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
         let keys = keys();
@@ -122,7 +129,8 @@ impl Server {
             store.clone(),
             keys.issuer.verifier(),
             Some(keys.issuer.jwks_json()),
-        );
+        )
+        .with_limits(ApiLimits::new(limits));
         Server {
             app: router(state),
             store,
@@ -774,6 +782,156 @@ async fn corrupt_truncated_and_garbage_changes_are_refused_before_anything_is_st
         .sync(&alice.token, &request(0, vec![push(&good_id, good)]))
         .await;
     assert_eq!(resp.pushed[0].status, PushStatus::Accepted);
+}
+
+/// A change chunk (checksum not filled in: it is weighed before anything
+/// checks it) whose one operation column is `column`, an integer column.
+fn hand_made_change(column: &[u8]) -> Vec<u8> {
+    // No deps, a one-byte actor, seq 1, start op 1, time 0, no message,
+    // no other actors, one column.
+    let mut body = vec![
+        0,
+        1,
+        0xaa,
+        1,
+        1,
+        0,
+        0,
+        0,
+        1,
+        (1 << 4) | 2,
+        column.len() as u8,
+    ];
+    body.extend_from_slice(column);
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, body.len() as u8];
+    chunk.extend(body);
+    chunk
+}
+
+/// The changes of a new document `fill` writes, in one change,
+/// compressed as Automerge compresses changes.
+fn compressed_changes(fill: impl FnOnce(&mut automerge::AutoCommit)) -> Vec<u8> {
+    let mut doc = automerge::AutoCommit::new();
+    fill(&mut doc);
+    doc.commit();
+    let mut bytes = Vec::new();
+    for change in doc.get_changes(&[]) {
+        let mut change = change.clone();
+        bytes.extend_from_slice(&change.bytes());
+    }
+    bytes
+}
+
+#[tokio::test]
+async fn requests_that_cost_more_than_they_weigh_are_refused_at_once() {
+    use automerge::transaction::Transactable as _;
+    let srv = Server::new().await;
+    let alice = user("alice");
+    let empty_pushes =
+        |n: usize| -> Vec<DocPush> { (0..n).map(|_| push(&DocId::random(), vec![])).collect() };
+    let resyncs = |n: usize| -> Vec<DocId> { (0..n).map(|_| DocId::random()).collect() };
+    // 300,000 characters typed into a text in one change: about 400 bytes
+    // compressed, 2.4 million rows to parse.
+    let typed = compressed_changes(|d| {
+        let text = d
+            .put_object(automerge::ROOT, "t", automerge::ObjType::Text)
+            .unwrap();
+        d.splice_text(&text, 0, 0, &"a".repeat(300_000)).unwrap();
+    });
+    assert!(typed.len() < 2_000, "{} bytes", typed.len());
+    // One value of 4 MiB: a few kilobytes compressed.
+    let inflating = compressed_changes(|d| {
+        d.put(automerge::ROOT, "v", "a".repeat(4 << 20)).unwrap();
+    });
+    assert!(inflating.len() < 16_000, "{} bytes", inflating.len());
+    // A run of 2^40 operations declared in seven bytes: counted, never
+    // expanded (expanding it would hold the server for days).
+    let run = hand_made_change(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 7]);
+    let id = DocId::random();
+
+    // (case, request, code, words the detail must contain)
+    let cases: Vec<(&str, SyncRequest, &str, &[&str])> = vec![
+        (
+            "one push over the document bound",
+            request(0, empty_pushes(MAX_REQUEST_DOCS + 1)),
+            "too_many_documents",
+            &["501 documents", "at most 500"],
+        ),
+        (
+            "200,000 empty pushes in 12 MB",
+            request(0, empty_pushes(200_000)),
+            "too_many_documents",
+            &["200000 documents"],
+        ),
+        (
+            "pushes and resyncs over the bound together",
+            SyncRequest {
+                resync: resyncs(201),
+                ..request(0, empty_pushes(300))
+            },
+            "too_many_documents",
+            &["501 documents"],
+        ),
+        (
+            "resyncs alone over the bound",
+            SyncRequest {
+                resync: resyncs(MAX_REQUEST_DOCS + 1),
+                ..request(0, vec![])
+            },
+            "too_many_documents",
+            &["501 documents"],
+        ),
+        (
+            "300,000 characters in a few hundred bytes",
+            request(0, vec![push(&id, typed.clone())]),
+            "too_much_work",
+            &["rows", "per byte"],
+        ),
+        (
+            "a declared run of 2^40 operations",
+            request(0, vec![push(&id, run)]),
+            "too_much_work",
+            &["1099511627776 rows"],
+        ),
+        (
+            "4 MiB inflated from a few kilobytes",
+            request(0, vec![push(&id, inflating)]),
+            "too_much_work",
+            &["inflate"],
+        ),
+    ];
+    for (what, req, code, words) in cases {
+        let resp = srv.post_json(&alice.token, json_body(&req)).await;
+        let detail = resp.error(StatusCode::PAYLOAD_TOO_LARGE, code);
+        for word in words {
+            assert!(detail.contains(word), "{what}: {detail}");
+        }
+        assert!(detail.contains("Nothing was stored"), "{what}: {detail}");
+        assert_eq!(srv.head(&alice, &id).await, None, "{what}");
+        assert_eq!(srv.stored(&alice).await, Stored::NOTHING, "{what}");
+    }
+
+    // At the bounds: answered.
+    let resp = srv
+        .sync(&alice.token, &request(0, empty_pushes(MAX_REQUEST_DOCS)))
+        .await;
+    assert_eq!(resp.pushed.len(), MAX_REQUEST_DOCS);
+    let resp = srv
+        .sync(
+            &alice.token,
+            &SyncRequest {
+                resync: resyncs(MAX_REQUEST_DOCS),
+                ..request(0, vec![])
+            },
+        )
+        .await;
+    assert!(resp.docs.is_empty());
+    // A real document of 200 messages, as a snapshot: far inside them.
+    let mut doc = new_doc("Fine", 200);
+    let resp = srv
+        .sync(&alice.token, &request(0, vec![push(&id, doc.save())]))
+        .await;
+    assert_eq!(resp.pushed, vec![accepted(&id, &mut doc)]);
 }
 
 #[tokio::test]
@@ -1537,4 +1695,71 @@ async fn an_idle_long_poll_answers_as_soon_as_another_device_pushes() {
     srv.post_json(&alice.token, json_body(&too_long))
         .await
         .error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_holds_only_so_many_long_polls_at_once() {
+    let srv = Arc::new(
+        Server::with_limits(ApiConfig {
+            long_polls_per_user: 2,
+            ..ApiConfig::default()
+        })
+        .await,
+    );
+    let alice = user("alice");
+    let poll = |wait_ms| SyncRequest {
+        wait_ms,
+        ..request(0, vec![])
+    };
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let srv = Arc::clone(&srv);
+            let token = alice.token.clone();
+            let req = poll(20_000);
+            tokio::spawn(async move { srv.sync(&token, &req).await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while srv.store.parked_long_polls() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the polls never parked"
+        );
+        tokio::task::yield_now().await;
+    }
+    // A third is refused at once, saying when to retry.
+    let resp = srv.post_json(&alice.token, json_body(&poll(20_000))).await;
+    let detail = resp.error(StatusCode::TOO_MANY_REQUESTS, "too_many_long_polls");
+    assert!(detail.contains("2 long polls"), "{detail}");
+    assert_eq!(resp.header("retry-after"), Some("5"));
+    // A poll that does not wait, and another user's long poll, still go.
+    assert!(srv.sync(&alice.token, &poll(0)).await.docs.is_empty());
+    assert!(
+        srv.sync(&user("bob").token, &poll(50))
+            .await
+            .docs
+            .is_empty()
+    );
+
+    // A push wakes the held ones; then there is room again.
+    let id = DocId::random();
+    let mut a = AssetDoc::create("Wake", 1_000);
+    srv.sync(
+        &alice.token,
+        &request(0, vec![push(&id, a.changes_since(&[]))]),
+    )
+    .await;
+    let mut cursor = 0;
+    for h in held {
+        let resp = h.await.unwrap();
+        assert_eq!(resp.docs.len(), 1);
+        cursor = resp.feed_cursor;
+    }
+    let idle = SyncRequest {
+        feed_cursor: cursor,
+        ..poll(50)
+    };
+    let resp = srv.sync(&alice.token, &idle).await;
+    assert!(resp.docs.is_empty(), "held to its end, not refused");
+    assert_eq!(srv.store.parked_long_polls(), 0);
 }

@@ -7,7 +7,8 @@
 //! OUT/docs/<id>.automerge    each document's compact save()
 //! OUT/blobs/<sha256>         each blob, named by its hash
 //! ```
-//! Every file is written to a temporary name and renamed, so an export
+//! The export is owner-only (directories 0700, files 0600), as the store
+//! is. Every file is written to a temporary name and renamed, so an export
 //! killed at any moment leaves only whole files; running it again resumes
 //! (blobs already present and verified are skipped). Import merges into
 //! documents that already exist, so it too can be rerun after a kill.
@@ -151,9 +152,10 @@ fn hex_heads(heads: &[automerge::ChangeHash]) -> Vec<String> {
 
 /// Exports every document and blob of `store` into `out`.
 pub async fn export(store: &Store, out: &Path, quiet: bool) -> Result<Manifest, BackupError> {
-    for sub in ["docs", "blobs"] {
-        let d = out.join(sub);
-        std::fs::create_dir_all(&d).map_err(io(&d))?;
+    // Owner-only, as the store is (files: `write_atomic`'s temporary files
+    // are created 0600).
+    for d in [out.to_owned(), out.join("docs"), out.join("blobs")] {
+        crate::private_fs::create_dir(&d).map_err(io(&d))?;
     }
     // A manifest from an earlier export vouches for files this run is about
     // to overwrite: remove it (durably) first, so that an export killed

@@ -6,6 +6,9 @@
 //! read re-hashes the bytes: a blob whose bytes no longer match its name is an
 //! error naming it, never silently returned.
 //!
+//! Directories are owner-only (0700) and so are blob files (0600): see
+//! [`crate::private_fs`].
+//!
 //! The API is blocking (std::fs); async callers use `spawn_blocking`.
 
 use std::fs;
@@ -13,6 +16,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+use crate::private_fs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -71,7 +76,7 @@ impl IncomingBlob {
     /// A new empty blob in `tmp_dir` (on the file system of its final place,
     /// so the rename is atomic).
     pub fn new(tmp_dir: &Path) -> Result<Self, BlobError> {
-        fs::create_dir_all(tmp_dir).map_err(io_err(tmp_dir))?;
+        private_fs::create_dir(tmp_dir).map_err(io_err(tmp_dir))?;
         Ok(IncomingBlob {
             tmp: tempfile::NamedTempFile::new_in(tmp_dir).map_err(io_err(tmp_dir))?,
             hasher: Sha256::new(),
@@ -121,7 +126,7 @@ impl IncomingBlob {
             });
         }
         let dir = dest.parent().expect("blob paths have a parent");
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        private_fs::create_dir(dir).map_err(io_err(dir))?;
         self.tmp.as_file().sync_all().map_err(io_err(dest))?;
         self.tmp.persist(dest).map_err(|e| BlobError::Io {
             path: dest.to_owned(),
@@ -147,11 +152,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
 }
 
 impl BlobStore {
-    /// Opens (creating if needed) a blob directory.
+    /// Opens (creating if needed) a blob directory, owner-only: it and the
+    /// directories in it are tightened if loose.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
         let root = root.into();
         let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        private_fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        private_fs::tighten_tree_top(&root);
         Ok(BlobStore { root })
     }
 
@@ -206,7 +213,7 @@ impl BlobStore {
             return Ok(());
         }
         let dir = dest.parent().expect("blob paths have a parent");
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        private_fs::create_dir(dir).map_err(io_err(dir))?;
         let tmp_dir = self.root.join("tmp");
         let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err(&tmp_dir))?;
         tmp.write_all(bytes).map_err(io_err(tmp.path()))?;

@@ -41,10 +41,13 @@ pub struct SyncRequestDoc {
     /// Everything in the user's feed up to here is applied.
     #[schema(minimum = 0)]
     feed_cursor: u64,
+    /// Each document's changes; at most 500 documents with `resync`.
     #[serde(default)]
+    #[schema(max_items = 500)]
     push: Vec<DocPushDoc>,
-    /// Documents to send in full.
+    /// Documents to send in full; at most 500 with `push`.
     #[serde(default)]
+    #[schema(max_items = 500)]
     resync: Vec<DocIdDoc>,
     /// Long poll: hold an idle request up to this long.
     #[serde(default)]

@@ -127,6 +127,10 @@ struct LimitArgs {
     /// Longest prompt or note, in characters.
     #[arg(long, env = "ATELIER_MAX_PROMPT_CHARS", default_value_t = 4000)]
     max_prompt_chars: usize,
+    /// Long polls one user may have held at once (429 beyond it); each
+    /// syncing device holds one.
+    #[arg(long, env = "ATELIER_LONG_POLLS_PER_USER", default_value_t = ApiConfig::default().long_polls_per_user)]
+    long_polls_per_user: usize,
     /// Provider jobs a user may start per hour, or `off`.
     #[arg(long, env = "ATELIER_JOBS_PER_HOUR", default_value = "120", value_parser = count_or_off)]
     jobs_per_hour: OrOff<u32>,
@@ -258,6 +262,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                     max_image_bytes: limits.max_image_bytes,
                     max_image_pixels: limits.max_image_megapixels.saturating_mul(1_000_000),
                     max_prompt_chars: limits.max_prompt_chars,
+                    long_polls_per_user: limits.long_polls_per_user,
                     ..ApiConfig::default()
                 },
                 job_config: JobConfig {

@@ -22,7 +22,6 @@
 //! then renamed into place, so a crash never leaves a partial blob under a
 //! real name; reads re-hash the bytes.
 
-use std::fs;
 use std::io;
 use std::path::Path;
 use std::str::FromStr;
@@ -148,11 +147,14 @@ impl From<sqlx::migrate::MigrateError> for StorageError {
 }
 
 impl EmbeddedStore {
-    /// Opens (creating and migrating if needed) the store at `dir/cloud.db`.
+    /// Opens (creating and migrating if needed) the store at `dir/cloud.db`,
+    /// owner-only (see `core_sync::private_fs`).
     pub async fn open(dir: &Path) -> Result<Self, StorageError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let db = dir.join(DB_FILE);
+        core_sync::private_fs::create_dir(dir).map_err(io_err(dir))?;
+        core_sync::private_fs::database(&db).map_err(io_err(&db))?;
         let connect = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(dir.join(DB_FILE))
+            .filename(&db)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)

@@ -19,6 +19,7 @@ pub mod schema;
 mod touched;
 mod trash;
 mod types;
+pub mod weight;
 
 use std::collections::HashMap;
 use std::ops::Range;

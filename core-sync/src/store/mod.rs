@@ -113,7 +113,8 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`: `dir/atelier.db` and
-    /// the blob directory `dir/blobs`.
+    /// the blob directory `dir/blobs`, owner-only (loose ones tightened; see
+    /// [`crate::private_fs`]).
     ///
     /// A directory that cannot be written (a read-only file system) is
     /// [`StoreError::ReadOnly`] naming it; a full disk that keeps the
@@ -143,12 +144,15 @@ impl Store {
 
     async fn open_in(dir: &Path, options: StoreOptions) -> StoreResult<Store> {
         let dir = dir.to_owned();
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let db = dir.join("atelier.db");
+        crate::private_fs::create_dir(&dir)
+            .and_then(|()| crate::private_fs::database(&db))
+            .map_err(|source| StoreError::Io {
+                path: dir.clone(),
+                source,
+            })?;
         let connect = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(dir.join("atelier.db"))
+            .filename(&db)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(match options.durability {

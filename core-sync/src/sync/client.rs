@@ -18,13 +18,14 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
 use crate::ids::DocId;
+use crate::model::weight::{WeighError, Weight, weigh};
 use crate::model::{AssetDoc, MessageStatus};
 use crate::now_millis;
 use crate::store::{LocalAsset, RoundRecord, Store, StoreError};
+use crate::sync::bounds::{Fit, Load, MAX_INFLATED_BYTES};
 use crate::sync::engine::{Applied, Engine, EngineConfig, Next, Plan, Refusal, SyncStatus};
 use crate::sync::protocol::{
-    Bytes, DocPush, DocUpdate, MAX_REQUEST_BYTES, MAX_WAIT_MS, PushStatus, SyncRequest,
-    SyncResponse, change_hashes,
+    Bytes, DocPush, DocUpdate, MAX_WAIT_MS, PushStatus, SyncRequest, SyncResponse, change_hashes,
 };
 pub use crate::sync::transport::{
     HttpTransport, OutgoingBlob, SyncError, Transport, decode_response, encode_request,
@@ -75,10 +76,6 @@ const WARM_BYTES: u64 = 32 * 1024 * 1024;
 /// How long an image or document the server refused waits before it is
 /// offered again (the server's limits may have changed meanwhile).
 const REFUSED_RETRY_MS: i64 = 60 * 60 * 1000;
-
-/// Most raw change bytes one request pushes: base64 grows them by a third,
-/// and the request must stay under the server's limit.
-const PUSH_BYTES_BUDGET: usize = MAX_REQUEST_BYTES / 4 * 3 - 256 * 1024;
 
 impl SyncClient {
     /// A client for `server` (base URL, e.g. `http://127.0.0.1:8787`)
@@ -182,7 +179,11 @@ impl SyncClient {
         }
         let mut push = Vec::with_capacity(plan.push.len());
         let mut sent = Vec::with_capacity(plan.push.len());
-        let mut bytes = 0;
+        // What the request carries: never over the protocol's bounds.
+        let mut load = Load {
+            docs: plan.resync.len(),
+            ..Load::default()
+        };
         for doc in &plan.push {
             // The chunks the server lacks, as stored: no document is loaded.
             let outbox = self.store.outbox(doc).await?;
@@ -199,17 +200,33 @@ impl SyncClient {
             } else {
                 outbox.bytes
             };
-            if bytes + changes.len() > PUSH_BYTES_BUDGET && !push.is_empty() {
-                break; // the rest goes in the next request
+            let weight = match weigh(&changes, MAX_INFLATED_BYTES) {
+                Ok(w) => w,
+                Err(WeighError::InflatesPast(_)) => Weight {
+                    inflated_bytes: u64::MAX,
+                    rows: 0,
+                },
+                // Bytes that do not parse (a damaged store) go as they are:
+                // the server refuses them, saying why.
+                Err(WeighError::Malformed(_)) => Weight::default(),
+            };
+            match load.fit(changes.len() as u64, weight) {
+                Fit::Here(more) => load = more,
+                Fit::Later => break, // the rest goes in the next request
+                Fit::Never(over) => {
+                    // No request could carry it: set aside as a refusal
+                    // would, without sending it.
+                    self.set_aside(doc, &over.to_string()).await?;
+                    continue;
+                }
             }
-            bytes += changes.len();
             sent.push((doc.clone(), outbox.chunk_ids));
             push.push(DocPush {
                 doc_id: doc.clone(),
                 changes: Bytes(changes),
             });
         }
-        plan.truncate_push(push.len());
+        plan.retain_push(|d| sent.iter().any(|(id, _)| id == d));
         let idle = push.is_empty() && plan.resync.is_empty();
         let req = SyncRequest {
             feed_cursor: plan.feed_cursor,
@@ -296,6 +313,18 @@ impl SyncClient {
             .forget_server(&[(FEED_CURSOR_KEY, 0), (FEED_EPOCH_KEY, epoch as i64)])
             .await?;
         Ok(self.engine.start_over(epoch, docs, now_millis()))
+    }
+
+    /// Sets `doc` aside as if the server had refused it for `reason` (a
+    /// push no request may carry): recorded durably, offered again later.
+    async fn set_aside(&mut self, doc: &DocId, reason: &str) -> Result<(), SyncError> {
+        let now = now_millis();
+        tracing::warn!(doc = %doc, reason, "a document is over what one sync request may carry; the others go on");
+        self.engine
+            .set_refused(doc.clone(), reason.to_owned(), now + REFUSED_RETRY_MS);
+        self.store.mark_doc_refused(doc, reason, now).await?;
+        self.emit_status();
+        Ok(())
     }
 
     /// Records a failed round; returns how long to wait before the next

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::ids::DocId;
 use crate::model::Millis;
+use crate::sync::bounds::MAX_REQUEST_DOCS;
 use crate::sync::protocol::{PushStatus, SyncResponse};
 
 /// Polling and backoff.
@@ -35,7 +36,8 @@ pub struct EngineConfig {
     pub backoff_base: Duration,
     /// ...up to this.
     pub backoff_max: Duration,
-    /// Most documents pushed in one request.
+    /// Most documents pushed in one request (never more than the
+    /// protocol's [`MAX_REQUEST_DOCS`], resyncs included).
     pub max_push_docs: usize,
 }
 
@@ -96,11 +98,17 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Pushes only the first `n` documents (the others stay pending for a
-    /// later request).
-    pub fn truncate_push(&mut self, n: usize) {
-        self.push.truncate(n);
-        self.generations.truncate(n);
+    /// Pushes only the documents `keep` says (the others stay pending for
+    /// a later request).
+    pub fn retain_push(&mut self, keep: impl Fn(&DocId) -> bool) {
+        let (push, generations) = self
+            .push
+            .drain(..)
+            .zip(self.generations.drain(..))
+            .filter(|(d, _)| keep(d))
+            .unzip();
+        self.push = push;
+        self.generations = generations;
     }
 }
 
@@ -267,7 +275,8 @@ impl Engine {
     }
 
     /// The next request at time `now`: pending documents, except those set
-    /// aside whose retry time has not come.
+    /// aside whose retry time has not come, and documents to resync; never
+    /// more than [`MAX_REQUEST_DOCS`] together (the rest wait their turn).
     pub fn plan(&mut self, now: Millis) -> Plan {
         self.in_flight = true;
         self.refused.retain(|_, r| r.retry_at > now);
@@ -275,20 +284,26 @@ impl Engine {
             .narrow
             .unwrap_or(self.config.max_push_docs)
             .min(self.config.max_push_docs)
-            .max(1);
+            .clamp(1, MAX_REQUEST_DOCS);
         let refused = &self.refused;
-        let (push, generations) = self
+        let (push, generations): (Vec<DocId>, Vec<u64>) = self
             .pending
             .iter()
             .filter(|(d, _)| !refused.contains_key(*d))
             .take(most)
             .map(|(d, g)| (d.clone(), *g))
             .unzip();
+        let resync = self
+            .resync
+            .iter()
+            .take(MAX_REQUEST_DOCS - push.len())
+            .cloned()
+            .collect();
         Plan {
             feed_cursor: self.feed_cursor,
             epoch: self.epoch,
             push,
-            resync: self.resync.iter().cloned().collect(),
+            resync,
             generations,
         }
     }
@@ -593,6 +608,60 @@ mod tests {
                 bad.len().min(EngineConfig::default().max_push_docs)
             );
             assert!(e.status().refused.is_empty());
+        }
+    }
+
+    #[test]
+    fn no_plan_names_more_documents_than_a_request_may_and_all_get_their_turn() {
+        // (documents pending, documents to resync, max_push_docs configured)
+        let cases = [
+            (1_200, 0, usize::MAX),
+            (1_200, 0, 200),
+            (10, 900, usize::MAX),
+            (700, 700, 600),
+        ];
+        for (pending, gaps, max_push_docs) in cases {
+            let docs: Vec<DocId> = (0..pending).map(|_| DocId::random()).collect();
+            let cfg = EngineConfig {
+                max_push_docs,
+                ..EngineConfig::default()
+            };
+            let mut e = Engine::new(cfg, 0, docs.iter().cloned());
+            let first = e.plan(0);
+            let applied = Applied {
+                gaps: (0..gaps).map(|_| DocId::random()).collect(),
+                jobs_active: false,
+            };
+            e.on_success(&first, &ok_response(&first, 1), &applied, 0);
+            let mut pushed: BTreeSet<DocId> = first.push.iter().cloned().collect();
+            let mut resynced = 0;
+            let mut requests = 1;
+            while e.has_work() {
+                requests += 1;
+                assert!(requests < 100, "{pending}, {gaps}: no progress");
+                let plan = e.plan(0);
+                assert!(
+                    plan.push.len() + plan.resync.len() <= MAX_REQUEST_DOCS,
+                    "{pending}, {gaps}: {} + {}",
+                    plan.push.len(),
+                    plan.resync.len()
+                );
+                let mut resp = ok_response(&plan, 1);
+                resp.docs = plan
+                    .resync
+                    .iter()
+                    .map(|d| DocUpdate {
+                        doc_id: d.clone(),
+                        chunks: vec![],
+                        server_heads: vec![],
+                    })
+                    .collect();
+                resynced += plan.resync.len();
+                pushed.extend(plan.push.iter().cloned());
+                e.on_success(&plan, &resp, &Applied::default(), 0);
+            }
+            assert_eq!(pushed.len(), pending, "every document was pushed");
+            assert_eq!(resynced, gaps, "every gap was resynced");
         }
     }
 

@@ -1,6 +1,10 @@
 //! How a sync request reaches the server: the [`Transport`] trait (HTTP in
 //! production, [`HttpTransport`]; an in-process Router or a faulty network
 //! in tests), the body encoding both ends agree on, and [`SyncError`].
+//!
+//! A transfer URL is a permission (its token or signature lets anyone
+//! holding it move the image): errors of transfers never carry it, so it
+//! reaches no log, status line or stored refusal.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -152,7 +156,7 @@ impl HttpTransport {
         let url = self
             .base
             .join(&t.url)
-            .map_err(|e| SyncError::Protocol(format!("bad transfer URL {:?}: {e}", t.url)))?;
+            .map_err(|e| SyncError::Protocol(format!("the server sent a bad transfer URL: {e}")))?;
         let method = reqwest::Method::from_bytes(t.method.as_bytes())
             .map_err(|_| SyncError::Protocol(format!("bad transfer method {:?}", t.method)))?;
         let mut req = self.transfers.request(method, url);
@@ -161,6 +165,11 @@ impl HttpTransport {
         }
         Ok(req)
     }
+}
+
+/// A transfer that did not get an answer, without its URL.
+fn transfer_error(e: reqwest::Error) -> SyncError {
+    SyncError::Network(e.without_url())
 }
 
 /// The error a transfer answered (object stores answer XML or nothing).
@@ -248,7 +257,7 @@ impl Transport for HttpTransport {
         {
             request = request.header(reqwest::header::CONTENT_LENGTH, blob.bytes);
         }
-        let resp = request.body(body).send().await?;
+        let resp = request.body(body).send().await.map_err(transfer_error)?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -271,7 +280,11 @@ impl Transport for HttpTransport {
         let Some(source) = self.transfer_url(self.http.get(ask_url), token).await? else {
             return Ok(false);
         };
-        let resp = self.transfer_request(&source)?.send().await?;
+        let resp = self
+            .transfer_request(&source)?
+            .send()
+            .await
+            .map_err(transfer_error)?;
         if !resp.status().is_success() {
             return Err(transfer_failed(resp).await);
         }
@@ -279,7 +292,7 @@ impl Transport for HttpTransport {
         let mut incoming = into.incoming().map_err(store_err)?;
         let mut body = resp.bytes_stream();
         while let Some(piece) = body.next().await {
-            let piece = piece?;
+            let piece = piece.map_err(transfer_error)?;
             if incoming.len() + piece.len() as u64 > MAX_BLOB_BYTES {
                 return Err(SyncError::Protocol(format!(
                     "image {sha256} is larger than the {MAX_BLOB_BYTES} bytes an image may be"
@@ -301,8 +314,60 @@ impl Transport for HttpTransport {
 }
 
 #[cfg(test)]
-mod error_body_tests {
+mod tests {
     use super::*;
+
+    /// A server that answers every request on its port with `answer`.
+    fn answering(answer: String) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = [0u8; 4096];
+                let _ = std::io::Read::read(&mut stream, &mut buf);
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_failed_transfer_never_tells_its_url() {
+        // Transfer URLs to a port nothing listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let grant = serde_json::json!({
+            "url": format!("{dead}/v1/blob-transfer?t=SECRET-TRANSFER-TOKEN"),
+            "method": "PUT",
+            "headers": {},
+            "expiresAt": 4_000_000_000u64,
+        })
+        .to_string();
+        let server = answering(format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{grant}",
+            grant.len()
+        ));
+        let transport = HttpTransport::new(&server).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path().join("blobs")).unwrap();
+        let sha = blobs.put(b"\x89PNG\r\n\x1a\nnot really").unwrap();
+        let path = blobs.path_of(&sha).unwrap();
+        let blob = OutgoingBlob {
+            sha256: &sha,
+            mime: "image/png",
+            path: &path,
+            bytes: 18,
+        };
+        let up = transport.put_blob(&blob, "token").await.unwrap_err();
+        let down = transport.get_blob(&sha, &blobs, "token").await.unwrap_err();
+        for e in [up, down] {
+            assert!(matches!(e, SyncError::Network(_)), "{e:?}");
+            let text = format!("{e} {e:?}");
+            assert!(!text.contains("SECRET-TRANSFER-TOKEN"), "{text}");
+        }
+    }
 
     #[test]
     fn server_errors_read_as_problems_or_the_older_shape() {

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use core_sync::blob::{IncomingBlob, sha256_hex};
+use core_sync::private_fs;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -95,9 +96,11 @@ impl EmbeddedBlobs {
     /// signing key.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         let root = dir.join("blobs");
+        // Owner-only, and tightened if loose (see `core_sync::private_fs`).
         for sub in [root.join("tmp"), root.join("users")] {
-            fs::create_dir_all(&sub).map_err(io_err(&sub))?;
+            private_fs::create_dir(&sub).map_err(io_err(&sub))?;
         }
+        private_fs::tighten_tree_top(&root);
         let key = load_or_create_key(&root.join(KEY_FILE))?;
         Ok(EmbeddedBlobs {
             root,
@@ -422,7 +425,7 @@ fn link_as_one(tmp_dir: &Path, ours: &Path, theirs: &Path) -> io::Result<()> {
         ))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let dir = theirs.parent().expect("blob paths have a parent");
-            fs::create_dir_all(dir)?;
+            private_fs::create_dir(dir)?;
             match fs::hard_link(ours, theirs) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
                 other => other,
@@ -441,10 +444,13 @@ fn write_atomically(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), Sto
         return Ok(());
     }
     let dir = dest.parent().expect("blob paths have a parent");
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    private_fs::create_dir(dir).map_err(io_err(dir))?;
     let tmp = tmp_dir.join(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
     let written = (|| {
-        let mut file = fs::File::create_new(&tmp)?;
+        let mut file = private_fs::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, dest)
