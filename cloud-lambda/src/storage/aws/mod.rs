@@ -53,7 +53,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_smithy_http_client::tls;
 
-pub use self::blobs::{AwsBlobs, BlobKind};
+pub use self::blobs::{AwsBlobs, BlobKind, kind_tag, tagging};
 pub use self::metrics::{RequestCounter, RequestCounts};
 pub use self::schema::Names;
 use crate::storage::StorageError;
