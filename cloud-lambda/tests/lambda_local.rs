@@ -387,10 +387,10 @@ fn check_emf(doc: &Value) -> Result<Vec<(String, f64)>, String> {
         }
         for m in list {
             let name = m["Name"].as_str().ok_or("a metric without a name")?;
-            if let Some(unit) = m.get("Unit") {
-                if !unit.as_str().is_some_and(|u| UNITS.contains(&u)) {
-                    return Err(format!("{name}: unit {unit}"));
-                }
+            if let Some(unit) = m.get("Unit")
+                && !unit.as_str().is_some_and(|u| UNITS.contains(&u))
+            {
+                return Err(format!("{name}: unit {unit}"));
             }
             let value = doc[name]
                 .as_f64()

@@ -17,14 +17,11 @@
 //! parameter store it cannot read. Values are never logged, and a
 //! [`Secret`] prints as `***`.
 
+use aws_smithy_types::error::display::DisplayErrorContext;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ssm::config::Credentials;
-use aws_smithy_http_client::tls;
-use aws_smithy_types::error::display::DisplayErrorContext;
+use crate::aws_sdk::SdkSettings;
 
 /// The variable naming where each secret lives.
 pub const SECRET_PARAMETERS_ENV: &str = "ATELIER_SECRET_PARAMETERS";
@@ -128,36 +125,15 @@ pub struct SsmEndpoint {
     pub credentials: Option<(String, String)>,
 }
 
-/// An SSM client for `endpoint` (ring-based rustls, like the other SDK
-/// clients). Sends nothing yet.
+/// An SSM client for `endpoint` (`crate::aws_sdk`). Sends nothing yet.
 pub async fn client(endpoint: &SsmEndpoint) -> aws_sdk_ssm::Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .region(Region::new(endpoint.region.clone()))
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .build(),
-        );
-    if let Some(url) = &endpoint.url {
-        loader = loader.endpoint_url(url);
-    }
-    if let Some((id, secret)) = &endpoint.credentials {
-        loader = loader.credentials_provider(Credentials::new(
-            id.clone(),
-            secret.clone(),
-            None,
-            None,
-            "atelier-static",
-        ));
-    }
-    aws_sdk_ssm::Client::new(&loader.load().await)
+    let config = crate::aws_sdk::load(&SdkSettings {
+        endpoint: endpoint.url.clone(),
+        credentials: endpoint.credentials.clone(),
+        ..SdkSettings::new(endpoint.region.clone())
+    })
+    .await;
+    aws_sdk_ssm::Client::new(&config)
 }
 
 /// Reads every secret `parameters` names, decrypted: each from the first
