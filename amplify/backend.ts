@@ -13,7 +13,7 @@ import { Aws, CfnRule, Fn, Tags } from 'aws-cdk-lib';
 
 import { auth, configureSignIn } from './auth/resource.js';
 import { AtelierCompute, SECRET_NAMES, type SecretPaths } from './compute/resource.js';
-import { readMetrics, readRoutes, readSchema } from './contract.js';
+import { readLambdaContract, readMetrics, readRoutes, readSchema } from './contract.js';
 import { AtelierTables } from './data/resource.js';
 import { AtelierAlarms } from './monitoring/resource.js';
 import { type BackendId, readSettings, REGION } from './settings.js';
@@ -61,6 +61,7 @@ const compute = new AtelierCompute(computeStack, 'Router', {
   storage,
   routes: readRoutes(),
   secrets,
+  lambda: readLambdaContract(),
 });
 
 const alarmStack = backend.createStack('atelier-alarms');

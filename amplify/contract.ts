@@ -1,11 +1,13 @@
 /**
  * What the Rust side says the infrastructure must provide, read from its
  * own files at synthesis (never copied): the tables, indexes, TTL
- * attributes and buckets of `cloud-lambda/aws-schema.json`, the routes of
- * `cloud-lambda/openapi.json`, and the CloudWatch metrics the Router
- * emits (`cloud-lambda/src/metrics.rs`). A change on the Rust side
- * changes the synthesized template, and the tests fail where the two
- * would disagree.
+ * attributes, buckets and object tags of `cloud-lambda/aws-schema.json`,
+ * the routes of `cloud-lambda/openapi.json`, the CloudWatch metrics the
+ * Router emits (`cloud-lambda/src/metrics.rs`), and the environment
+ * variables and provider secrets the Lambda reads
+ * (`cloud-lambda/src/lambda/config.rs`, `secrets.rs`). A change on the
+ * Rust side changes the synthesized template, and the tests fail where
+ * the two would disagree.
  */
 
 import { readFileSync } from 'node:fs';
@@ -45,6 +47,8 @@ export interface BucketDef {
   purpose: string;
   /** Object key layouts by kind, e.g. `raw: users/{userId}/raw/{sha256}`. */
   keys: Record<string, string>;
+  /** The object tag the backend sets to each object's kind (a key of `keys`). */
+  kindTag?: string;
 }
 
 export interface AwsSchema {
@@ -57,6 +61,8 @@ export interface AwsSchema {
 export const SCHEMA_FILE = path.join(REPO_ROOT, 'cloud-lambda', 'aws-schema.json');
 export const OPENAPI_FILE = path.join(REPO_ROOT, 'cloud-lambda', 'openapi.json');
 export const METRICS_FILE = path.join(REPO_ROOT, 'cloud-lambda', 'src', 'metrics.rs');
+export const LAMBDA_CONFIG_FILE = path.join(REPO_ROOT, 'cloud-lambda', 'src', 'lambda', 'config.rs');
+export const LAMBDA_SECRETS_FILE = path.join(REPO_ROOT, 'cloud-lambda', 'src', 'lambda', 'secrets.rs');
 
 /** The AWS backend's schema, checked for the shape this code relies on. */
 export function readSchema(file = SCHEMA_FILE): AwsSchema {
@@ -120,14 +126,50 @@ export function readRoutes(file = OPENAPI_FILE): Route[] {
   return routes.sort((a, b) => `${a.path} ${a.method}`.localeCompare(`${b.path} ${b.method}`));
 }
 
-/** The CloudWatch namespace and EMF metric names `cloud-lambda/src/metrics.rs` writes. */
-export function readMetrics(file = METRICS_FILE): { namespace: string; names: string[] } {
+/** The Router's EMF metrics: namespace, the one dimension, metric names. */
+export interface RouterMetrics {
+  namespace: string;
+  dimension: string;
+  names: string[];
+}
+
+/** The CloudWatch namespace, dimension and EMF metric names `cloud-lambda/src/metrics.rs` writes. */
+export function readMetrics(file = METRICS_FILE): RouterMetrics {
   const source = readFileSync(file, 'utf8');
   const namespace = /pub const NAMESPACE: &str = "([^"]+)";/.exec(source)?.[1];
+  const dimension = /pub const DIMENSION: &str = "([^"]+)";/.exec(source)?.[1];
   const table = /const COUNTERS: \[\(&str, &str, &str\); \d+\] = \[([\s\S]*?)\n\];/.exec(source)?.[1];
-  if (!namespace || !table) {
-    throw new Error(`${file}: cannot find NAMESPACE and COUNTERS (the metrics the alarms read)`);
+  if (!namespace || !dimension || !table) {
+    throw new Error(`${file}: cannot find NAMESPACE, DIMENSION and COUNTERS (the metrics the alarms read)`);
   }
   const names = [...table.matchAll(/\(\s*"[^"]*",\s*"[^"]*",\s*"([^"]+)",?\s*\)/g)].map((m) => m[1]);
-  return { namespace, names };
+  return { namespace, dimension, names };
+}
+
+/** What the Lambda reads: every environment variable, and the provider secrets it takes from SSM. */
+export interface LambdaContract {
+  variables: string[];
+  /** The variable naming the secrets' SSM parameters. */
+  secretParametersVariable: string;
+  secretNames: string[];
+}
+
+/** The string literals of `const NAME: [&str; N] = [...]` in `source`. */
+function stringArray(source: string, name: string, file: string): string[] {
+  const body = new RegExp(`const ${name}: \\[&str; \\d+\\] = \\[([\\s\\S]*?)\\];`).exec(source)?.[1];
+  if (!body) throw new Error(`${file}: cannot find ${name}`);
+  return [...body.matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+}
+
+/** The variables and secrets of `cloud-lambda/src/lambda/config.rs` and `secrets.rs`. */
+export function readLambdaContract(configFile = LAMBDA_CONFIG_FILE, secretsFile = LAMBDA_SECRETS_FILE): LambdaContract {
+  const config = readFileSync(configFile, 'utf8');
+  const secrets = readFileSync(secretsFile, 'utf8');
+  const secretParametersVariable = /pub const SECRET_PARAMETERS_ENV: &str = "([^"]+)";/.exec(secrets)?.[1];
+  if (!secretParametersVariable) throw new Error(`${secretsFile}: cannot find SECRET_PARAMETERS_ENV`);
+  return {
+    variables: stringArray(config, 'VARIABLES', configFile),
+    secretParametersVariable,
+    secretNames: stringArray(secrets, 'SECRET_NAMES', secretsFile),
+  };
 }

@@ -62,8 +62,10 @@ export interface Settings {
   alarmEmail: string | undefined;
   /** Daily provider spend that raises the alarm, in US dollars. */
   dailySpendAlarmUsd: number;
-  /** Failed provider jobs per hour that raise the alarm. */
+  /** Failed provider jobs within an hour before the failure rate can raise the alarm. */
   jobFailuresPerHourAlarm: number;
+  /** Per cent of an hour's finished provider jobs that failed, raising the alarm. */
+  jobFailureRateAlarmPercent: number;
   /** Passed through to the Lambda as its `ATELIER_*` limits. */
   jobsPerHour: string;
   dailySpendCapUsd: string;
@@ -116,7 +118,8 @@ export function readSettings(backendId: BackendId, env: Env = process.env): Sett
     retainData: prod,
     alarmEmail: env.ATELIER_ALARM_EMAIL || undefined,
     dailySpendAlarmUsd: int(env, 'ATELIER_DAILY_SPEND_ALARM_USD', prod ? 50 : 5, 1, 1_000_000),
-    jobFailuresPerHourAlarm: int(env, 'ATELIER_JOB_FAILURES_ALARM', 10, 1, 1_000_000),
+    jobFailuresPerHourAlarm: int(env, 'ATELIER_JOB_FAILURES_ALARM', 5, 1, 1_000_000),
+    jobFailureRateAlarmPercent: int(env, 'ATELIER_JOB_FAILURE_RATE_ALARM', 20, 1, 100),
     jobsPerHour: env.ATELIER_JOBS_PER_HOUR ?? '120',
     dailySpendCapUsd: env.ATELIER_DAILY_SPEND_CAP_USD ?? (prod ? '25' : '5'),
   };

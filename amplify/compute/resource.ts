@@ -27,7 +27,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 
 import type { SignIn } from '../auth/resource.js';
-import type { Route } from '../contract.js';
+import type { LambdaContract, Route } from '../contract.js';
 import { checkLambdaBinary, REGION, type Settings } from '../settings.js';
 import type { AtelierStorage } from '../storage/resource.js';
 
@@ -58,6 +58,8 @@ export interface ComputeProps {
   storage: AtelierStorage;
   routes: Route[];
   secrets: SecretPaths;
+  /** What the Rust function reads (`readLambdaContract`). */
+  lambda: LambdaContract;
 }
 
 /** What the function is told, by environment variable (documented in amplify/README.md). */
@@ -67,6 +69,7 @@ export function lambdaEnvironment(p: {
   audience: string[];
   publicUrl: string;
   secrets: SecretPaths;
+  lambda: LambdaContract;
 }): Record<string, string> {
   const parameters = Object.fromEntries(
     Object.entries(p.secrets).map(([name, s]) => [name, [s.branchSecretPath, s.sharedSecretPath]]),
@@ -77,12 +80,47 @@ export function lambdaEnvironment(p: {
     ATELIER_COGNITO_ISSUER: p.issuer,
     ATELIER_COGNITO_CLIENT_IDS: p.audience.join(','),
     ATELIER_PUBLIC_URL: p.publicUrl,
-    ATELIER_SECRET_PARAMETERS: JSON.stringify(parameters),
+    [p.lambda.secretParametersVariable]: JSON.stringify(parameters),
     ATELIER_EMF_METRICS: 'true',
+    // The alarms select the Router's metrics by this dimension value.
+    ATELIER_METRICS_DEPLOYMENT: metricsDeployment(p.settings),
     ATELIER_JOBS_PER_HOUR: p.settings.jobsPerHour,
     ATELIER_DAILY_SPEND_CAP_USD: p.settings.dailySpendCapUsd,
     RUST_LOG: 'info',
   };
+}
+
+/** The `Deployment` dimension of this environment's EMF metrics. */
+export function metricsDeployment(settings: Settings): string {
+  return settings.prefix;
+}
+
+/**
+ * Where the function's environment and the Rust side disagree: a variable
+ * the function never reads, or provider secrets other than the ones it
+ * takes from SSM. Empty when they agree.
+ */
+export function environmentDifferences(
+  env: Record<string, string>,
+  secretNames: readonly string[],
+  lambda: LambdaContract,
+): string[] {
+  const out: string[] = [];
+  for (const name of Object.keys(env)) {
+    if (!lambda.variables.includes(name)) {
+      out.push(`${name} is set for the function, but cloud-lambda/src/lambda/config.rs does not read it`);
+    }
+  }
+  if (!(lambda.secretParametersVariable in env)) {
+    out.push(`the function is not told ${lambda.secretParametersVariable}, where its secrets are`);
+  }
+  for (const name of secretNames) {
+    if (!lambda.secretNames.includes(name)) out.push(`secret ${name} is not one the function reads from SSM`);
+  }
+  for (const name of lambda.secretNames) {
+    if (!secretNames.includes(name)) out.push(`the function reads secret ${name} from SSM, but no Amplify secret holds it`);
+  }
+  return out;
 }
 
 export class AtelierCompute extends Construct {
@@ -127,6 +165,17 @@ export class AtelierCompute extends Construct {
       createDefaultStage: false,
     });
 
+    const environment = lambdaEnvironment({
+      settings,
+      issuer: signIn.issuer,
+      audience: [signIn.desktop.userPoolClientId, signIn.daemon.userPoolClientId],
+      publicUrl: this.api.apiEndpoint,
+      secrets: props.secrets,
+      lambda: props.lambda,
+    });
+    const disagreements = environmentDifferences(environment, SECRET_NAMES, props.lambda);
+    if (disagreements.length) throw new Error(`the Lambda and cloud-lambda disagree: ${disagreements.join('; ')}`);
+
     this.fn = new lambda.Function(this, 'Function', {
       functionName,
       description: 'Atelier cloud Router (cloud-lambda), built by cargo lambda',
@@ -141,13 +190,7 @@ export class AtelierCompute extends Construct {
       reservedConcurrentExecutions: settings.reservedConcurrency,
       role,
       logGroup: this.logGroup,
-      environment: lambdaEnvironment({
-        settings,
-        issuer: signIn.issuer,
-        audience: [signIn.desktop.userPoolClientId, signIn.daemon.userPoolClientId],
-        publicUrl: this.api.apiEndpoint,
-        secrets: props.secrets,
-      }),
+      environment,
       retryAttempts: 2,
       maxEventAge: Duration.hours(6),
     });

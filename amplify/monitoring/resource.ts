@@ -5,9 +5,11 @@
  * - the function's errors and throttles;
  * - the HTTP API's 5xx rate (per cent of requests, five-minute windows);
  * - throttled reads or writes on any table;
- * - failed provider jobs per hour and provider spend per day, from the
- *   counters the Router writes as CloudWatch Embedded Metric Format lines
- *   (namespace and names read from `cloud-lambda/src/metrics.rs`).
+ * - the provider job failure rate per hour and provider spend per day,
+ *   from the counters the Router writes as CloudWatch Embedded Metric
+ *   Format lines (namespace, dimension and names read from
+ *   `cloud-lambda/src/metrics.rs`), selected by this deployment's
+ *   `Deployment` dimension, which the function is told.
  *
  * Missing data never raises an alarm: a quiet deployment is a healthy one.
  */
@@ -20,18 +22,19 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 
-import type { AtelierCompute } from '../compute/resource.js';
+import { type AtelierCompute, metricsDeployment } from '../compute/resource.js';
+import type { RouterMetrics } from '../contract.js';
 import type { Settings } from '../settings.js';
 
 /** The Router's EMF metrics the alarms read. */
-export const ROUTER_METRICS = { jobFailures: 'JobFailures', spend: 'SpendNanoUsd' } as const;
+export const ROUTER_METRICS = { jobsFinished: 'JobsFinished', jobFailures: 'JobFailures', spend: 'SpendNanoUsd' } as const;
 
 export interface MonitoringProps {
   settings: Settings;
   compute: AtelierCompute;
   tables: Record<string, dynamodb.TableV2>;
-  /** The Router's EMF namespace and metric names. */
-  routerMetrics: { namespace: string; names: string[] };
+  /** The Router's EMF namespace, dimension and metric names. */
+  routerMetrics: RouterMetrics;
 }
 
 export class AtelierAlarms extends Construct {
@@ -112,24 +115,42 @@ export class AtelierAlarms extends Construct {
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       });
     }
-    alarm('job-failures', `${settings.jobFailuresPerHourAlarm} or more provider jobs failed within an hour.`, {
-      metric: new cloudwatch.Metric({
+    // One of this deployment's EMF metrics (the function is told the same
+    // dimension value, ATELIER_METRICS_DEPLOYMENT).
+    const routerMetric = (metricName: string, period: Duration) =>
+      new cloudwatch.Metric({
         namespace: routerMetrics.namespace,
-        metricName: ROUTER_METRICS.jobFailures,
-        period: Duration.hours(1),
+        metricName,
+        dimensionsMap: { [routerMetrics.dimension]: metricsDeployment(settings) },
+        period,
         statistic: 'Sum',
-      }),
-      threshold: settings.jobFailuresPerHourAlarm,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-    });
+      });
+    const hour = Duration.hours(1);
+    alarm(
+      'job-failure-rate',
+      `${settings.jobFailureRateAlarmPercent}% or more of an hour's provider jobs failed ` +
+        `(${settings.jobFailuresPerHourAlarm} failures at least).`,
+      {
+        // A job counts in JobsFinished whatever its end, so failures never
+        // outnumber it; an hour with too few failures reads 0.
+        metric: new cloudwatch.MathExpression({
+          expression:
+            `IF(FILL(failures, 0) >= ${settings.jobFailuresPerHourAlarm}, ` +
+            '100 * FILL(failures, 0) / FILL(finished, 1), 0)',
+          usingMetrics: {
+            failures: routerMetric(ROUTER_METRICS.jobFailures, hour),
+            finished: routerMetric(ROUTER_METRICS.jobsFinished, hour),
+          },
+          label: 'Job failure %',
+          period: hour,
+        }),
+        threshold: settings.jobFailureRateAlarmPercent,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      },
+    );
     alarm('daily-spend', `Provider spend reached $${settings.dailySpendAlarmUsd} within a day.`, {
-      metric: new cloudwatch.Metric({
-        namespace: routerMetrics.namespace,
-        metricName: ROUTER_METRICS.spend,
-        period: Duration.days(1),
-        statistic: 'Sum',
-      }),
+      metric: routerMetric(ROUTER_METRICS.spend, Duration.days(1)),
       threshold: settings.dailySpendAlarmUsd * 1e9,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

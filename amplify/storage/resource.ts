@@ -15,8 +15,9 @@
  * Each kind still gets its own lifecycle rule, selected by its key prefix
  * where the layout makes the kind the first segment, and otherwise (the
  * layout is `users/{userId}/<kind>/…`, and S3 rules match prefixes from
- * the key's start only) by the object tag `atelier-kind=<kind>` the
- * backend sets on upload ({@link KIND_TAG}).
+ * the key's start only) by the object tag the backend sets on every
+ * object to its kind: the bucket's `kindTag` in the schema
+ * (`atelier-kind=derivatives`), which the Rust side reads too.
  */
 
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
@@ -27,8 +28,6 @@ import { Construct } from 'constructs';
 import type { AwsSchema, BucketDef } from '../contract.js';
 import type { Settings } from '../settings.js';
 
-/** The object tag naming an image's kind (`raw`, `derivatives`, `thumbnails`). */
-export const KIND_TAG = 'atelier-kind';
 /** The object tag a sweep sets on a thumbnail no version refers to any more. */
 export const ORPHANED_TAG = 'atelier-orphaned';
 
@@ -114,14 +113,20 @@ export function commonPrefix(layouts: string[]): string {
 /**
  * How a lifecycle rule picks the objects of one kind: by its literal key
  * prefix when no other kind's layout starts the same way, else by the
- * {@link KIND_TAG} tag.
+ * bucket's kind tag (`kindTag` in the schema).
  */
 export function kindFilter(def: BucketDef, kind: string): { prefix?: string; tags?: Record<string, string> } {
   const own = literalPrefix(def.keys[kind]);
   const shared = Object.entries(def.keys).some(
     ([other, layout]) => other !== kind && (literalPrefix(layout).startsWith(own) || own.startsWith(literalPrefix(layout))),
   );
-  return shared || own === '' ? { tags: { [KIND_TAG]: kind } } : { prefix: own };
+  if (!shared && own !== '') return { prefix: own };
+  if (!def.kindTag) {
+    throw new Error(
+      `bucket ${def.name}: no key prefix sets its ${kind} objects apart, and the schema names no kindTag to select them by`,
+    );
+  }
+  return { tags: { [def.kindTag]: kind } };
 }
 
 function lifecycleRules(def: BucketDef): s3.LifecycleRule[] {

@@ -8,8 +8,8 @@ import { before, describe, test } from 'node:test';
 
 import { Match } from 'aws-cdk-lib/assertions';
 
-import { NOT_ROUTED, UNAUTHENTICATED_ROUTES } from '../compute/resource.js';
-import { readRoutes, readSchema, type AwsSchema } from '../contract.js';
+import { environmentDifferences, NOT_ROUTED, SECRET_NAMES, UNAUTHENTICATED_ROUTES } from '../compute/resource.js';
+import { readLambdaContract, readRoutes, readSchema, type AwsSchema } from '../contract.js';
 import { apiRoutes, routeDifferences, tableDifferences } from './checks.js';
 import { synthesize } from './support.js';
 
@@ -112,6 +112,37 @@ describe('the Lambda is told what the backend reads', () => {
       assert.match(branch, new RegExp(`^/amplify/d2preview/featuresignin-branch-[0-9a-f]{10}/${name}$`));
       assert.equal(shared, `/amplify/shared/d2preview/${name}`);
     }
+  });
+
+  test('only variables cloud-lambda reads, and exactly the secrets it takes from SSM', () => {
+    const lambda = readLambdaContract();
+    const env = (Object.values(s.api.findResources('AWS::Lambda::Function'))[0] as any).Properties.Environment.Variables;
+    assert.deepEqual(environmentDifferences(env, SECRET_NAMES, lambda), []);
+    assert.deepEqual([...lambda.secretNames].sort(), Object.keys(JSON.parse(env[lambda.secretParametersVariable])).sort());
+    assert.ok(lambda.variables.length > 20, JSON.stringify(lambda.variables));
+  });
+
+  test('a variable or secret the Rust side does not know is caught', () => {
+    const lambda = readLambdaContract();
+    const env = (Object.values(s.api.findResources('AWS::Lambda::Function'))[0] as any).Properties.Environment.Variables;
+    const without = (name: string) => ({ ...lambda, variables: lambda.variables.filter((v) => v !== name) });
+    assert.deepEqual(environmentDifferences(env, SECRET_NAMES, without('ATELIER_EMF_METRICS')), [
+      'ATELIER_EMF_METRICS is set for the function, but cloud-lambda/src/lambda/config.rs does not read it',
+    ]);
+    assert.deepEqual(
+      environmentDifferences(env, [...SECRET_NAMES, 'OPENAI_API_KEY'], { ...lambda, secretNames: lambda.secretNames.slice(1) }),
+      [
+        `secret ${lambda.secretNames[0]} is not one the function reads from SSM`,
+        'secret OPENAI_API_KEY is not one the function reads from SSM',
+      ],
+    );
+    assert.deepEqual(environmentDifferences(env, SECRET_NAMES.slice(1), lambda), [
+      `the function reads secret ${lambda.secretNames[0]} from SSM, but no Amplify secret holds it`,
+    ]);
+    assert.match(
+      environmentDifferences(env, SECRET_NAMES, { ...lambda, secretParametersVariable: 'ATELIER_SECRETS' }).join(),
+      /not told ATELIER_SECRETS/,
+    );
   });
 });
 

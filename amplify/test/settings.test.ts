@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { lambdaEnvironment } from '../compute/resource.js';
-import { METRICS_FILE, readMetrics, readRoutes, readSchema, SCHEMA_FILE } from '../contract.js';
+import { METRICS_FILE, readLambdaContract, readMetrics, readRoutes, readSchema, SCHEMA_FILE } from '../contract.js';
 import {
   checkLambdaBinary,
   derivePrefix,
@@ -16,7 +16,7 @@ import {
   SettingsError,
   validatePrefix,
 } from '../settings.js';
-import { commonPrefix, kindFilter, KIND_TAG } from '../storage/resource.js';
+import { commonPrefix, kindFilter } from '../storage/resource.js';
 import { fakeLambdaDir } from './support.js';
 
 const branch = (name: string) => ({ namespace: 'd1abcdef', name, type: 'branch' as const });
@@ -134,23 +134,35 @@ describe('the Rust side, read', () => {
     }
     const m = readMetrics();
     assert.equal(m.namespace, 'Atelier');
-    assert.ok(m.names.includes('JobFailures') && m.names.includes('SpendNanoUsd'), m.names.join());
+    assert.equal(m.dimension, 'Deployment');
+    assert.ok(['JobFailures', 'JobsFinished', 'SpendNanoUsd'].every((n) => m.names.includes(n)), m.names.join());
     assert.throws(() => readMetrics(path.join(REPO_ROOT, 'README.md')), /cannot find NAMESPACE/);
     assert.ok(METRICS_FILE.endsWith('metrics.rs'));
+  });
+
+  test("the Lambda's variables and secrets come from its own source", () => {
+    const l = readLambdaContract();
+    assert.equal(l.secretParametersVariable, 'ATELIER_SECRET_PARAMETERS');
+    assert.deepEqual(l.secretNames, ['GEMINI_API_KEY', 'REPLICATE_API_TOKEN', 'REPLICATE_WEBHOOK_SECRET']);
+    assert.ok(l.variables.includes('ATELIER_AWS_PREFIX') && l.variables.includes('ATELIER_METRICS_DEPLOYMENT'));
+    assert.throws(() => readLambdaContract(path.join(REPO_ROOT, 'README.md')), /cannot find VARIABLES/);
   });
 });
 
 describe('lifecycle rules pick a kind of image', () => {
-  const layout = (keys: Record<string, string>) => ({ name: 'blobs', purpose: '', keys });
+  const layout = (keys: Record<string, string>, kindTag?: string) => ({ name: 'blobs', purpose: '', keys, kindTag });
 
-  test('by tag when the user id comes first (no prefix selects a kind)', () => {
-    const def = layout({
+  test("by the schema's kind tag when the user id comes first (no prefix selects a kind)", () => {
+    const keys = {
       raw: 'users/{userId}/raw/{sha256}',
       derivatives: 'users/{userId}/derivatives/{sha256}',
       thumbnails: 'users/{userId}/thumbnails/{sha256}',
-    });
-    assert.deepEqual(kindFilter(def, 'derivatives'), { tags: { [KIND_TAG]: 'derivatives' } });
+    };
+    const def = layout(keys, 'kind');
+    assert.deepEqual(kindFilter(def, 'derivatives'), { tags: { kind: 'derivatives' } });
     assert.equal(commonPrefix(Object.values(def.keys)), 'users/');
+    // Without a tag the backend sets, no rule could select the kind: refused.
+    assert.throws(() => kindFilter(layout(keys), 'derivatives'), /names no kindTag/);
   });
 
   test('by prefix when the kind comes first', () => {
@@ -175,6 +187,7 @@ describe('documented in one place (amplify/README.md)', () => {
         audience: ['a'],
         publicUrl: 'u',
         secrets: {} as never,
+        lambda: readLambdaContract(),
       }),
     );
     const read = [...readFileSync(path.join(REPO_ROOT, 'amplify/settings.ts'), 'utf8').matchAll(/env\.(ATELIER_[A-Z_]+)|'(ATELIER_[A-Z_]+)'/g)]

@@ -8,12 +8,14 @@ import { before, describe, test } from 'node:test';
 
 import { Match } from 'aws-cdk-lib/assertions';
 
-import { readSchema } from '../contract.js';
-import { CORS_HEADERS, KIND_TAG, LIFECYCLE_DAYS, ORPHANED_TAG } from '../storage/resource.js';
+import { bucketDef, readMetrics, readSchema } from '../contract.js';
+import { CORS_HEADERS, LIFECYCLE_DAYS, ORPHANED_TAG } from '../storage/resource.js';
 import { synthesize } from './support.js';
 
 let s: Awaited<ReturnType<typeof synthesize>>;
 const schema = readSchema();
+// The tag cloud-lambda sets on every image object (a test there reads it back from S3).
+const KIND_TAG = bucketDef(schema, 'blobs').kindTag!;
 type Res = { Type: string; Properties: any; DeletionPolicy?: string };
 const all = (t: { findResources(type: string): Record<string, unknown> }, type: string) =>
   Object.values(t.findResources(type)) as Res[];
@@ -152,6 +154,10 @@ describe('storage', () => {
       },
     });
     assert.ok(CORS_HEADERS.includes('x-amz-checksum-sha256'));
+    // The rules name kinds the schema has, by the tag the backend sets
+    // (the presigned upload signs x-amz-tagging, so browsers may send it).
+    for (const kind of ['derivatives', 'thumbnails']) assert.ok(kind in bucketDef(schema, 'blobs').keys, kind);
+    assert.ok(CORS_HEADERS.includes('x-amz-tagging'));
     // The documents bucket is the server's own: no browser reaches it.
     s.data.hasResourceProperties('AWS::S3::Bucket', {
       BucketName: 'atelier-d3prod-main-docs',
@@ -216,6 +222,9 @@ describe('compute', () => {
       assert.match(text('dynamodb'), new RegExp(`Tables${t.name.replace(/_(.)/g, (_, c) => c.toUpperCase()).replace(/^./, (c) => c.toUpperCase())}`), t.name);
     }
     assert.match(text('s3'), /BlobsBucket.*\/users\/\*/);
+    // The backend tags every image object it writes (x-amz-tagging on PutObject).
+    const s3Actions = of('s3').flatMap((st) => [st.Action].flat());
+    assert.ok(s3Actions.includes('s3:PutObjectTagging'), JSON.stringify(s3Actions));
     assert.match(text('s3'), /DocsBucket.*\/docs\/\*/);
     assert.match(text('kms'), /StorageKey/);
     for (const st of of('ssm')) {
@@ -262,13 +271,35 @@ describe('alarms', () => {
     }
   });
 
-  test("job failures and daily spend, from the Router's metrics", () => {
+  test("job failure rate and daily spend, from this deployment's EMF metrics", () => {
+    const router = readMetrics();
+    const fn = all(s.api, 'AWS::Lambda::Function')[0].Properties.Environment.Variables;
+    // The dimension the function writes (ATELIER_METRICS_DEPLOYMENT) is the one the alarms select.
+    const dimensions = [{ Name: router.dimension, Value: fn.ATELIER_METRICS_DEPLOYMENT }];
+    assert.equal(fn.ATELIER_METRICS_DEPLOYMENT, 'atelier-d3prod-main-');
+    assert.equal(fn.ATELIER_EMF_METRICS, 'true');
+
+    const rate = named('job-failure-rate')!;
+    const stats = rate.Metrics.filter((m: any) => m.MetricStat);
     assert.deepEqual(
-      [named('job-failures')?.Namespace, named('job-failures')?.MetricName, named('job-failures')?.Period],
-      ['Atelier', 'JobFailures', 3600],
+      stats.map((m: any) => [m.Id, m.MetricStat.Metric.Namespace, m.MetricStat.Metric.MetricName, m.MetricStat.Period, m.MetricStat.Stat]).sort(),
+      [
+        ['failures', 'Atelier', 'JobFailures', 3600, 'Sum'],
+        ['finished', 'Atelier', 'JobsFinished', 3600, 'Sum'],
+      ],
     );
+    for (const m of stats) assert.deepEqual(m.MetricStat.Metric.Dimensions, dimensions);
+    const expression = rate.Metrics.find((m: any) => m.Expression).Expression;
+    assert.equal(expression, 'IF(FILL(failures, 0) >= 5, 100 * FILL(failures, 0) / FILL(finished, 1), 0)');
+    assert.deepEqual([rate.Threshold, rate.ComparisonOperator], [20, 'GreaterThanOrEqualToThreshold']);
+
     const spend = named('daily-spend')!;
-    assert.deepEqual([spend.MetricName, spend.Period, spend.Threshold], ['SpendNanoUsd', 86400, 50e9]);
+    assert.deepEqual(
+      [spend.Namespace, spend.MetricName, spend.Period, spend.Statistic, spend.Threshold],
+      ['Atelier', 'SpendNanoUsd', 86400, 'Sum', 50e9],
+    );
+    assert.deepEqual(spend.Dimensions, dimensions);
+    for (const name of ['JobFailures', 'JobsFinished', 'SpendNanoUsd']) assert.ok(router.names.includes(name), name);
   });
 });
 

@@ -36,6 +36,8 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+#[cfg(feature = "aws")]
+pub mod aws_sdk;
 pub mod blob_routes;
 pub mod embedded;
 pub mod error;

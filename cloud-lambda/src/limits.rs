@@ -285,6 +285,28 @@ pub fn parse_usd(s: &str) -> Result<i64, String> {
         .ok_or_else(bad)
 }
 
+/// A positive count, or `off` (`None`), as flags and variables give limits.
+pub fn parse_count_or_off(s: &str) -> Result<Option<u32>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(format!(
+            "{s:?} is neither a positive whole number nor `off`"
+        )),
+    }
+}
+
+/// An amount of dollars in nano-dollars ([`parse_usd`]), or `off` (`None`).
+pub fn parse_usd_or_off(s: &str) -> Result<Option<i64>, String> {
+    if s == "off" {
+        Ok(None)
+    } else {
+        parse_usd(s).map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

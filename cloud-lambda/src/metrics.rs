@@ -1,26 +1,36 @@
 //! Counters the infrastructure turns into alarms: requests by class, errors
-//! (4xx, 5xx), throttles (429), provider job failures, jobs refused by a
-//! spend limit, spend in nano-dollars, and projection failures.
+//! (4xx, 5xx), throttles (429), provider jobs finished and failed, jobs
+//! refused by a spend limit, spend in nano-dollars, and projection
+//! failures.
 //!
 //! They are process-wide (one Lambda instance or one `serve` is one
 //! process) and reach the outside two ways:
 //!
 //! - `GET /metrics`: the counters since start, in Prometheus text format
 //!   ([`Metrics::prometheus`]).
-//! - CloudWatch Embedded Metric Format: when turned on
-//!   ([`enable_emf`]; `atelier-cloud serve --emf-metrics`, or on Lambda),
-//!   each event is also one JSON line on stdout, which CloudWatch Logs turns
-//!   into a metric in namespace [`NAMESPACE`] without any API call.
+//! - CloudWatch Embedded Metric Format, when turned on ([`enable_emf`]):
+//!   what was counted since the last line is written as one JSON line on
+//!   stdout ([`Metrics::flush_emf`]), which CloudWatch Logs turns into
+//!   metrics in namespace [`NAMESPACE`] with the one dimension
+//!   [`DIMENSION`] (the deployment), without any API call. `serve
+//!   --emf-metrics` writes a line per event; on Lambda one line closes each
+//!   invocation that counted something (`lambda::LambdaApp::handle`).
+//!   Requests are left out of EMF (API Gateway counts them).
 
 use std::io::Write as _;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{OnceLock, RwLock};
 
 /// The CloudWatch namespace of the EMF lines.
 pub const NAMESPACE: &str = "Atelier";
 
+/// The dimension every EMF metric carries: which deployment wrote it (on
+/// AWS its table and bucket prefix), so alarms of one environment never
+/// count another's.
+pub const DIMENSION: &str = "Deployment";
+
 /// Every counter, by its Prometheus name, help and EMF metric name.
-const COUNTERS: [(&str, &str, &str); 8] = [
+const COUNTERS: [(&str, &str, &str); 9] = [
     (
         "atelier_http_requests_total",
         "HTTP requests answered",
@@ -40,6 +50,11 @@ const COUNTERS: [(&str, &str, &str); 8] = [
         "atelier_http_throttled_total",
         "Requests refused by the per-user rate limit (429)",
         "Throttles",
+    ),
+    (
+        "atelier_jobs_finished_total",
+        "Provider jobs that ended (succeeded, failed or canceled)",
+        "JobsFinished",
     ),
     (
         "atelier_job_failures_total",
@@ -63,46 +78,66 @@ const COUNTERS: [(&str, &str, &str); 8] = [
     ),
 ];
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Counter {
     Requests = 0,
     ClientErrors,
     ServerErrors,
     Throttles,
+    JobsFinished,
     JobFailures,
     JobsRefused,
     Spend,
     ProjectionFailures,
 }
 
-/// The process's counters.
+/// How EMF lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmfConfig {
+    /// The [`DIMENSION`]'s value.
+    pub deployment: String,
+    /// Write a line after every event (`serve`); otherwise only when
+    /// [`Metrics::flush_emf`] is called (once per Lambda invocation).
+    pub each_event: bool,
+}
+
+/// A set of counters: the process's ([`global`]), or a test's own.
+#[derive(Default)]
 pub struct Metrics {
     values: [AtomicI64; COUNTERS.len()],
-    emf: AtomicBool,
+    /// Counted but not yet written as EMF.
+    pending: [AtomicI64; COUNTERS.len()],
+    emf: RwLock<Option<EmfConfig>>,
 }
 
 /// The process-wide counters.
 pub fn global() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(|| Metrics {
-        values: Default::default(),
-        emf: AtomicBool::new(false),
-    })
+    METRICS.get_or_init(Metrics::default)
 }
 
-/// Also write each event as a CloudWatch EMF line on stdout.
-pub fn enable_emf() {
-    global().emf.store(true, Ordering::Relaxed);
+/// Also write the process's counters as CloudWatch EMF lines on stdout.
+pub fn enable_emf(config: EmfConfig) {
+    global().set_emf(config);
 }
 
 impl Metrics {
+    pub fn set_emf(&self, config: EmfConfig) {
+        *self.emf.write().expect("emf config") = Some(config);
+    }
+
     fn add(&self, c: Counter, n: i64) {
         self.values[c as usize].fetch_add(n, Ordering::Relaxed);
-        if !matches!(c, Counter::Requests) && self.emf.load(Ordering::Relaxed) {
-            let line = emf_line(COUNTERS[c as usize].2, n, core_sync::now_millis());
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(line.as_bytes());
-            let _ = out.flush();
+        if c == Counter::Requests {
+            return;
+        }
+        let each_event = match &*self.emf.read().expect("emf config") {
+            None => return,
+            Some(config) => config.each_event,
+        };
+        self.pending[c as usize].fetch_add(n, Ordering::Relaxed);
+        if each_event {
+            self.flush_emf();
         }
     }
 
@@ -115,6 +150,11 @@ impl Metrics {
             500..=599 => self.add(Counter::ServerErrors, 1),
             _ => {}
         }
+    }
+
+    /// A provider job ended, however it ended.
+    pub fn job_finished(&self) {
+        self.add(Counter::JobsFinished, 1);
     }
 
     pub fn job_failed(&self) {
@@ -154,22 +194,53 @@ impl Metrics {
         }
         out
     }
+
+    /// What was counted since the last line, as one EMF line at `ts`
+    /// milliseconds (and forgotten); `None` when nothing was, or EMF is off.
+    pub fn take_emf(&self, ts: i64) -> Option<String> {
+        let config = self.emf.read().expect("emf config").clone()?;
+        let values: Vec<(&str, i64)> = COUNTERS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let v = self.pending[i].swap(0, Ordering::Relaxed);
+                (v != 0).then_some((c.2, v))
+            })
+            .collect();
+        (!values.is_empty()).then(|| emf_line(&values, &config.deployment, ts))
+    }
+
+    /// Writes [`Metrics::take_emf`]'s line, if any, to stdout in one write.
+    pub fn flush_emf(&self) {
+        if let Some(line) = self.take_emf(core_sync::now_millis()) {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+        }
+    }
 }
 
-/// One EMF line (JSON, newline-terminated): metric `name` with `value`
-/// (unit Count), no dimensions, at `ts` milliseconds.
-pub fn emf_line(name: &str, value: i64, ts: i64) -> String {
-    let doc = serde_json::json!({
+/// One EMF line (JSON, newline-terminated): each metric with its value
+/// (unit `Count`; spend `None`), dimension [`DIMENSION`] = `deployment`,
+/// at `ts` milliseconds.
+pub fn emf_line(values: &[(&str, i64)], deployment: &str, ts: i64) -> String {
+    let mut doc = serde_json::json!({
         "_aws": {
             "Timestamp": ts,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [[]],
-                "Metrics": [{"Name": name, "Unit": "Count"}],
+                "Dimensions": [[DIMENSION]],
+                "Metrics": values.iter().map(|(name, _)| serde_json::json!({
+                    "Name": name,
+                    "Unit": if *name == "SpendNanoUsd" { "None" } else { "Count" },
+                })).collect::<Vec<_>>(),
             }],
         },
-        name: value,
+        DIMENSION: deployment,
     });
+    for (name, value) in values {
+        doc[*name] = serde_json::json!(value);
+    }
     format!("{doc}\n")
 }
 
@@ -179,15 +250,74 @@ mod tests {
 
     #[test]
     fn emf_lines_follow_the_embedded_metric_format() {
-        let line = emf_line("Throttles", 1, 1_795_608_000_000);
+        let line = emf_line(
+            &[("Throttles", 1), ("SpendNanoUsd", 38_700_000)],
+            "atelier-prod-",
+            1_795_608_000_000,
+        );
         assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["_aws"]["Timestamp"], 1_795_608_000_000i64);
         let m = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(m["Namespace"], NAMESPACE);
-        assert_eq!(m["Dimensions"], serde_json::json!([[]]));
-        assert_eq!(m["Metrics"][0]["Name"], "Throttles");
+        // Every dimension key names a string member of the root.
+        assert_eq!(m["Dimensions"], serde_json::json!([[DIMENSION]]));
+        assert_eq!(v[DIMENSION], "atelier-prod-");
+        assert_eq!(
+            m["Metrics"][0],
+            serde_json::json!({"Name": "Throttles", "Unit": "Count"})
+        );
+        assert_eq!(
+            m["Metrics"][1],
+            serde_json::json!({"Name": "SpendNanoUsd", "Unit": "None"})
+        );
         assert_eq!(v["Throttles"], 1);
+        assert_eq!(v["SpendNanoUsd"], 38_700_000);
+    }
+
+    #[test]
+    fn emf_sums_what_was_counted_since_the_last_line_and_leaves_requests_out() {
+        let m = Metrics::default();
+        m.job_failed();
+        assert_eq!(m.take_emf(1), None, "EMF off: nothing kept for it");
+        m.set_emf(EmfConfig {
+            deployment: "d-".into(),
+            each_event: false,
+        });
+        m.response(200);
+        assert_eq!(m.take_emf(2), None, "requests are not EMF metrics");
+        m.job_finished();
+        m.job_failed();
+        m.job_finished();
+        m.spent(1_500);
+        m.response(503);
+        let v: serde_json::Value = serde_json::from_str(&m.take_emf(3).unwrap()).unwrap();
+        assert_eq!(
+            (
+                v["JobsFinished"].as_i64(),
+                v["JobFailures"].as_i64(),
+                v["SpendNanoUsd"].as_i64(),
+                v["ServerErrors"].as_i64()
+            ),
+            (Some(2), Some(1), Some(1_500), Some(1))
+        );
+        let names: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ServerErrors",
+                "JobsFinished",
+                "JobFailures",
+                "SpendNanoUsd"
+            ]
+        );
+        assert_eq!(m.take_emf(4), None, "each count is written once");
+        assert_eq!(m.value("atelier_job_failures_total"), Some(2));
     }
 
     #[test]

@@ -65,6 +65,12 @@ pub async fn sync(
 ) -> Result<SyncResponse, ApiError> {
     let parsed = validate(&req)?;
     let store = writer.docs();
+    // Whatever made the device start over, the server's warm copies of the
+    // user's documents may hold positions of other data: forget them.
+    let start_over = |epoch| {
+        writer.cache().forget_user(user);
+        start_over(epoch)
+    };
     let epoch = store.epoch(user, req.epoch).await?;
     if req.epoch != 0 && req.epoch != epoch {
         return Ok(start_over(epoch));

@@ -5,8 +5,9 @@
 //! fake Cognito pool. Binary and compressed bodies travel base64-encoded
 //! both ways; errors come back as problem details; sync answers stay under
 //! Lambda's 6 MB response limit; an invoked job event runs the job by its
-//! operation id. (`lambda_local.rs` runs the built function under
-//! `cargo lambda watch`.)
+//! operation id; provider keys read at start from SSM Parameter Store
+//! (moto's) as Amplify keeps them. (`lambda_local.rs` runs the built
+//! function under `cargo lambda watch`.)
 
 mod support;
 
@@ -461,4 +462,179 @@ fn fakes_calls(f: &Function) -> usize {
         .iter()
         .filter(|r| r.path.contains(":generateContent"))
         .count()
+}
+
+/// The function as `atelier-lambda` starts it, from `env` only, with the
+/// fake Cognito pool and providers and the embedded backend.
+async fn started(env: &[(&str, String)]) -> Result<Function, cloud_lambda::lambda::LambdaError> {
+    use cloud_lambda::lambda::LambdaConfig;
+    let cognito = cognito::spawn(CognitoConfig::default()).await.unwrap();
+    let token =
+        cognito.sign(&cognito.access_claims(cognito::DEFAULT_CLIENT_ID, &FakeUser::default()));
+    let fakes = fakes::spawn(FakeConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars: std::collections::HashMap<String, String> = [
+        ("ATELIER_BACKEND", "embedded".to_owned()),
+        ("ATELIER_CLOUD_DATA", dir.path().display().to_string()),
+        ("ATELIER_COGNITO_ISSUER", cognito.issuer()),
+        ("ATELIER_COGNITO_JWKS_URL", cognito.jwks_url()),
+        (
+            "ATELIER_COGNITO_CLIENT_IDS",
+            cognito::DEFAULT_CLIENT_ID.to_owned(),
+        ),
+        ("ATELIER_GEMINI_BASE_URL", fakes.base_url().to_owned()),
+        // EMF lines would go to this test's stdout.
+        ("ATELIER_EMF_METRICS", "false".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    let config = LambdaConfig::from_lookup(|name| vars.get(name).cloned())?;
+    Ok(Function {
+        app: LambdaApp::start(config).await?,
+        token,
+        launched: Arc::default(),
+        _cognito: cognito,
+        _fakes: fakes,
+        _dir: dir,
+    })
+}
+
+#[tokio::test]
+async fn provider_keys_come_from_ssm_parameters_at_start_and_a_missing_one_stops_it() {
+    use atelier_fixtures::moto::Moto;
+    use aws_sdk_ssm::types::ParameterType;
+    use cloud_lambda::lambda::secrets::{self, SsmEndpoint};
+
+    let moto = Moto::start();
+    let ssm = secrets::client(&SsmEndpoint {
+        url: Some(moto.url()),
+        region: "eu-central-1".into(),
+        credentials: Some(("test".into(), "test".into())),
+    })
+    .await;
+    let put = async |name: &str, value: &str| {
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+    };
+    // As Amplify keeps them: the branch's own, else the app-wide one.
+    let (branch, shared) = (
+        "/amplify/app1/main-branch-0a1b2c3d4e",
+        "/amplify/shared/app1",
+    );
+    put(&format!("{branch}/GEMINI_API_KEY"), fakes::DEFAULT_API_KEY).await;
+    put(&format!("{shared}/GEMINI_API_KEY"), "AIza-stale-shared-key").await;
+    put(
+        &format!("{shared}/REPLICATE_API_TOKEN"),
+        fakes::DEFAULT_REPLICATE_TOKEN,
+    )
+    .await;
+    put(
+        &format!("{shared}/REPLICATE_WEBHOOK_SECRET"),
+        fakes::DEFAULT_WEBHOOK_SECRET,
+    )
+    .await;
+    let parameters = |names: &[&str]| {
+        let map: serde_json::Map<String, Value> = names
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    json!([format!("{branch}/{n}"), format!("{shared}/{n}")]),
+                )
+            })
+            .collect();
+        Value::Object(map).to_string()
+    };
+    let all = parameters(&[
+        "GEMINI_API_KEY",
+        "REPLICATE_API_TOKEN",
+        "REPLICATE_WEBHOOK_SECRET",
+    ]);
+    let endpoint = moto.url();
+    let env = |json: String| {
+        vec![
+            ("ATELIER_SECRET_PARAMETERS", json),
+            ("AWS_ENDPOINT_URL_SSM", endpoint.clone()),
+            ("AWS_REGION", "eu-central-1".to_owned()),
+        ]
+    };
+
+    // Started with the keys from SSM, decrypted, the branch's first: the
+    // fake Gemini takes only the right key, and the job succeeds.
+    let f = started(&env(all.clone())).await.unwrap();
+    let mut doc = AssetDoc::create("From SSM", 1_000);
+    let msg = doc
+        .append_message(
+            core_sync::model::NewMessage::tool_request(
+                "generate",
+                "google",
+                "gemini-3.1-flash-image",
+                "a red shoe",
+            ),
+            2_000,
+        )
+        .unwrap();
+    let id = DocId::random();
+    let pushed = event(
+        &f,
+        "sync-push.json",
+        &[("__SYNC_REQUEST__", &push_of(&mut [(id, doc)]))],
+    )
+    .await;
+    assert_eq!(pushed.status, 200);
+    let user = FakeUser::default().sub;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let op = f.app.state().ops.get_operation(&user, &msg).await.unwrap();
+        match op.as_ref().map(|o| o.status) {
+            Some(OpStatus::Succeeded) => break,
+            Some(OpStatus::Failed) => panic!("the job failed: {op:?}"),
+            _ => assert!(std::time::Instant::now() < deadline, "{op:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A key set directly wins and is not looked up, even where no
+    // parameter holds it.
+    let mut direct = env(json!({"GEMINI_API_KEY": ["/nowhere/GEMINI_API_KEY"]}).to_string());
+    direct.push(("GEMINI_API_KEY", "AIza-direct".to_owned()));
+    assert!(started(&direct).await.is_ok());
+
+    // A secret none of whose parameters exists: the function does not
+    // start, and says which and how to set it (never a value).
+    let missing = started(&env(json!({
+        "GEMINI_API_KEY": [format!("{branch}/GEMINI_API_KEY")],
+        "REPLICATE_WEBHOOK_SECRET": [format!("{branch}/REPLICATE_WEBHOOK_SECRET"), "/amplify/shared/other/REPLICATE_WEBHOOK_SECRET"],
+    }).to_string()))
+    .await
+    .err()
+    .expect("a missing secret stops the start");
+    let text = missing.to_string();
+    assert!(
+        text.contains("REPLICATE_WEBHOOK_SECRET (none of /amplify/app1/main-branch-0a1b2c3d4e/REPLICATE_WEBHOOK_SECRET, /amplify/shared/other/REPLICATE_WEBHOOK_SECRET)")
+            && text.contains("ampx sandbox secret set")
+            && !text.contains("GEMINI_API_KEY (")
+            && !text.contains(fakes::DEFAULT_API_KEY),
+        "{text}"
+    );
+
+    // The parameter store out of reach: a clear error too.
+    drop(moto);
+    let unreachable = started(&env(all))
+        .await
+        .err()
+        .expect("no parameter store, no start");
+    assert!(
+        unreachable
+            .to_string()
+            .contains("reading the provider secrets from SSM Parameter Store"),
+        "{unreachable}"
+    );
 }

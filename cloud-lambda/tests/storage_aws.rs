@@ -2,8 +2,10 @@
 //! sees through the traits: the conformance suite again with one-item query
 //! pages and every entry spilled to S3; a chunk over DynamoDB's item limit;
 //! compaction stopped at each crash point; request counts (an idle feed
-//! read is one query, a warm append one transaction); throttling; an
-//! emulator reset or gone; webhook deliveries' expiry.
+//! read is one query, a warm append one transaction); throttling,
+//! exceeded throughput and S3 faults (retried, then `Unavailable` with
+//! nothing written); an emulator reset or gone; webhook deliveries'
+//! expiry.
 
 mod support;
 
@@ -18,7 +20,7 @@ use cloud_lambda::storage::jobs::{JobStore, OpStatus, Operation};
 use cloud_lambda::storage::{BlobStore, DocStore, StorageError};
 use core_sync::DocId;
 use core_sync::blob::sha256_hex;
-use support::aws::{ThrottlingProxy, backend, deployment, deployment_with, options};
+use support::aws::{Fault, ThrottlingProxy, backend, deployment, deployment_with, options};
 
 /// The document's raw log items: (useq, holds bytes, spilled chunk key).
 async fn log_items(aws: &Aws, doc: &DocId) -> Vec<(u64, bool, Option<String>)> {
@@ -361,6 +363,108 @@ async fn throttled_requests_are_retried_then_reported_unavailable_with_nothing_w
         store.feed_since(user, 0, 10).await,
         Err(StorageError::Unavailable(_))
     ));
+}
+
+/// One storage call a fault can hit.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    /// An append whose chunk spills to S3 (a PUT, then a transaction).
+    SpilledAppend,
+    BlobGet,
+    /// Looks under every kind of blob at once (three HEADs).
+    BlobExists,
+    FeedRead,
+}
+
+#[tokio::test]
+async fn dynamodb_and_s3_faults_are_retried_then_reported_unavailable_with_nothing_written() {
+    let moto = Moto::start();
+    let proxy = ThrottlingProxy::start(&moto.url()).await;
+    let aws = deployment_with(AwsOptions {
+        spill_bytes: 64,
+        ..options(&proxy.url)
+    })
+    .await;
+    let (store, blobs) = (aws.store(), aws.blobs());
+    let user = "alice";
+    let image = noise(300, 9);
+    let sha = sha256_hex(&image);
+    blobs.put(user, &sha, &image).await.unwrap();
+    let call = async |call: Call, seed: u64| -> Result<(), StorageError> {
+        match call {
+            Call::SpilledAppend => {
+                let doc = DocId::random();
+                let r = store.append(user, &doc, 0, &noise(500, seed), &[]).await;
+                if r.is_err() {
+                    // Nothing half-written a reader could see. (A chunk
+                    // object written before a failed transaction is named
+                    // by nothing.)
+                    assert_eq!(
+                        store.read_all(user, &doc).await,
+                        Err(StorageError::NotFound)
+                    );
+                }
+                r.map(drop)
+            }
+            Call::BlobGet => {
+                let got = blobs.get(user, &sha).await?;
+                assert_eq!(got.as_deref(), Some(&image[..]));
+                Ok(())
+            }
+            Call::BlobExists => blobs.exists(user, &sha).await.map(|there| assert!(there)),
+            Call::FeedRead => store.feed_since(user, 0, 10).await.map(drop),
+        }
+    };
+    for (what, fault, call_with, code) in [
+        (
+            "TransactWriteItems",
+            Fault::ThroughputExceeded,
+            Call::SpilledAppend,
+            "ProvisionedThroughputExceededException",
+        ),
+        (
+            "Query",
+            Fault::ThroughputExceeded,
+            Call::FeedRead,
+            "ProvisionedThroughputExceededException",
+        ),
+        ("S3 PUT", Fault::SlowDown, Call::SpilledAppend, "SlowDown"),
+        (
+            "S3 PUT",
+            Fault::InternalError,
+            Call::SpilledAppend,
+            "InternalError",
+        ),
+        ("S3 GET", Fault::SlowDown, Call::BlobGet, "SlowDown"),
+        (
+            "S3 GET",
+            Fault::InternalError,
+            Call::BlobGet,
+            "InternalError",
+        ),
+        ("S3 HEAD", Fault::SlowDown, Call::BlobExists, "503"),
+    ] {
+        let case = format!("{what} answering {fault:?}");
+        // A passing fault: retried by the SDK, and the call succeeds.
+        let before = proxy.throttled();
+        proxy.fail(what, fault, 2);
+        assert_eq!(call(call_with, 1).await, Ok(()), "{case}");
+        assert_eq!(proxy.throttled() - before, 2, "{case}");
+        // A lasting one: a clear `Unavailable` (a 503 to clients).
+        let head = store.user_head(user).await.unwrap();
+        proxy.fail(what, fault, usize::MAX);
+        match call(call_with, 2).await {
+            Err(StorageError::Unavailable(m)) => assert!(m.contains(code), "{case}: {m}"),
+            other => panic!("{case}: expected Unavailable, got {other:?}"),
+        }
+        proxy.fail(what, fault, 0);
+        assert_eq!(
+            store.user_head(user).await,
+            Ok(head),
+            "{case}: nothing appended"
+        );
+        assert_eq!(call(call_with, 3).await, Ok(()), "{case}: over");
+    }
 }
 
 #[tokio::test]

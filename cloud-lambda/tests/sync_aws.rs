@@ -4,7 +4,9 @@
 //! server compacted, images travel through presigned S3 URLs (pinned to
 //! their checksum, type and length), a long poll wakes on
 //! another device's push; what one sync round costs in requests; storage
-//! faults reach devices as errors while their edits stay pending.
+//! faults reach devices as errors while their edits stay pending; images
+//! stored and tagged by kind (upload, job output, thumbnail) as the
+//! bucket's lifecycle rules expect, and found by their hash alone.
 
 mod support;
 
@@ -20,7 +22,7 @@ use cloud_lambda::storage::aws::Aws;
 use core_sync::model::NewMessage;
 use core_sync::sync::protocol::{DocPush, SYNC_PATH, SyncRequest, SyncResponse};
 use core_sync::{DocId, now_millis};
-use support::aws::{ThrottlingProxy, deployment};
+use support::aws::{Fault, ThrottlingProxy, deployment};
 use support::{Device, heads, note, texts};
 use tower::ServiceExt;
 
@@ -36,6 +38,10 @@ struct Cloud {
 impl Cloud {
     async fn start(aws: Aws) -> Cloud {
         let state = AppState::aws(&aws, support::issuer().verifier(), None);
+        Cloud::with_state(aws, state).await
+    }
+
+    async fn with_state(aws: Aws, state: AppState) -> Cloud {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let app = router(state.clone());
@@ -284,6 +290,31 @@ async fn storage_faults_reach_devices_as_errors_and_their_edits_stay_pending() {
             .contains(&"while throttled".to_owned())
     );
 
+    // S3 faults: a download URL of an image whose lookup S3 keeps
+    // refusing is a 503 to retry, and a device's upload through its
+    // presigned URL fails, leaving the image to send again.
+    let (photo, _) = support::asset_with(&mut a, support::png(20, 10), 20, 10, true).await;
+    let sha = core_sync::blob::sha256_hex(&support::png(20, 10));
+    proxy.fail("S3 PUT", Fault::SlowDown, usize::MAX);
+    assert!(a.sync.sync_until_idle().await.is_err());
+    proxy.fail("S3 PUT", Fault::SlowDown, 0);
+    a.sync.sync_until_idle().await.unwrap();
+    proxy.fail("S3 HEAD", Fault::SlowDown, usize::MAX);
+    let path = format!("/download-url?sha256={sha}");
+    let (status, problem) = transfer_url(&cloud, "GET", &path, None).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+    );
+    proxy.fail("S3 HEAD", Fault::SlowDown, 0);
+    assert_eq!(
+        transfer_url(&cloud, "GET", &path, None).await.0,
+        StatusCode::OK
+    );
+    b.sync.sync_until_idle().await.unwrap();
+    assert_eq!(b.store.get_blob(&sha).await.unwrap(), support::png(20, 10));
+    assert!(b.store.contains(&photo).await.unwrap());
+
     // The emulator forgets everything: an error, never a silent success.
     moto.reset();
     note(&mut a, &doc, "after the reset").await;
@@ -392,4 +423,134 @@ async fn images_move_through_presigned_s3_urls() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(url["method"], "GET");
     assert!(url["url"].as_str().unwrap().contains(&key), "{url}");
+}
+
+/// `key`'s kind tag in the blob bucket (`None`: untagged).
+async fn kind_tag_of(aws: &Aws, key: &str) -> Option<String> {
+    use cloud_lambda::storage::aws::kind_tag;
+    let tags = aws
+        .s3()
+        .get_object_tagging()
+        .bucket(aws.blobs().bucket())
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    tags.tag_set()
+        .iter()
+        .find(|t| t.key() == kind_tag())
+        .map(|t| t.value().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_stored_and_tagged_by_kind_and_found_by_their_hash_alone() {
+    use atelier_fixtures::fakes::{self, FakeConfig};
+    use cloud_lambda::jobs::JobConfig;
+    use cloud_lambda::registry::{BUILTIN, Registry};
+    use cloud_lambda::storage::aws::BlobKind;
+    use core_sync::model::MessageStatus;
+
+    let moto = Moto::start();
+    let providers = fakes::spawn(FakeConfig::default()).await.unwrap();
+    let aws = deployment(&moto.url()).await;
+    let state = AppState::aws(&aws, support::issuer().verifier(), None).with_jobs(
+        Registry::parse(BUILTIN).unwrap(),
+        support::providers(&providers),
+        JobConfig::default(),
+    );
+    let cloud = Cloud::with_state(aws, state).await;
+    let blobs = cloud.aws.blobs();
+    let user = support::user();
+
+    // An upload, an edit of it by a provider, and an asset made over REST
+    // from the upload (the server makes its thumbnail).
+    let mut a = device(&cloud).await;
+    let (doc, v1) = support::asset_with_image(&mut a).await;
+    let edit = support::tool(
+        "edit",
+        "google",
+        "gemini-3.1-flash-image",
+        "Make it blue",
+        Some(&v1),
+        serde_json::json!({}),
+    );
+    let id = support::request(&mut a, &doc, edit).await;
+    let done = support::wait_finished(&mut a, &doc, &[id]).await;
+    assert_eq!(
+        done[0].status,
+        Some(MessageStatus::Succeeded),
+        "{:?}",
+        done[0].error
+    );
+    let versions = a.store.load(&doc).await.unwrap().doc.versions().unwrap();
+    let input = versions.iter().find(|v| v.id == v1).unwrap();
+    let output = versions
+        .iter()
+        .find(|v| v.id == done[0].output_version_ids[0])
+        .unwrap();
+    let (status, created) = transfer_url(
+        &cloud,
+        "POST",
+        "/assets",
+        Some(serde_json::json!({"from": "blob", "sha256": input.blob.sha256, "title": "Again"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let rest_thumb = created["asset"]["versions"][0]["thumbnail"]["sha256"]
+        .as_str()
+        .unwrap();
+
+    let expected = [
+        (input.blob.sha256.as_str(), BlobKind::Raw),
+        (output.blob.sha256.as_str(), BlobKind::Derivative),
+        (
+            output.thumbnail.as_ref().unwrap().sha256.as_str(),
+            BlobKind::Thumbnail,
+        ),
+        (rest_thumb, BlobKind::Thumbnail),
+    ];
+    for (sha, kind) in expected {
+        let key = blobs.key(&user, kind, sha);
+        assert_eq!(
+            kind_tag_of(&cloud.aws, &key).await.as_deref(),
+            Some(kind.segment()),
+            "{key}"
+        );
+        // Found by its hash alone, wherever it is.
+        let (status, url) =
+            transfer_url(&cloud, "GET", &format!("/download-url?sha256={sha}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{url}");
+        assert!(url["url"].as_str().unwrap().contains(&key), "{url}");
+    }
+    // Every object of the user's is under its kind and tagged with it.
+    let listed = cloud
+        .aws
+        .s3()
+        .list_objects_v2()
+        .bucket(blobs.bucket())
+        .prefix("users/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), expected.len());
+    for object in listed.contents() {
+        let key = object.key().unwrap();
+        let kind = key.split('/').nth(2).unwrap();
+        assert_eq!(
+            kind_tag_of(&cloud.aws, key).await.as_deref(),
+            Some(kind),
+            "{key}"
+        );
+    }
+
+    // Another device gets every image of every version by its hash.
+    let mut b = device(&cloud).await;
+    b.sync.sync_until_idle().await.unwrap();
+    for v in [input, output] {
+        assert!(
+            b.store.get_blob(&v.blob.sha256).await.is_ok(),
+            "{}",
+            v.blob.sha256
+        );
+    }
 }

@@ -4,17 +4,23 @@
 //! point-in-time recovery) while devices keep editing. Devices find a new
 //! epoch, push again what the server lacks (documents and images), pull
 //! again, and nothing is lost: every edit reaches every device and a new
-//! device. And the server's side of it, request by request.
+//! device. And the server's side of it, request by request. And the AWS
+//! peer restarted with nothing kept (moto holds its state in memory):
+//! errors while it is down or empty, then, once the tables are made
+//! again, devices start over in a new epoch and lose nothing.
 
 mod support;
 
 use std::time::Duration;
 
+use atelier_fixtures::moto::Moto;
+use cloud_lambda::app::AppState;
 use core_sync::DocId;
 use core_sync::now_millis;
 use core_sync::sync::client::SyncClient;
 use core_sync::sync::engine::EngineConfig;
 use core_sync::sync::protocol::{Bytes, DocPush, MAX_EPOCH, SYNC_PATH, SyncRequest};
+use core_sync::sync::transport::SyncError;
 use support::stores::{Backend, SharedStore, serve};
 use support::{Device, asset_with, device_at, heads, issuer, note, png, texts};
 
@@ -263,4 +269,76 @@ async fn the_server_answers_other_epochs_and_cursors_past_its_feed_with_start_ov
 async fn the_server_answers_other_epochs_and_cursors_past_its_feed_with_start_over_on_the_aws_backend()
  {
     the_server_answers_other_epochs_and_cursors_past_its_feed_with_start_over(Backend::Aws).await;
+}
+
+fn assert_pending_after_error(
+    result: Result<core_sync::sync::client::SyncReport, SyncError>,
+    status: u16,
+    d: &Device,
+) {
+    match result {
+        Err(SyncError::Server { status: s, .. }) if s == status => {}
+        other => panic!("expected a {status} from the server, got {other:?}"),
+    }
+    assert_eq!(d.sync.status().pending, 1, "the edit stays pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_aws_peer_that_kept_nothing_gives_errors_then_devices_start_over_losing_nothing()
+ {
+    let mut moto = Moto::start();
+    let aws = support::aws::deployment(&moto.url()).await;
+    // One server throughout, as a warm Lambda instance (its epoch and
+    // counters cached) would be.
+    let state = AppState::aws(&aws, issuer().verifier(), None);
+    let served = serve(state.clone()).await;
+    let (mut a, mut b) = (
+        device_at(&served.url, &token()).await,
+        device_at(&served.url, &token()).await,
+    );
+    let notes = a.store.create("Notes", now_millis()).await.unwrap().id;
+    a.sync.local_change(notes.clone());
+    note(&mut a, &notes, "before").await;
+    let image = png(32, 20);
+    let (photo, _) = asset_with(&mut b, image.clone(), 32, 20, true).await;
+    converge(&mut a, &mut b).await;
+    let epoch_before = epoch_of(&a).await;
+
+    // Down: every request a 503 the device retries later; the edit waits.
+    moto.stop();
+    note(&mut a, &notes, "while down").await;
+    assert_pending_after_error(a.sync.sync_until_idle().await, 503, &a);
+    let (status, problem) = sync_once(&state, &SyncRequest::default()).await;
+    assert_eq!(
+        (status.as_u16(), problem["code"].as_str()),
+        (503, Some("unavailable"))
+    );
+
+    // Up again, empty: no table, so an error, never an answer that would
+    // make the device drop what it has.
+    moto.restart();
+    assert_pending_after_error(a.sync.sync_until_idle().await, 500, &a);
+
+    // The operator makes the tables and buckets again (`atelier-cloud
+    // init-aws`); devices find a new epoch and push everything again.
+    aws.init().await.unwrap();
+    note(&mut b, &notes, "after, from B").await;
+    converge(&mut a, &mut b).await;
+    let epoch_after = epoch_of(&a).await;
+    assert_ne!(epoch_after, epoch_before);
+    assert_eq!(epoch_of(&b).await, epoch_after);
+    let all = vec!["after, from B", "before", "while down"];
+    for d in [&a, &b] {
+        assert_eq!(texts(d, &notes).await, all);
+        let status = d.sync.status();
+        assert_eq!((status.pending, status.refused.len()), (0, 0), "{status:?}");
+    }
+    // A device from scratch gets it all from the new tables and bucket.
+    let mut c = device_at(&served.url, &token()).await;
+    c.sync.sync_until_idle().await.unwrap();
+    for doc in [&notes, &photo] {
+        assert_eq!(heads(&c, doc).await, heads(&a, doc).await, "{doc}");
+    }
+    let sha = core_sync::blob::sha256_hex(&image);
+    assert_eq!(c.store.get_blob(&sha).await.unwrap(), image);
 }

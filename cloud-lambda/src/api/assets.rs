@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::images;
 use crate::registry::Tool;
 use crate::state::AppState;
+use crate::storage::BlobKind;
 use crate::storage::projection::{Listing, ListingCursor};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -184,7 +185,10 @@ async fn create_asset(
                 .map_err(|e| ApiError::Internal(e.to_string()))?
                 .map_err(|e| ApiError::invalid("bad_image", e.to_string()))?;
             let tsha = core_sync::blob::sha256_hex(&thumb);
-            state.blobs.put(&user, &tsha, &thumb).await?;
+            state
+                .blobs
+                .put_as(&user, &tsha, &thumb, BlobKind::Thumbnail)
+                .await?;
             let mut doc = AssetDoc::create(b.title.as_deref().unwrap_or("Untitled"), now);
             doc.add_version(
                 NewVersion {

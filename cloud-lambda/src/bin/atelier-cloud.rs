@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cloud_lambda::embedded::{EmbeddedOptions, EmbeddedServer, Storage, dev_token};
 use cloud_lambda::jobs::JobConfig;
-use cloud_lambda::limits::{ApiConfig, SpendLimits, parse_usd};
+use cloud_lambda::limits::{ApiConfig, SpendLimits, parse_count_or_off, parse_usd_or_off};
 use cloud_lambda::purge::PurgeSchedule;
 use cloud_lambda::storage::aws::{Aws, AwsOptions};
 use cloud_lambda::storage::embedded::{EmbeddedBlobs, EmbeddedStore};
@@ -57,7 +57,7 @@ enum Command {
         #[arg(long)]
         no_jobs: bool,
         /// Also write each metric event as a CloudWatch Embedded Metric
-        /// Format line on stdout.
+        /// Format line on stdout (dimension `Deployment`: the AWS prefix).
         #[arg(long, env = "ATELIER_EMF_METRICS")]
         emf_metrics: bool,
         #[command(flatten)]
@@ -144,23 +144,11 @@ struct LimitArgs {
 struct OrOff<T>(Option<T>);
 
 fn count_or_off(s: &str) -> Result<OrOff<u32>, String> {
-    if s == "off" {
-        return Ok(OrOff(None));
-    }
-    match s.parse::<u32>() {
-        Ok(n) if n > 0 => Ok(OrOff(Some(n))),
-        _ => Err(format!(
-            "{s:?} is neither a positive whole number nor `off`"
-        )),
-    }
+    parse_count_or_off(s).map(OrOff)
 }
 
 fn usd_or_off(s: &str) -> Result<OrOff<i64>, String> {
-    if s == "off" {
-        Ok(OrOff(None))
-    } else {
-        parse_usd(s).map(|n| OrOff(Some(n)))
-    }
+    parse_usd_or_off(s).map(OrOff)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -245,7 +233,10 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             ..
         } => {
             if emf_metrics {
-                cloud_lambda::metrics::enable_emf();
+                cloud_lambda::metrics::enable_emf(cloud_lambda::metrics::EmfConfig {
+                    deployment: aws.aws_prefix.clone(),
+                    each_event: true,
+                });
             }
             let storage = match backend {
                 Backend::Embedded => Storage::Embedded,

@@ -18,9 +18,15 @@ use cloud_lambda::lambda::{self, LambdaApp, LambdaConfig};
 /// provider jobs behind an API Gateway HTTP API.
 ///
 /// Configured from the environment: ATELIER_BACKEND (aws, the default, or
-/// embedded), ATELIER_AWS_PREFIX, AWS_ENDPOINT_URL, ATELIER_CLOUD_DATA, ATELIER_COGNITO_ISSUER, ATELIER_COGNITO_JWKS_URL,
+/// embedded), ATELIER_AWS_PREFIX, AWS_ENDPOINT_URL, ATELIER_CLOUD_DATA,
+/// ATELIER_COGNITO_ISSUER, ATELIER_COGNITO_JWKS_URL,
 /// ATELIER_COGNITO_CLIENT_IDS, GEMINI_API_KEY, REPLICATE_API_TOKEN,
-/// REPLICATE_WEBHOOK_SECRET, ATELIER_PUBLIC_URL, ATELIER_JOBS=off,
+/// REPLICATE_WEBHOOK_SECRET, ATELIER_SECRET_PARAMETERS (JSON: for each of
+/// those three keys not set directly, the SSM parameters holding it, read
+/// decrypted at start; AWS_ENDPOINT_URL_SSM), ATELIER_PUBLIC_URL,
+/// ATELIER_JOBS=off, ATELIER_JOBS_PER_HOUR, ATELIER_DAILY_SPEND_CAP_USD,
+/// ATELIER_EMF_METRICS (default true: one CloudWatch EMF line per
+/// invocation), ATELIER_METRICS_DEPLOYMENT (default the prefix),
 /// ATELIER_LONG_POLL_MAX_MS (default 0), ATELIER_REQUESTS_PER_MINUTE,
 /// ATELIER_LAMBDA_QUALIFIER, AWS_ENDPOINT_URL_LAMBDA. Lambda sets
 /// AWS_LAMBDA_RUNTIME_API and AWS_LAMBDA_FUNCTION_NAME; without the first

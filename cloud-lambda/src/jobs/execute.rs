@@ -16,6 +16,7 @@ use super::{Ending, InputVersion, JobResult, Jobs, Output, fail};
 use crate::images;
 use crate::providers::inputs::InputImage;
 use crate::registry::{Model, Tool};
+use crate::storage::BlobKind;
 use crate::storage::jobs::{OpStatus, Operation};
 
 impl Jobs {
@@ -222,11 +223,11 @@ impl Jobs {
             let sha = core_sync::blob::sha256_hex(&bytes);
             let tsha = core_sync::blob::sha256_hex(&thumb);
             self.blobs
-                .put(&op.user, &sha, &bytes)
+                .put_as(&op.user, &sha, &bytes, BlobKind::Derivative)
                 .await
                 .map_err(|e| fail("internal", e.to_string()))?;
             self.blobs
-                .put(&op.user, &tsha, &thumb)
+                .put_as(&op.user, &tsha, &thumb, BlobKind::Thumbnail)
                 .await
                 .map_err(|e| fail("internal", e.to_string()))?;
             versions.push(NewVersion {

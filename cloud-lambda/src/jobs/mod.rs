@@ -390,6 +390,7 @@ impl Jobs {
     /// Writes how a run ended: a failure into the request's message, the
     /// final status into the operation.
     async fn record_end(&self, op: Operation, ending: JobResult<()>) {
+        crate::metrics::global().job_finished();
         let (status, error) = match ending {
             Ok(()) => (OpStatus::Succeeded, None),
             Err(Ending::Canceled) => (OpStatus::Canceled, None),

@@ -11,14 +11,12 @@
 //! and is logged; the next launch (a webhook, a resume) picks it up.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
-use aws_smithy_http_client::tls;
 use serde::{Deserialize, Serialize};
 
+use crate::aws_sdk::SdkSettings;
 use crate::jobs::Jobs;
 use crate::jobs::launcher::JobLauncher;
 use crate::storage::jobs::Operation;
@@ -78,24 +76,11 @@ impl InvokeLauncher {
     /// A Lambda client with the default credentials chain (on Lambda, the
     /// function's role from its environment). Sends nothing yet.
     pub async fn new(target: InvokeTarget) -> InvokeLauncher {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .region(Region::new(target.region.clone()))
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(10))
-                    .build(),
-            );
-        if let Some(endpoint) = &target.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let config = loader.load().await;
+        let config = crate::aws_sdk::load(&SdkSettings {
+            endpoint: target.endpoint.clone(),
+            ..SdkSettings::new(target.region.clone())
+        })
+        .await;
         InvokeLauncher {
             client: aws_sdk_lambda::Client::new(&config),
             target,

@@ -14,11 +14,17 @@
 //!   (`InvocationType=Event`) when a request queued a provider job: the
 //!   invocation runs the job to its end ([`crate::jobs::Jobs::run`]).
 //!
-//! Logs are JSON lines (CloudWatch), never containing tokens or keys.
+//! At start ([`LambdaApp::start`]) the provider keys the environment does
+//! not carry are read from SSM Parameter Store ([`secrets`]). Logs are JSON
+//! lines (CloudWatch), never containing tokens or keys; beside them, each
+//! invocation that counted something writes one CloudWatch EMF line
+//! (`crate::metrics`), which CloudWatch Logs turns into the metrics the
+//! alarms read.
 
+pub mod config;
 pub mod invoke;
+pub mod secrets;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -27,162 +33,41 @@ use lambda_http::{Adapter, Context, LambdaEvent, Service as _};
 use serde_json::{Value, json};
 
 use crate::app::{AppState, router};
-use crate::auth::{AuthError, CognitoSettings};
 use crate::jobs::JobConfig;
-use crate::limits::{ApiConfig, ApiLimits};
+use crate::limits::ApiLimits;
+use crate::metrics::EmfConfig;
 use crate::providers::ProviderConfig;
-use crate::registry::{Registry, RegistryError};
-use crate::storage::StorageError;
-use crate::storage::aws::{Aws, AwsOptions};
+use crate::registry::Registry;
+use crate::storage::aws::Aws;
 
-use self::invoke::{InvokeLauncher, InvokeTarget, JobEvent};
+use self::config::setting;
+pub use self::config::{
+    Backend, DEFAULT_LONG_POLL_MAX_MS, LambdaConfig, LambdaError, SecretSource, VARIABLES,
+};
+use self::invoke::{InvokeLauncher, JobEvent};
 
 /// Lambda's limit on a synchronous invocation's response payload.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
-/// How long a long poll is held on Lambda by default: not at all. A held
-/// poll bills Lambda for every second (and polls the feed meanwhile); an
-/// idle device answered at once waits out its poll interval instead. See
-/// ARCHITECTURE.md, "What an idle device costs on AWS".
-pub const DEFAULT_LONG_POLL_MAX_MS: u64 = 0;
-
-/// Where the function keeps documents, blobs and jobs.
-#[derive(Debug, Clone)]
-pub enum Backend {
-    /// DynamoDB and S3 (the deployment): tables and buckets named with
-    /// `ATELIER_AWS_PREFIX`; `AWS_ENDPOINT_URL` points at an emulator.
-    Aws(AwsOptions),
-    /// SQLite and files in a directory (a local emulator's test; on Lambda
-    /// only `/tmp` is writable, and it is not shared).
-    Embedded(PathBuf),
-}
-
-/// Everything the function needs, read from its environment.
-#[derive(Debug, Clone)]
-pub struct LambdaConfig {
-    pub backend: Backend,
-    pub cognito: CognitoSettings,
-    pub providers: ProviderConfig,
-    /// Run provider jobs (`ATELIER_JOBS=off` turns them off).
-    pub jobs: bool,
-    /// The API's public base URL, for Replicate's webhook.
-    pub public_url: Option<String>,
-    pub api: ApiConfig,
-    /// Where launched jobs go: an asynchronous invoke of this function;
-    /// `None` runs them as tasks of the invocation (tests only).
-    pub invoke: Option<InvokeTarget>,
-}
-
-/// Why the function cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum LambdaError {
-    #[error("{name}: {message}")]
-    Setting { name: &'static str, message: String },
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-}
-
-fn setting(name: &'static str, message: impl Into<String>) -> LambdaError {
-    LambdaError::Setting {
-        name,
-        message: message.into(),
-    }
-}
-
-impl LambdaConfig {
-    /// The function's environment.
-    pub fn from_env() -> Result<LambdaConfig, LambdaError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// [`LambdaConfig::from_env`] over any lookup.
-    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<LambdaConfig, LambdaError> {
-        let get = |name: &str| {
-            var(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let backend = match get("ATELIER_BACKEND").as_deref() {
-            None | Some("aws") => {
-                let prefix = get("ATELIER_AWS_PREFIX").ok_or_else(|| {
-                    setting(
-                        "ATELIER_AWS_PREFIX",
-                        "is required: it names the tables and buckets",
-                    )
-                })?;
-                let endpoint = get("AWS_ENDPOINT_URL");
-                // An emulator takes any credentials; on Lambda the role's come
-                // from the environment.
-                let emulated = endpoint.is_some() && get("AWS_ACCESS_KEY_ID").is_none();
-                Backend::Aws(AwsOptions {
-                    endpoint,
-                    region: get("AWS_REGION"),
-                    credentials: emulated.then(|| ("test".to_owned(), "test".to_owned())),
-                    ..AwsOptions::new(prefix)
-                })
-            }
-            Some("embedded") => Backend::Embedded(
-                get("ATELIER_CLOUD_DATA")
-                    .unwrap_or_else(|| "/tmp/atelier-cloud".into())
-                    .into(),
-            ),
-            other => {
-                return Err(setting(
-                    "ATELIER_BACKEND",
-                    format!("{other:?} is not a backend this function knows (aws, embedded)"),
-                ));
-            }
-        };
-        let cognito = CognitoSettings::from_lookup(&var)?.ok_or_else(|| {
-            setting(
-                crate::auth::cognito::ENV_ISSUER,
-                "is required: the function accepts Cognito access tokens only",
-            )
-        })?;
-        let number = |name: &'static str, default: u64| -> Result<u64, LambdaError> {
-            get(name).map_or(Ok(default), |v| {
-                v.parse()
-                    .map_err(|_| setting(name, format!("{v:?} is not a whole number")))
-            })
-        };
-        let requests_per_minute = match get("ATELIER_REQUESTS_PER_MINUTE").as_deref() {
-            Some("off") => None,
-            _ => std::num::NonZeroU32::new(number("ATELIER_REQUESTS_PER_MINUTE", 600)? as u32),
-        };
-        let long_poll_max_ms = number("ATELIER_LONG_POLL_MAX_MS", DEFAULT_LONG_POLL_MAX_MS)?;
-        if long_poll_max_ms > core_sync::sync::protocol::MAX_WAIT_MS {
-            return Err(setting(
-                "ATELIER_LONG_POLL_MAX_MS",
-                format!(
-                    "at most {} (API Gateway ends a request at 30 s)",
-                    core_sync::sync::protocol::MAX_WAIT_MS
-                ),
-            ));
+/// The provider keys: those set directly, and the rest read from SSM
+/// Parameter Store (see [`secrets`]).
+pub async fn resolve_providers(config: &LambdaConfig) -> Result<ProviderConfig, LambdaError> {
+    let mut providers = config.providers.clone();
+    let Some(source) = &config.secrets else {
+        return Ok(providers);
+    };
+    let client = secrets::client(&source.endpoint).await;
+    for (name, value) in secrets::fetch(&client, &source.parameters).await? {
+        let value = Some(value.expose().to_owned());
+        match name.as_str() {
+            "GEMINI_API_KEY" => providers.gemini_key = value,
+            "REPLICATE_API_TOKEN" => providers.replicate_token = value,
+            "REPLICATE_WEBHOOK_SECRET" => providers.replicate_webhook_secret = value,
+            // SecretParameters::parse admits the names above only.
+            other => unreachable!("secret {other} is not one of SECRET_NAMES"),
         }
-        let invoke = get("AWS_LAMBDA_FUNCTION_NAME").map(|function_name| InvokeTarget {
-            function_name,
-            qualifier: get("ATELIER_LAMBDA_QUALIFIER"),
-            endpoint: get("AWS_ENDPOINT_URL_LAMBDA"),
-            region: get("AWS_REGION").unwrap_or_else(|| "eu-central-1".into()),
-        });
-        Ok(LambdaConfig {
-            backend,
-            cognito,
-            providers: ProviderConfig::from_lookup(&var),
-            jobs: get("ATELIER_JOBS").as_deref() != Some("off"),
-            public_url: get("ATELIER_PUBLIC_URL"),
-            api: ApiConfig {
-                requests_per_minute,
-                long_poll_max_ms,
-                ..ApiConfig::default()
-            },
-            invoke,
-        })
     }
+    Ok(providers)
 }
 
 /// The function: its Router and state, built once per instance.
@@ -196,6 +81,17 @@ impl LambdaApp {
     /// Opens the backend, the verifier and the jobs of `config`.
     pub async fn start(config: LambdaConfig) -> Result<LambdaApp, LambdaError> {
         let verifier = config.cognito.verifier()?;
+        let providers = if config.jobs {
+            resolve_providers(&config).await?
+        } else {
+            config.providers.clone()
+        };
+        if let Some(deployment) = &config.emf_deployment {
+            crate::metrics::enable_emf(EmfConfig {
+                deployment: deployment.clone(),
+                each_event: false,
+            });
+        }
         let mut state = match &config.backend {
             Backend::Aws(options) => {
                 let aws = Aws::connect(options.clone()).await?;
@@ -212,12 +108,13 @@ impl LambdaApp {
         if config.jobs {
             let mut job_config = JobConfig {
                 public_url: config.public_url.clone(),
+                limits: config.spend.clone(),
                 ..JobConfig::default()
             };
             if let Some(target) = &config.invoke {
                 job_config.launcher = Arc::new(InvokeLauncher::new(target.clone()).await);
             }
-            state = state.with_jobs(Registry::load()?, config.providers.clone(), job_config);
+            state = state.with_jobs(Registry::load()?, providers, job_config);
         }
         Ok(LambdaApp::new(state))
     }
@@ -235,7 +132,15 @@ impl LambdaApp {
     }
 
     /// One invocation: an HTTP API event through the Router, or a job.
+    /// What it counted is written as one EMF line before it answers (an
+    /// answered instance may be frozen or never thawed).
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, lambda_http::Error> {
+        let answer = self.dispatch(event).await;
+        crate::metrics::global().flush_emf();
+        answer
+    }
+
+    async fn dispatch(&self, event: LambdaEvent<Value>) -> Result<Value, lambda_http::Error> {
         let LambdaEvent { payload, context } = event;
         if JobEvent::is_job(&payload) {
             let job: JobEvent = serde_json::from_value(payload)

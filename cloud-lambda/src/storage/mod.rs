@@ -248,12 +248,52 @@ pub trait DocStore: Send + Sync {
     }
 }
 
+/// What an image is to the server, for storage that treats kinds apart
+/// (on AWS: a key prefix and an object tag, which lifecycle rules select
+/// on; `aws-schema.json` names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    /// Images as a user added them (uploads through transfer URLs).
+    Raw,
+    /// Images the server made: provider outputs.
+    Derivative,
+    /// Small previews for lists and timelines.
+    Thumbnail,
+}
+
+impl BlobKind {
+    pub const ALL: [BlobKind; 3] = [BlobKind::Raw, BlobKind::Derivative, BlobKind::Thumbnail];
+
+    /// The kind's name, as `aws-schema.json` names it.
+    pub fn segment(self) -> &'static str {
+        match self {
+            BlobKind::Raw => "raw",
+            BlobKind::Derivative => "derivatives",
+            BlobKind::Thumbnail => "thumbnails",
+        }
+    }
+}
+
 /// Content-addressed blobs (images), scoped per user.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `sha256`, which they must hash to (else
     /// `Invalid`, nothing stored). Storing a blob twice is harmless.
     async fn put(&self, user: &str, sha256: &str, bytes: &[u8]) -> Result<(), StorageError>;
+
+    /// [`BlobStore::put`] of an image the server knows the kind of. A
+    /// blob is still found by its hash alone, whatever its kind; storage
+    /// that does not tell kinds apart ignores it (the default).
+    async fn put_as(
+        &self,
+        user: &str,
+        sha256: &str,
+        bytes: &[u8],
+        kind: BlobKind,
+    ) -> Result<(), StorageError> {
+        let _ = kind;
+        self.put(user, sha256, bytes).await
+    }
 
     /// The user's blob, `None` if that user has not stored it.
     async fn get(&self, user: &str, sha256: &str) -> Result<Option<Vec<u8>>, StorageError>;

@@ -9,6 +9,12 @@
 //! storage) and *puts* it back when done; a second writer of the same
 //! document meanwhile finds none and loads its own, and of two copies put
 //! back the one further along the log is kept.
+//!
+//! A log position means nothing across data that went back (a restore, or
+//! an emulator that kept nothing): when the sync endpoint tells a device to
+//! start over it forgets the user's copies ([`DocCache::forget_user`]), so
+//! a push of changes a stale copy holds is stored again, not taken for a
+//! retry.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -107,6 +113,21 @@ impl DocCache {
         }
     }
 
+    /// Forgets every copy of `user`'s documents (a copy taken out
+    /// meanwhile may still come back: it is as a concurrent writer's).
+    pub fn forget_user(&self, user: &str) {
+        let mut inner = self.inner.lock().expect("cache lock");
+        let mut freed = 0;
+        inner.entries.retain(|(u, _), e| {
+            let keep = u != user;
+            if !keep {
+                freed += e.weight;
+            }
+            keep
+        });
+        inner.total -= freed;
+    }
+
     /// Bytes charged now (for tests and metrics).
     pub fn weight(&self) -> u64 {
         self.inner.lock().expect("cache lock").total
@@ -141,6 +162,19 @@ mod tests {
         cache.put("u", &ids[0], warm(100, 1));
         assert!(cache.take("u", &ids[2]).is_none());
         assert!(cache.take("u", &ids[1]).is_some());
+    }
+
+    #[test]
+    fn forgetting_a_user_drops_only_their_copies() {
+        let cache = DocCache::new(1000);
+        let (a, b) = (DocId::random(), DocId::random());
+        cache.put("u", &a, warm(10, 1));
+        cache.put("u", &b, warm(20, 1));
+        cache.put("v", &a, warm(30, 1));
+        cache.forget_user("u");
+        assert_eq!(cache.weight(), 30);
+        assert!(cache.take("u", &a).is_none() && cache.take("u", &b).is_none());
+        assert!(cache.take("v", &a).is_some());
     }
 
     #[test]

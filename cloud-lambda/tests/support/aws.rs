@@ -47,15 +47,78 @@ pub fn backend(aws: &Aws) -> Backend {
     }
 }
 
-/// An HTTP proxy in front of moto that answers chosen DynamoDB requests
-/// itself with DynamoDB's own throttling error (its real wire format), and
-/// forwards everything else. Throttling cannot be provoked in moto.
+/// An error the [`ThrottlingProxy`] answers in a service's own wire format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// DynamoDB's `ThrottlingException` (400, JSON).
+    Throttling,
+    /// DynamoDB's `ProvisionedThroughputExceededException` (400, JSON).
+    ThroughputExceeded,
+    /// S3's `SlowDown` (503, XML; a `HEAD` has no body).
+    SlowDown,
+    /// S3's `InternalError` (500, XML).
+    InternalError,
+}
+
+impl Fault {
+    fn answer(self, method: &axum::http::Method) -> axum::response::Response {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        let dynamodb = |kind: &str, message: &str| {
+            (
+                StatusCode::BAD_REQUEST,
+                [("content-type", "application/x-amz-json-1.0")],
+                format!(r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{kind}","message":"{message}"}}"#),
+            )
+                .into_response()
+        };
+        let s3 = |status: StatusCode, code: &str, message: &str| {
+            let body = if method == axum::http::Method::HEAD {
+                String::new()
+            } else {
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+                     <Message>{message}</Message><RequestId>4442587FB7D0A2F9</RequestId></Error>"
+                )
+            };
+            (status, [("content-type", "application/xml")], body).into_response()
+        };
+        match self {
+            Fault::Throttling => dynamodb(
+                "ThrottlingException",
+                "Rate of requests exceeds the allowed throughput.",
+            ),
+            Fault::ThroughputExceeded => dynamodb(
+                "ProvisionedThroughputExceededException",
+                "The level of configured provisioned throughput for the table was exceeded.",
+            ),
+            Fault::SlowDown => s3(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SlowDown",
+                "Please reduce your request rate.",
+            ),
+            Fault::InternalError => s3(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "We encountered an internal error. Please try again.",
+            ),
+        }
+    }
+}
+
+/// Faults to answer: per request kind, which and how many more.
+type Rules = Arc<std::sync::Mutex<std::collections::HashMap<String, (Fault, usize)>>>;
+
+/// An HTTP proxy in front of moto that answers chosen DynamoDB and S3
+/// requests itself with the service's own error (its real wire format:
+/// throttling, exceeded throughput, S3's `SlowDown` and `InternalError`),
+/// and forwards everything else. moto can provoke none of them.
 pub struct ThrottlingProxy {
     pub url: String,
-    /// Per `X-Amz-Target` (e.g. `DynamoDB_20120810.TransactWriteItems`):
-    /// how many more requests to throttle (`usize::MAX`: all).
-    pub throttle: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-    /// Requests answered with a throttling error so far.
+    /// Per request kind (`DynamoDB_20120810.TransactWriteItems`, `S3 PUT`):
+    /// the fault and how many more requests get it (`usize::MAX`: all).
+    rules: Rules,
+    /// Requests answered with a fault so far.
     pub throttled: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -63,44 +126,34 @@ pub struct ThrottlingProxy {
 impl ThrottlingProxy {
     pub async fn start(upstream: &str) -> ThrottlingProxy {
         use axum::body::Bytes;
-        use axum::http::{HeaderMap, Method, StatusCode, Uri};
+        use axum::http::{HeaderMap, Method, Uri};
         use axum::response::IntoResponse;
 
-        let throttle = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
-            String,
-            usize,
-        >::new()));
+        let rules: Rules = Arc::default();
         let throttled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let client = reqwest::Client::new();
         let upstream = upstream.to_owned();
-        let (t, n) = (throttle.clone(), throttled.clone());
+        let (t, n) = (rules.clone(), throttled.clone());
         let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
             let (t, n, client, upstream) = (t.clone(), n.clone(), client.clone(), upstream.clone());
             async move {
-                let target = headers
-                    .get("x-amz-target")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
+                let kind = match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+                    Some(target) => target.to_owned(),
+                    None => format!("S3 {method}"),
+                };
                 let hit = {
                     let mut t = t.lock().unwrap();
-                    match t.get_mut(&target) {
-                        Some(left) if *left > 0 => {
+                    match t.get_mut(&kind) {
+                        Some((fault, left)) if *left > 0 => {
                             *left = left.saturating_sub(usize::from(*left != usize::MAX));
-                            true
+                            Some(*fault)
                         }
-                        _ => false,
+                        _ => None,
                     }
                 };
-                if hit {
+                if let Some(fault) = hit {
                     n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
-                    return (
-                        StatusCode::BAD_REQUEST,
-                        [("content-type", "application/x-amz-json-1.0")],
-                        body,
-                    )
-                        .into_response();
+                    return fault.answer(&method);
                 }
                 let url = format!(
                     "{upstream}{}",
@@ -131,19 +184,28 @@ impl ThrottlingProxy {
         let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         ThrottlingProxy {
             url,
-            throttle,
+            rules,
             throttled,
             task,
         }
     }
 
-    /// Throttles the next `times` requests of `operation` (e.g.
+    /// Throttles the next `times` requests of DynamoDB `operation` (e.g.
     /// `TransactWriteItems`; `usize::MAX`: until told otherwise).
     pub fn throttle(&self, operation: &str, times: usize) {
-        self.throttle
-            .lock()
-            .unwrap()
-            .insert(format!("DynamoDB_20120810.{operation}"), times);
+        self.fail(operation, Fault::Throttling, times);
+    }
+
+    /// Answers the next `times` requests of `what` with `fault`: a
+    /// DynamoDB operation (`TransactWriteItems`) or an S3 method
+    /// (`S3 PUT`, `S3 GET`, `S3 HEAD`).
+    pub fn fail(&self, what: &str, fault: Fault, times: usize) {
+        let kind = if what.starts_with("S3 ") {
+            what.to_owned()
+        } else {
+            format!("DynamoDB_20120810.{what}")
+        };
+        self.rules.lock().unwrap().insert(kind, (fault, times));
     }
 
     pub fn throttled(&self) -> usize {

@@ -1,19 +1,22 @@
-//! `BlobStore` on S3: one object per user and SHA-256 at
+//! `BlobStore` on S3: one object per user, kind and SHA-256 at
 //! `users/{userId}/{raw|derivatives|thumbnails}/{sha256}` in the blob
-//! bucket, written once (`If-None-Match: *`) with its SHA-256 as the
-//! checksum S3 verifies, and re-hashed when read.
+//! bucket, tagged `atelier-kind=<kind>` (`aws-schema.json`'s `kindTag`,
+//! which the bucket's lifecycle rules select on), written once
+//! (`If-None-Match: *`) with its SHA-256 as the checksum S3 verifies, and
+//! re-hashed when read.
 //!
-//! The trait does not say what kind of image a blob is, so every blob it
-//! stores or hands a URL for is `raw` ([`BlobKind::Raw`]): uploads, provider
-//! outputs and thumbnails alike (a blob is named by its hash, so one image
-//! is stored once whatever it is used as); [`AwsBlobs::key`] names the
-//! other kinds for code that knows.
+//! Uploads through transfer URLs are `raw`; the server stores provider
+//! outputs as `derivatives` and its previews as `thumbnails`
+//! ([`BlobStore::put_as`]). A blob is found by its hash alone: a read
+//! looks under each kind ([`BlobKind::ALL`], in that order; the existence
+//! checks of a download run at once), so callers never need to know what
+//! an image was made as.
 //!
 //! Transfer URLs are S3 presigned requests ([`TRANSFER_URL_TTL`]): the
 //! upload a `PUT` whose signed headers pin the SHA-256 checksum
 //! (`x-amz-checksum-sha256`, which S3 checks against the bytes), the
-//! content type and the length; the download a `GET`, only for a blob the
-//! user has.
+//! content type, the length and the kind tag; the download a `GET`, only
+//! for a blob the user has.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,30 +27,23 @@ use core_sync::blob::sha256_hex;
 
 use super::errors::sdk_error;
 use super::objects;
+pub use crate::storage::BlobKind;
 use crate::storage::{
     BlobStore, StorageError, TRANSFER_URL_TTL, TransferUrl, validate_sha256, validate_user,
 };
 
-/// Which prefix of a user's blobs an object lives under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlobKind {
-    /// Images as the user added them or a provider returned them.
-    Raw,
-    /// Images the server derived (resized, converted).
-    Derivative,
-    /// Small previews for lists.
-    Thumbnail,
+/// The tag naming an object's kind, from `aws-schema.json`.
+pub fn kind_tag() -> &'static str {
+    super::schema::schema()
+        .bucket("blobs")
+        .kind_tag
+        .as_deref()
+        .expect("aws-schema.json gives the blobs bucket a kindTag (checked by a unit test)")
 }
 
-impl BlobKind {
-    /// The prefix segment, as `aws-schema.json` names it.
-    pub fn segment(self) -> &'static str {
-        match self {
-            BlobKind::Raw => "raw",
-            BlobKind::Derivative => "derivatives",
-            BlobKind::Thumbnail => "thumbnails",
-        }
-    }
+/// The `x-amz-tagging` value of an object of `kind`.
+pub fn tagging(kind: BlobKind) -> String {
+    format!("{}={}", kind_tag(), kind.segment())
 }
 
 /// A user id as a key segment: itself when it is made of ASCII letters,
@@ -91,10 +87,27 @@ impl AwsBlobs {
         format!("users/{}/{}/{sha256}", user_segment(user), kind.segment())
     }
 
-    fn checked_key(&self, user: &str, sha256: &str) -> Result<String, StorageError> {
+    fn check(user: &str, sha256: &str) -> Result<(), StorageError> {
         validate_user(user)?;
-        validate_sha256(sha256)?;
-        Ok(self.key(user, BlobKind::Raw, sha256))
+        validate_sha256(sha256)
+    }
+
+    /// The key `user`'s blob `sha256` is stored under, looked up under
+    /// every kind at once; the first kind of [`BlobKind::ALL`] that has it.
+    async fn locate(&self, user: &str, sha256: &str) -> Result<Option<String>, StorageError> {
+        Self::check(user, sha256)?;
+        let keys = BlobKind::ALL.map(|kind| self.key(user, kind, sha256));
+        let found = futures::future::join_all(
+            keys.iter()
+                .map(|key| objects::exists(&self.s3, &self.bucket, key)),
+        )
+        .await;
+        for (key, found) in keys.into_iter().zip(found) {
+            if found? {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -125,24 +138,40 @@ fn transfer(presigned: &PresignedRequest, expires_at: u64) -> TransferUrl {
 #[async_trait]
 impl BlobStore for AwsBlobs {
     async fn put(&self, user: &str, sha256: &str, bytes: &[u8]) -> Result<(), StorageError> {
-        let key = self.checked_key(user, sha256)?;
+        self.put_as(user, sha256, bytes, BlobKind::Raw).await
+    }
+
+    async fn put_as(
+        &self,
+        user: &str,
+        sha256: &str,
+        bytes: &[u8],
+        kind: BlobKind,
+    ) -> Result<(), StorageError> {
+        Self::check(user, sha256)?;
         let actual = sha256_hex(bytes);
         if actual != sha256 {
             return Err(StorageError::Invalid(format!(
                 "bytes hash to {actual}, not the expected {sha256}"
             )));
         }
-        objects::put_once(&self.s3, &self.bucket, &key, bytes).await
+        let key = self.key(user, kind, sha256);
+        objects::put_once_tagged(&self.s3, &self.bucket, &key, bytes, Some(&tagging(kind))).await
     }
 
     async fn get(&self, user: &str, sha256: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let key = self.checked_key(user, sha256)?;
-        objects::get(&self.s3, &self.bucket, &key, Some(sha256)).await
+        Self::check(user, sha256)?;
+        for kind in BlobKind::ALL {
+            let key = self.key(user, kind, sha256);
+            if let Some(bytes) = objects::get(&self.s3, &self.bucket, &key, Some(sha256)).await? {
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
     }
 
     async fn exists(&self, user: &str, sha256: &str) -> Result<bool, StorageError> {
-        let key = self.checked_key(user, sha256)?;
-        objects::exists(&self.s3, &self.bucket, &key).await
+        Ok(self.locate(user, sha256).await?.is_some())
     }
 
     async fn upload_url(
@@ -152,7 +181,8 @@ impl BlobStore for AwsBlobs {
         bytes: u64,
         content_type: &str,
     ) -> Result<TransferUrl, StorageError> {
-        let key = self.checked_key(user, sha256)?;
+        Self::check(user, sha256)?;
+        let key = self.key(user, BlobKind::Raw, sha256);
         let length = i64::try_from(bytes)
             .map_err(|_| StorageError::Invalid(format!("{bytes} bytes is too large")))?;
         let digest = hex::decode(sha256).expect("a validated SHA-256 is hex");
@@ -165,6 +195,7 @@ impl BlobStore for AwsBlobs {
             .content_type(content_type)
             .content_length(length)
             .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(digest))
+            .tagging(tagging(BlobKind::Raw))
             .presigned(config)
             .await
             .map_err(|e| sdk_error(&format!("presigning an upload to {key}"), e))?;
@@ -176,10 +207,9 @@ impl BlobStore for AwsBlobs {
         user: &str,
         sha256: &str,
     ) -> Result<Option<TransferUrl>, StorageError> {
-        let key = self.checked_key(user, sha256)?;
-        if !objects::exists(&self.s3, &self.bucket, &key).await? {
+        let Some(key) = self.locate(user, sha256).await? else {
             return Ok(None);
-        }
+        };
         let (config, expires_at) = presigning()?;
         let presigned = self
             .s3
@@ -218,5 +248,13 @@ mod tests {
             assert_eq!(seg, format!("~{}", sha256_hex(odd.as_bytes())), "{odd}");
         }
         assert_eq!(user_segment("alice_01-x"), "alice_01-x");
+        // Every kind the code writes is a kind of the schema, and back.
+        let mut kinds: Vec<&str> = BlobKind::ALL.iter().map(|k| k.segment()).collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            layouts.keys().map(String::as_str).collect::<Vec<_>>()
+        );
+        assert_eq!(tagging(BlobKind::Derivative), "atelier-kind=derivatives");
     }
 }

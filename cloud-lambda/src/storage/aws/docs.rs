@@ -158,8 +158,10 @@ impl StoreInner {
             }
             if code(USER_ACTION) == "ConditionalCheckFailed" {
                 // Another writer moved the counter: its value came back.
+                // (A user item with an epoch but no counter yet, as after
+                // the tables were made anew under a warm process, is 0.)
                 guess = match reasons[USER_ACTION].item() {
-                    Some(item) => get_n(item, LAST_USEQ)?,
+                    Some(item) => opt_n(item, LAST_USEQ)?.unwrap_or(0),
                     None => 0,
                 };
                 self.remember_head(user, guess);

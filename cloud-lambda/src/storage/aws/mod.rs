@@ -47,15 +47,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_config::Region;
 use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_dynamodb::config::Credentials;
-use aws_smithy_http_client::tls;
 
-pub use self::blobs::{AwsBlobs, BlobKind};
+pub use self::blobs::{AwsBlobs, BlobKind, kind_tag, tagging};
 pub use self::metrics::{RequestCounter, RequestCounts};
 pub use self::schema::Names;
+use crate::aws_sdk::SdkSettings;
 use crate::storage::StorageError;
 
 /// Log entries longer than this go to S3 (DynamoDB items hold 400 KB,
@@ -128,30 +126,7 @@ impl Aws {
     /// Builds the clients (nothing is sent yet).
     pub async fn connect(options: AwsOptions) -> Result<Aws, StorageError> {
         let names = Names::new(&options.prefix)?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(options.max_attempts)
-                    .with_initial_backoff(options.initial_backoff),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(20))
-                    .build(),
-            );
-        if let Some(endpoint) = &options.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        // Always a region of our own: left to itself, the SDK's region
-        // chain ends by asking the EC2 instance metadata service, an HTTP
-        // call off this machine.
+        // Always a region of our own (see `crate::aws_sdk`).
         let region = options
             .region
             .clone()
@@ -159,17 +134,18 @@ impl Aws {
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| DEFAULT_REGION.to_owned());
-        loader = loader.region(Region::new(region.clone()));
-        if let Some((id, secret)) = &options.credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                id.clone(),
-                secret.clone(),
-                None,
-                None,
-                "atelier-static",
-            ));
-        }
-        let config = loader.load().await;
+        let config = crate::aws_sdk::load(&SdkSettings {
+            endpoint: options.endpoint.clone(),
+            credentials: options.credentials.clone(),
+            attempt_timeout: Duration::from_secs(20),
+            retry: Some(
+                RetryConfig::standard()
+                    .with_max_attempts(options.max_attempts)
+                    .with_initial_backoff(options.initial_backoff),
+            ),
+            ..SdkSettings::new(region.clone())
+        })
+        .await;
         let emulated = config.endpoint_url().is_some();
         let requests = RequestCounter::default();
         let ddb = aws_sdk_dynamodb::Client::from_conf(

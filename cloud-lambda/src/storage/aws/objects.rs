@@ -26,6 +26,17 @@ pub(super) async fn put_once(
     key: &str,
     bytes: &[u8],
 ) -> Result<(), StorageError> {
+    put_once_tagged(s3, bucket, key, bytes, None).await
+}
+
+/// [`put_once`] with object tags (`tagging`: `key=value&…`).
+pub(super) async fn put_once_tagged(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    bytes: &[u8],
+    tagging: Option<&str>,
+) -> Result<(), StorageError> {
     let digest = Sha256::digest(bytes);
     let sent = s3
         .put_object()
@@ -34,6 +45,7 @@ pub(super) async fn put_once(
         .if_none_match("*")
         .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(digest))
         .content_type("application/octet-stream")
+        .set_tagging(tagging.map(str::to_owned))
         .body(ByteStream::from(bytes.to_vec()))
         .send()
         .await;

@@ -74,6 +74,9 @@ pub struct BucketDef {
     pub versioned: bool,
     /// Noncurrent versions expire this many days after they became so.
     pub noncurrent_version_expiration_days: Option<i32>,
+    /// The object tag naming each object's kind (a key of `keys`), set on
+    /// every write; lifecycle rules select on it.
+    pub kind_tag: Option<String>,
 }
 
 /// The schema compiled into this build. It is checked by a unit test, so
