@@ -22,12 +22,15 @@ use core_sync::sync::engine::EngineConfig;
 use core_sync::sync::protocol::{SyncRequest, SyncResponse};
 use core_sync::{DocId, now_millis};
 
+/// Per request: the documents pushed and resynced.
+type Seen = Vec<(Vec<DocId>, Vec<DocId>)>;
+
 /// Hands requests to the Router, and remembers what each carried.
 #[derive(Clone)]
 struct Watched {
     inner: RouterTransport,
     /// Per request: the documents pushed and resynced.
-    seen: Arc<Mutex<Vec<(Vec<DocId>, Vec<DocId>)>>>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 #[async_trait::async_trait]

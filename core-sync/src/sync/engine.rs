@@ -626,7 +626,7 @@ mod tests {
                 max_push_docs,
                 ..EngineConfig::default()
             };
-            let mut e = Engine::new(cfg, 0, docs.iter().cloned());
+            let mut e = Engine::new(cfg, 0, 0, docs.iter().cloned());
             let first = e.plan(0);
             let applied = Applied {
                 gaps: (0..gaps).map(|_| DocId::random()).collect(),
