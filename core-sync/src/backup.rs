@@ -237,7 +237,20 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, BackupError> {
             message: format!("format {} is not {FORMAT_VERSION}", m.format),
         });
     }
+    // A blob's name is a path under `blobs/`: only a SHA-256 in hex is one.
+    if let Some(b) = m.blobs.iter().find(|b| !is_sha256_hex(&b.sha256)) {
+        return Err(BackupError::Manifest {
+            path,
+            message: format!("blob {:?} is not named by a SHA-256 in hex", b.sha256),
+        });
+    }
     Ok(m)
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
 /// Checks every file of an export against its manifest, and every document
@@ -423,5 +436,30 @@ fn schema_check(id: &DocId, doc: Result<AssetDoc, ModelError>) -> Vec<Mismatch> 
             what: what(),
             problem: e.to_string(),
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `backup` fuzz target: a manifest naming a blob by
+    /// something that is not a hash was read as valid.
+    #[test]
+    fn a_manifest_naming_a_blob_by_anything_but_its_hash_is_refused() {
+        for name in [
+            "1d6z3fdaafe8b1e75d11d1aa22bdc1f28e03f21cbb4083ef72b25b99a218dfbab",
+            "../x",
+            "",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let manifest = serde_json::json!({
+                "format": FORMAT_VERSION, "exportedAt": 0, "docs": [],
+                "blobs": [{"sha256": name, "bytes": 1}],
+            });
+            std::fs::write(dir.path().join(MANIFEST), manifest.to_string()).unwrap();
+            let err = read_manifest(dir.path()).unwrap_err();
+            assert!(err.to_string().contains("SHA-256"), "{name:?}: {err}");
+        }
     }
 }
