@@ -192,6 +192,19 @@ describe('compute', () => {
     s.api.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumRetryAttempts: 2 });
   });
 
+  test('a scheduled event purges the trash once a day', () => {
+    s.api.hasResourceProperties('AWS::Events::Rule', {
+      Name: 'atelier-d3prod-main-purge',
+      ScheduleExpression: 'rate(1 day)',
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ RetryPolicy: { MaximumRetryAttempts: 2 } })],
+    });
+    s.api.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+    });
+  });
+
   test('logs kept 90 days in its own group', () => {
     s.api.hasResourceProperties('AWS::Logs::LogGroup', {
       LogGroupName: '/aws/lambda/atelier-d3prod-main-api',

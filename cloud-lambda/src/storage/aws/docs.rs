@@ -37,6 +37,8 @@ pub(super) struct DocItem {
     pub snapshot_upto: u64,
     pub snapshot_key: Option<String>,
     pub heads: Vec<ChangeHash>,
+    /// Purged (`purge.rs`): it reads as absent and refuses appends.
+    pub purged: bool,
 }
 
 impl DocItem {
@@ -47,6 +49,7 @@ impl DocItem {
             snapshot_upto: opt_n(item, SNAPSHOT_UPTO)?.unwrap_or(0),
             snapshot_key: opt_s(item, SNAPSHOT_KEY)?.map(str::to_owned),
             heads: decode_heads(opt_b(item, HEADS)?.unwrap_or_default())?,
+            purged: opt_n::<u64>(item, PURGED)?.is_some(),
         })
     }
 }
@@ -72,7 +75,7 @@ impl StoreInner {
         out.item.as_ref().map(DocItem::parse).transpose()
     }
 
-    /// The document's item if it belongs to `user`.
+    /// The document's item if it belongs to `user` and is not purged.
     pub(super) async fn doc_item(
         &self,
         user: &str,
@@ -81,14 +84,14 @@ impl StoreInner {
         Ok(self
             .any_doc_item(doc)
             .await?
-            .filter(|item| item.owner == user))
+            .filter(|item| item.owner == user && !item.purged))
     }
 
     /// Why an append expecting `expected` is refused, given the document's
     /// item as stored (`None`: absent).
     fn refusal(user: &str, expected: u64, stored: Option<&DocItem>) -> StorageError {
         match stored {
-            Some(d) if d.owner != user => StorageError::NotFound,
+            Some(d) if d.owner != user || d.purged => StorageError::NotFound,
             Some(_) => StorageError::Conflict,
             None if expected == 0 => StorageError::Conflict,
             None => StorageError::NotFound,
@@ -108,7 +111,7 @@ impl StoreInner {
             // race can still leave one nothing names; it is never read).
             let stored = self.any_doc_item(doc).await?;
             let fits = match &stored {
-                Some(d) => d.owner == user && d.last_useq == expected && expected > 0,
+                Some(d) => d.owner == user && !d.purged && d.last_useq == expected && expected > 0,
                 None => expected == 0,
             };
             if !fits {
@@ -246,9 +249,12 @@ impl StoreInner {
             let mut update = Update::builder()
                 .table_name(&self.names.docs)
                 .key(DOC_ID, s(doc.as_str()))
-                .condition_expression("#owner = :user AND #last = :expected")
+                .condition_expression(
+                    "#owner = :user AND #last = :expected AND attribute_not_exists(#purged)",
+                )
                 .expression_attribute_names("#last", LAST_USEQ)
                 .expression_attribute_names("#owner", OWNER)
+                .expression_attribute_names("#purged", PURGED)
                 .expression_attribute_names("#heads", HEADS)
                 .expression_attribute_values(":useq", nu(useq))
                 .expression_attribute_values(":user", s(user))
@@ -450,6 +456,10 @@ impl DocStore for AwsStore {
 
     fn projections(&self) -> &dyn crate::storage::projection::ProjectionStore {
         self
+    }
+
+    fn purges(&self) -> Option<&dyn crate::storage::purge::PurgeStore> {
+        Some(self)
     }
 
     async fn user_head(&self, user: &str) -> Result<u64, StorageError> {
