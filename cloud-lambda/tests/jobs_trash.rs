@@ -5,7 +5,7 @@
 //! not count as an edit after the deletion. On the embedded server with
 //! the fake providers, counting what reached them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atelier_fixtures::fakes::RecordedRequest;
 use cloud_lambda::jobs::TRASHED_CODE;
@@ -118,28 +118,10 @@ async fn a_running_prediction_is_canceled_when_its_asset_goes_to_the_trash() {
     )
     .await;
     a.sync.sync_until_idle().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        a.sync.sync_until_idle().await.unwrap();
-        let mut asset = a.store.load(&doc).await.unwrap();
-        if asset.doc.message(&id).unwrap().status == Some(MessageStatus::Running) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_running(&mut a, &doc, &id).await;
     trash(&mut a, &doc).await;
     a.sync.sync_until_idle().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !w
-        .fakes
-        .requests()
-        .iter()
-        .any(|r| r.path.ends_with("/cancel"))
-    {
-        assert!(Instant::now() < deadline, "no cancel reached Replicate");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_cancel_reached(&w.fakes).await;
     assert_eq!(w.job_ended(&id).await, OpStatus::Canceled);
     let predictions = w
         .fakes

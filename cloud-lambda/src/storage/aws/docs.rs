@@ -195,6 +195,32 @@ impl StoreInner {
         )))
     }
 
+    /// The move of `user`'s counter from `guess` (this process's belief;
+    /// 0: no counter yet) to `useq`, for a transaction that allocates a
+    /// feed position. A wrong guess fails it with the counter's value.
+    pub(super) fn counter_update(
+        &self,
+        user: &str,
+        guess: u64,
+        useq: u64,
+    ) -> Result<Update, StorageError> {
+        let counter = Update::builder()
+            .table_name(&self.names.users)
+            .key(USER_ID, s(user))
+            .update_expression("SET #last = :useq")
+            .expression_attribute_names("#last", LAST_USEQ)
+            .expression_attribute_values(":useq", nu(useq))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let counter = if guess == 0 {
+            counter.condition_expression("attribute_not_exists(#last)")
+        } else {
+            counter
+                .condition_expression("#last = :guess")
+                .expression_attribute_values(":guess", nu(guess))
+        };
+        counter.build().map_err(build_error)
+    }
+
     /// The one transaction of an append: counter, document, entry, feed.
     #[allow(clippy::too_many_arguments)]
     fn append_actions(
@@ -208,21 +234,7 @@ impl StoreInner {
         heads: &[u8],
     ) -> Result<Vec<TransactWriteItem>, StorageError> {
         let all_old = ReturnValuesOnConditionCheckFailure::AllOld;
-        let mut counter = Update::builder()
-            .table_name(&self.names.users)
-            .key(USER_ID, s(user))
-            .update_expression("SET #last = :useq")
-            .expression_attribute_names("#last", LAST_USEQ)
-            .expression_attribute_values(":useq", nu(useq))
-            .return_values_on_condition_check_failure(all_old.clone());
-        counter = if guess == 0 {
-            counter.condition_expression("attribute_not_exists(#last)")
-        } else {
-            counter
-                .condition_expression("#last = :guess")
-                .expression_attribute_values(":guess", nu(guess))
-        };
-        let counter = counter.build().map_err(build_error)?;
+        let counter = self.counter_update(user, guess, useq)?;
         let document = if expected == 0 {
             let mut item = Item::from([
                 (DOC_ID.to_owned(), s(doc.as_str())),

@@ -349,20 +349,7 @@ impl StoreInner {
     ) -> Result<(), StorageError> {
         let folded = self.entries(doc, "#useq <= :from", upto, true).await?;
         let spilled: Vec<String> = folded.iter().filter_map(|e| e.spill_key.clone()).collect();
-        for batch in folded.chunks(BATCH) {
-            let requests = batch
-                .iter()
-                .map(|e| {
-                    let delete = DeleteRequest::builder()
-                        .key(DOC_ID, s(doc.as_str()))
-                        .key(USEQ, nu(e.useq))
-                        .build()
-                        .map_err(build_error)?;
-                    Ok(WriteRequest::builder().delete_request(delete).build())
-                })
-                .collect::<Result<Vec<_>, StorageError>>()?;
-            self.batch_write(requests).await?;
-        }
+        self.delete_entries(doc, &folded).await?;
         if !spilled.is_empty() {
             // A later entry may carry the same bytes (the same object).
             let kept: HashSet<String> = self
@@ -386,10 +373,9 @@ impl StoreInner {
         Ok(())
     }
 
-    /// Deletes every log entry of `doc` (a purge's step); returns how many.
-    pub(super) async fn delete_log(&self, doc: &DocId) -> Result<u64, StorageError> {
-        let all = self.entries(doc, "#useq >= :from", 0, true).await?;
-        for batch in all.chunks(BATCH) {
+    /// Deletes these log entries of `doc`, 25 per `BatchWriteItem`.
+    async fn delete_entries(&self, doc: &DocId, entries: &[Entry]) -> Result<(), StorageError> {
+        for batch in entries.chunks(BATCH) {
             let requests = batch
                 .iter()
                 .map(|e| {
@@ -403,6 +389,13 @@ impl StoreInner {
                 .collect::<Result<Vec<_>, StorageError>>()?;
             self.batch_write(requests).await?;
         }
+        Ok(())
+    }
+
+    /// Deletes every log entry of `doc` (a purge's step); returns how many.
+    pub(super) async fn delete_log(&self, doc: &DocId) -> Result<u64, StorageError> {
+        let all = self.entries(doc, "#useq >= :from", 0, true).await?;
+        self.delete_entries(doc, &all).await?;
         Ok(all.len() as u64)
     }
 

@@ -20,19 +20,17 @@
 //!   the facts of each page's documents: one pass over the table per run.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use core_sync::DocId;
 use core_sync::blob::sha256_hex;
 use core_sync::model::Millis;
 
-use super::errors::{build_error, is_transient_code, jitter, sdk_error};
+use super::errors::{Transacted, build_error, sdk_error, transact};
 use super::items::{Item, get_n, get_s, n, opt_n, opt_s, s, useq as nu};
 use super::schema::attr::*;
 use super::{AwsStore, StoreInner};
@@ -86,60 +84,7 @@ enum FactsUpdate {
     Refused(Option<Item>),
 }
 
-/// The outcome of a transaction whose cancellation is an answer.
-pub(super) enum Transacted {
-    Done,
-    /// Cancelled by a failed condition: the reasons, by action.
-    Refused(Vec<CancellationReason>),
-}
-
 impl StoreInner {
-    /// Sends one transaction, retrying collisions and throttling with
-    /// backoff; a failed condition is [`Transacted::Refused`].
-    pub(super) async fn transact(
-        &self,
-        actions: Vec<TransactWriteItem>,
-        what: &str,
-    ) -> Result<Transacted, StorageError> {
-        let mut pause = Duration::from_millis(10);
-        for _ in 0..PUT_ATTEMPTS * 4 {
-            let sent = self
-                .ddb
-                .transact_write_items()
-                .set_transact_items(Some(actions.clone()))
-                .send()
-                .await;
-            let err = match sent {
-                Ok(_) => return Ok(Transacted::Done),
-                Err(e) => e,
-            };
-            let reasons = match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                    c.cancellation_reasons().to_vec()
-                }
-                _ => return Err(sdk_error(what, err)),
-            };
-            let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
-            if codes.contains(&"ConditionalCheckFailed") {
-                return Ok(Transacted::Refused(reasons));
-            }
-            if codes
-                .iter()
-                .any(|c| *c == "TransactionConflict" || is_transient_code(c))
-            {
-                tokio::time::sleep(jitter(pause)).await;
-                pause = (pause * 2).min(Duration::from_millis(500));
-                continue;
-            }
-            return Err(StorageError::Backend(format!(
-                "{what}: transaction cancelled: {codes:?}"
-            )));
-        }
-        Err(StorageError::Unavailable(format!(
-            "{what}: still colliding with other writers"
-        )))
-    }
-
     /// Moves `doc`'s facts to `useq` if they belong to `user`, are older,
     /// no purge has begun and (with `digest`) the recorded blobs are
     /// these.
@@ -259,7 +204,7 @@ impl StoreInner {
                 actions.push(TransactWriteItem::builder().put(by_user).build());
             }
             let what = format!("recording the blobs document {doc} names");
-            if let Transacted::Refused(_) = self.transact(actions, &what).await? {
+            if let Transacted::Refused(_) = transact(&self.ddb, actions, &what).await? {
                 return Ok(false);
             }
         }

@@ -32,9 +32,9 @@ use aws_sdk_dynamodb::types::{
 use core_sync::DocId;
 
 use super::docs::DocItem;
-use super::errors::{build_error, jitter, sdk_error};
+use super::errors::{Transacted, build_error, jitter, sdk_error, transact};
 use super::items::{Item, get_n, get_s, n, s, useq as nu};
-use super::purge::{IN_TRASH, PURGING, Transacted, blob_part, facts_key, parse_doc, ref_key};
+use super::purge::{IN_TRASH, PURGING, blob_part, facts_key, parse_doc, ref_key};
 use super::schema::attr::*;
 use super::{AwsStore, PurgeStop, StoreInner};
 use crate::storage::{StorageError, validate_user};
@@ -63,7 +63,7 @@ impl StoreInner {
             let useq = guess.checked_add(1).ok_or(StorageError::NotFound)?;
             let actions = self.mark_actions(user, doc, expected, guess, useq)?;
             let what = format!("purging document {doc}");
-            let reasons = match self.transact(actions, &what).await {
+            let reasons = match transact(&self.ddb, actions, &what).await {
                 Ok(Transacted::Done) => {
                     self.remember_head(user, useq);
                     return Ok(useq);
@@ -109,23 +109,9 @@ impl StoreInner {
         useq: u64,
     ) -> Result<Vec<TransactWriteItem>, StorageError> {
         let all_old = ReturnValuesOnConditionCheckFailure::AllOld;
-        let mut counter = Update::builder()
-            .table_name(&self.names.users)
-            .key(USER_ID, s(user))
-            .update_expression("SET #last = :useq")
-            .expression_attribute_names("#last", LAST_USEQ)
-            .expression_attribute_values(":useq", nu(useq))
-            .return_values_on_condition_check_failure(all_old.clone());
         // A user without a counter has no document either: the document's
         // condition then refuses the purge.
-        counter = if guess == 0 {
-            counter.condition_expression("attribute_not_exists(#last)")
-        } else {
-            counter
-                .condition_expression("#last = :guess")
-                .expression_attribute_values(":guess", nu(guess))
-        };
-        let counter = counter.build().map_err(build_error)?;
+        let counter = self.counter_update(user, guess, useq)?;
         let document = Update::builder()
             .table_name(&self.names.docs)
             .key(DOC_ID, s(doc.as_str()))
@@ -225,7 +211,7 @@ impl StoreInner {
                 actions.push(TransactWriteItem::builder().put(queue).build());
             }
             let what = format!("releasing the blobs of purged document {doc}");
-            if let Transacted::Refused(_) = self.transact(actions, &what).await? {
+            if let Transacted::Refused(_) = transact(&self.ddb, actions, &what).await? {
                 return Err(StorageError::Backend(format!("{what}: a condition failed")));
             }
             for sha in chunk {
