@@ -343,23 +343,7 @@ async fn provider_errors_end_as_readable_failures() {
 async fn a_canceled_request_stops_and_keeps_no_result() {
     let w = world().await;
     let mut a = device(&w).await;
-    let (doc, v1) = asset_with_image(&mut a).await;
-    let id = request(
-        &mut a,
-        &doc,
-        tool(
-            "upscale",
-            "replicate",
-            "nightmareai/real-esrgan",
-            "slow upscale",
-            Some(&v1),
-            json!({"_fake_scenario": "slow"}),
-        ),
-    )
-    .await;
-    a.sync.sync_until_idle().await.unwrap();
-    // Wait until the server says it runs, then cancel from the device.
-    wait_running(&mut a, &doc, &id).await;
+    let (doc, id) = running_slow_upscale(&mut a).await;
     let mut asset = a.store.load(&doc).await.unwrap();
     asset
         .doc

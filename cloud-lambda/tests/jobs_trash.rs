@@ -103,22 +103,7 @@ async fn a_queued_request_on_an_asset_in_the_trash_never_reaches_the_provider() 
 async fn a_running_prediction_is_canceled_when_its_asset_goes_to_the_trash() {
     let w = world().await;
     let mut a = device(&w).await;
-    let (doc, v1) = asset_with_image(&mut a).await;
-    let id = request(
-        &mut a,
-        &doc,
-        tool(
-            "upscale",
-            "replicate",
-            "nightmareai/real-esrgan",
-            "slow upscale",
-            Some(&v1),
-            json!({"_fake_scenario": "slow"}),
-        ),
-    )
-    .await;
-    a.sync.sync_until_idle().await.unwrap();
-    wait_running(&mut a, &doc, &id).await;
+    let (doc, id) = running_slow_upscale(&mut a).await;
     trash(&mut a, &doc).await;
     a.sync.sync_until_idle().await.unwrap();
     wait_cancel_reached(&w.fakes).await;

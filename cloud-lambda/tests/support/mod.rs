@@ -342,6 +342,24 @@ pub async fn wait_finished_within(
     }
 }
 
+/// An asset on `d` with a slow Replicate upscale of its image, synced and
+/// running on the server. Returns (doc, request).
+pub async fn running_slow_upscale(d: &mut Device) -> (DocId, String) {
+    let (doc, v1) = asset_with_image(d).await;
+    let msg = tool(
+        "upscale",
+        "replicate",
+        "nightmareai/real-esrgan",
+        "slow upscale",
+        Some(&v1),
+        serde_json::json!({"_fake_scenario": "slow"}),
+    );
+    let id = request(d, &doc, msg).await;
+    d.sync.sync_until_idle().await.unwrap();
+    wait_running(d, &doc, &id).await;
+    (doc, id)
+}
+
 /// Syncs `d` until the server has set request `id` of `doc` running.
 pub async fn wait_running(d: &mut Device, doc: &DocId, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -303,34 +303,41 @@ impl StoreInner {
             .expression_attribute_names("#useq", USEQ)
             .build()
             .map_err(build_error)?;
-        let feed_row = Put::builder()
+        let mut actions = vec![
+            TransactWriteItem::builder().update(counter).build(),
+            document,
+            TransactWriteItem::builder().put(log).build(),
+        ];
+        actions.extend(self.feed_move(user, doc, expected, useq)?);
+        Ok(actions)
+    }
+
+    /// The document's feed row moves to `useq`: put there, and the old one
+    /// (at `from`, its last useq, which the document's condition pins;
+    /// 0: a new document has none) deleted.
+    pub(super) fn feed_move(
+        &self,
+        user: &str,
+        doc: &DocId,
+        from: u64,
+        useq: u64,
+    ) -> Result<Vec<TransactWriteItem>, StorageError> {
+        let row = Put::builder()
             .table_name(&self.names.feed)
             .item(USER_ID, s(user))
             .item(USEQ, nu(useq))
             .item(DOC_ID, s(doc.as_str()))
             .build()
             .map_err(build_error)?;
-        let mut actions = vec![
-            TransactWriteItem::builder().update(counter).build(),
-            document,
-            TransactWriteItem::builder().put(log).build(),
-            TransactWriteItem::builder().put(feed_row).build(),
-        ];
-        if expected > 0 {
-            // The document's feed row moves: the old one (at its last
-            // useq, which the document condition pins) goes.
-            actions.push(
-                TransactWriteItem::builder()
-                    .delete(
-                        Delete::builder()
-                            .table_name(&self.names.feed)
-                            .key(USER_ID, s(user))
-                            .key(USEQ, nu(expected))
-                            .build()
-                            .map_err(build_error)?,
-                    )
-                    .build(),
-            );
+        let mut actions = vec![TransactWriteItem::builder().put(row).build()];
+        if from > 0 {
+            let old = Delete::builder()
+                .table_name(&self.names.feed)
+                .key(USER_ID, s(user))
+                .key(USEQ, nu(from))
+                .build()
+                .map_err(build_error)?;
+            actions.push(TransactWriteItem::builder().delete(old).build());
         }
         Ok(actions)
     }

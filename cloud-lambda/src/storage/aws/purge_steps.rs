@@ -153,26 +153,13 @@ impl StoreInner {
             .expression_attribute_values(":expected", nu(expected))
             .build()
             .map_err(build_error)?;
-        let feed_row = Put::builder()
-            .table_name(&self.names.feed)
-            .item(USER_ID, s(user))
-            .item(USEQ, nu(useq))
-            .item(DOC_ID, s(doc.as_str()))
-            .build()
-            .map_err(build_error)?;
-        let old_row = Delete::builder()
-            .table_name(&self.names.feed)
-            .key(USER_ID, s(user))
-            .key(USEQ, nu(expected))
-            .build()
-            .map_err(build_error)?;
-        Ok(vec![
+        let mut actions = vec![
             TransactWriteItem::builder().update(counter).build(),
             TransactWriteItem::builder().update(document).build(),
             TransactWriteItem::builder().update(facts).build(),
-            TransactWriteItem::builder().put(feed_row).build(),
-            TransactWriteItem::builder().delete(old_row).build(),
-        ])
+        ];
+        actions.extend(self.feed_move(user, doc, expected, useq)?);
+        Ok(actions)
     }
 
     /// Steps 2 to 4 (see the module docs), stopping early where `stop`
