@@ -7,6 +7,10 @@
  * pool first; the Router then checks the token again itself, including
  * `token_use`, which API Gateway does not.
  *
+ * An EventBridge rule invokes the function once a day with its Scheduled
+ * Event, which purges the trash past its retention period
+ * (`cloud-lambda/src/lambda/schedule.rs`).
+ *
  * The function's role may touch only its own tables and their indexes,
  * its two buckets (under their object prefixes), their KMS key, the SSM
  * parameters of its three secrets, its own log group, and invoking itself
@@ -21,6 +25,8 @@ import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpUserPoolAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -47,6 +53,9 @@ export const NOT_ROUTED: Record<string, string> = {
   'PUT /v1/blob-transfer':
     "the embedded backend's signed transfer URLs; on AWS, transfer URLs point at S3",
 };
+
+/** How often the function purges the trash (its retention is days long). */
+export const PURGE_EVERY = Duration.days(1);
 
 /** Where the Lambda finds each secret: the branch's parameter first, then the app-wide one. */
 export type SecretPaths = Record<(typeof SECRET_NAMES)[number], { branchSecretPath: string; sharedSecretPath: string }>;
@@ -193,6 +202,14 @@ export class AtelierCompute extends Construct {
       environment,
       retryAttempts: 2,
       maxEventAge: Duration.hours(6),
+    });
+
+    // The trash: a Scheduled Event once a day (retried like a job).
+    new events.Rule(this, 'PurgeSchedule', {
+      ruleName: `${settings.prefix}purge`,
+      description: 'Purges the Atelier trash past its retention period',
+      schedule: events.Schedule.rate(PURGE_EVERY),
+      targets: [new targets.LambdaFunction(this.fn, { retryAttempts: 2 })],
     });
 
     // Data: only its own tables (and their indexes), buckets and key.

@@ -179,6 +179,16 @@ describe('data', () => {
   });
 });
 
+/**
+ * The role's statements: its inline policy and, past the inline size
+ * limit, the policies CDK splits off (customer managed, attached to the
+ * role, as scoped as the rest).
+ */
+const roleStatements = () =>
+  [...all(s.api, 'AWS::IAM::Policy'), ...all(s.api, 'AWS::IAM::ManagedPolicy')].flatMap(
+    (p) => p.Properties.PolicyDocument.Statement,
+  );
+
 describe('compute', () => {
   test('the Rust binary on provided.al2023 (arm64 here), reserved concurrency, jobs retried', () => {
     s.api.hasResourceProperties('AWS::Lambda::Function', {
@@ -192,6 +202,19 @@ describe('compute', () => {
     s.api.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumRetryAttempts: 2 });
   });
 
+  test('a scheduled event purges the trash once a day', () => {
+    s.api.hasResourceProperties('AWS::Events::Rule', {
+      Name: 'atelier-d3prod-main-purge',
+      ScheduleExpression: 'rate(1 day)',
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ RetryPolicy: { MaximumRetryAttempts: 2 } })],
+    });
+    s.api.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+    });
+  });
+
   test('logs kept 90 days in its own group', () => {
     s.api.hasResourceProperties('AWS::Logs::LogGroup', {
       LogGroupName: '/aws/lambda/atelier-d3prod-main-api',
@@ -203,7 +226,7 @@ describe('compute', () => {
     s.api.resourceCountIs('AWS::IAM::Role', 1);
     const role = all(s.api, 'AWS::IAM::Role')[0];
     assert.equal(role.Properties.ManagedPolicyArns, undefined, 'no managed policy (they grant on "*")');
-    const statements = all(s.api, 'AWS::IAM::Policy').flatMap((p) => p.Properties.PolicyDocument.Statement);
+    const statements = roleStatements();
     const actions = new Set<string>();
     for (const st of statements) {
       const resources = [st.Resource].flat();
@@ -214,7 +237,7 @@ describe('compute', () => {
   });
 
   test('IAM: only its tables, its buckets under their prefixes, its key, its secrets, itself', () => {
-    const statements = all(s.api, 'AWS::IAM::Policy').flatMap((p) => p.Properties.PolicyDocument.Statement);
+    const statements = roleStatements();
     const of = (service: string) =>
       statements.filter((st) => [st.Action].flat().some((a: string) => a.startsWith(`${service}:`)));
     const text = (service: string) => JSON.stringify(of(service).map((st) => st.Resource));

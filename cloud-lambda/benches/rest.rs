@@ -114,6 +114,7 @@ async fn seed(store: &EmbeddedStore, user: &str, assets: usize, events: usize) {
             created_at: START + i as i64,
             updated_at: START + i as i64,
             useq: 1,
+            trash: None,
         };
         p.put_listing(user, &l).await.unwrap();
     }

@@ -140,6 +140,9 @@ impl EmbeddedServer {
         if let Some(dir) = &options.shared_blobs {
             state = state.sharing_blobs_with(dir.clone());
         }
+        if let Some(schedule) = &options.purge {
+            state = state.with_trash_retention(schedule.retention);
+        }
         let listener = tokio::net::TcpListener::bind(options.addr)
             .await
             .map_err(|source| EmbeddedError::Listen {

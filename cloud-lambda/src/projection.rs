@@ -18,7 +18,7 @@ use core_sync::DocId;
 use core_sync::model::{AssetDoc, CostEventView, ModelError, Reader};
 
 use crate::storage::embedded::EmbeddedStore;
-use crate::storage::projection::{CostEvent, Listing};
+use crate::storage::projection::{CostEvent, Listing, ListingTrash};
 use crate::storage::{DocStore, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,10 @@ fn derive(doc_id: &DocId, useq: u64, doc: &AutoCommit) -> Result<Derived, ModelE
             created_at: summary.created_at,
             updated_at: summary.updated_at,
             useq,
+            trash: summary.deleted.as_ref().map(|d| ListingTrash {
+                deleted_at: d.at,
+                retained_since: d.retained_since(),
+            }),
         },
         events,
     })

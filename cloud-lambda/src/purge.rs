@@ -9,8 +9,9 @@
 //!    between an append and its projection, or stored before purging
 //!    existed) are derived again, so the reference counts the run relies on
 //!    name every blob of every live document.
-//! 2. **Finish what a crash left.** Blob deletions queued by an earlier,
-//!    interrupted run are done first.
+//! 2. **Finish what a crash left.** Purges an earlier run left after their
+//!    first step (on a backend that purges in steps) are completed, and
+//!    blob deletions it queued are done.
 //! 3. **Purge what is due.** Every document in the trash whose retention
 //!    began at least `retention` before `now` is purged by one conditional,
 //!    all-or-nothing storage call: a document edited or restored since its
@@ -63,6 +64,8 @@ pub struct PurgeReport {
     pub blobs_kept: u64,
     /// Documents whose facts were derived again first.
     pub refreshed: u64,
+    /// Purges an interrupted run had begun, completed.
+    pub resumed: u64,
 }
 
 /// Milliseconds since the epoch by `clock`.
@@ -79,8 +82,10 @@ pub async fn run(
 ) -> Result<PurgeReport, PurgeError> {
     let purges = docs.purges().ok_or(PurgeError::Unsupported)?;
     let (refreshed, unreadable) = refresh_facts(docs, purges).await?;
+    let resumed = purges.finish_purges().await?;
     let mut report = PurgeReport {
         refreshed,
+        resumed,
         ..PurgeReport::default()
     };
     // A document whose facts cannot be derived may name any blob: then no
@@ -147,43 +152,67 @@ async fn refresh_facts(
     purges: &dyn PurgeStore,
 ) -> Result<(u64, usize), PurgeError> {
     let mut refreshed = 0;
-    let mut failed = std::collections::HashSet::new();
+    let mut failed = 0;
+    let mut start: Option<String> = None;
     loop {
-        let stale = purges.stale_purge_facts(BATCH + failed.len()).await?;
-        let todo: Vec<_> = stale
-            .into_iter()
-            .filter(|(_, d)| !failed.contains(d))
-            .collect();
-        if todo.is_empty() {
-            return Ok((refreshed, failed.len()));
-        }
-        for (user, doc_id) in todo {
-            let Some(head) = docs.head(&user, &doc_id).await? else {
-                failed.insert(doc_id);
-                continue;
-            };
-            let chunks = docs.read_all(&user, &doc_id).await?;
-            let derived = AssetDoc::load_chunks(chunks.iter().map(|c| c.bytes.as_slice()))
-                .and_then(|doc| {
-                    let blobs = doc.blob_refs()?;
-                    let trashed = doc.reader().deletion()?.map(|d| d.retained_since());
-                    Ok((blobs, trashed))
-                });
-            match derived {
-                Ok((blobs, trashed)) => {
-                    let blobs: Vec<String> = blobs.into_iter().collect();
-                    purges
-                        .put_purge_facts(&user, &doc_id, head.last_useq, &blobs, trashed)
-                        .await?;
-                    refreshed += 1;
-                }
-                Err(e) => {
-                    // A document that does not load is never purged: its
-                    // blobs stay, since nobody can say which it names.
-                    tracing::warn!(doc = %doc_id, error = %e, "cannot derive purge facts");
-                    failed.insert(doc_id);
-                }
+        let page = purges.stale_purge_facts(start.as_deref(), BATCH).await?;
+        for (user, doc_id) in page.docs {
+            match refresh_one(docs, purges, &user, &doc_id).await? {
+                Refreshed::Derived => refreshed += 1,
+                Refreshed::Gone => {}
+                Refreshed::Unreadable => failed += 1,
             }
+        }
+        match page.next {
+            Some(next) => start = Some(next),
+            None => return Ok((refreshed, failed)),
+        }
+    }
+}
+
+/// What deriving one document's facts again came to.
+enum Refreshed {
+    Derived,
+    /// Purged meanwhile: nothing left to derive.
+    Gone,
+    /// The document does not load.
+    Unreadable,
+}
+
+/// Derives one document's facts again.
+async fn refresh_one(
+    docs: &dyn DocStore,
+    purges: &dyn PurgeStore,
+    user: &str,
+    doc_id: &core_sync::DocId,
+) -> Result<Refreshed, PurgeError> {
+    let Some(head) = docs.head(user, doc_id).await? else {
+        return Ok(Refreshed::Gone);
+    };
+    let chunks = match docs.read_all(user, doc_id).await {
+        Ok(chunks) => chunks,
+        Err(StorageError::NotFound) => return Ok(Refreshed::Gone),
+        Err(e) => return Err(e.into()),
+    };
+    let derived =
+        AssetDoc::load_chunks(chunks.iter().map(|c| c.bytes.as_slice())).and_then(|doc| {
+            let blobs = doc.blob_refs()?;
+            let trashed = doc.reader().deletion()?.map(|d| d.retained_since());
+            Ok((blobs, trashed))
+        });
+    match derived {
+        Ok((blobs, trashed)) => {
+            let blobs: Vec<String> = blobs.into_iter().collect();
+            purges
+                .put_purge_facts(user, doc_id, head.last_useq, &blobs, trashed)
+                .await?;
+            Ok(Refreshed::Derived)
+        }
+        Err(e) => {
+            // A document that does not load is never purged: its
+            // blobs stay, since nobody can say which it names.
+            tracing::warn!(doc = %doc_id, error = %e, "cannot derive purge facts");
+            Ok(Refreshed::Unreadable)
         }
     }
 }

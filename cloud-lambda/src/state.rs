@@ -43,6 +43,10 @@ pub struct AppState {
     /// The embedded backend's blobs, which serve their own transfer URLs
     /// (`None` on AWS: S3 does).
     pub local_blobs: Option<Arc<EmbeddedBlobs>>,
+    /// How long an asset stays in the trash before it is purged (what
+    /// `GET /assets?trashed=true` reports as each asset's purge time, and
+    /// what the Lambda's scheduled purge uses).
+    pub trash_retention: std::time::Duration,
 }
 
 impl AppState {
@@ -66,7 +70,14 @@ impl AppState {
             limits: Arc::default(),
             openapi: Arc::new(utoipa::openapi::OpenApi::default()),
             local_blobs: None,
+            trash_retention: crate::purge::DEFAULT_RETENTION,
         }
+    }
+
+    /// With a trash retention period other than the default.
+    pub fn with_trash_retention(mut self, retention: std::time::Duration) -> AppState {
+        self.trash_retention = retention;
+        self
     }
 
     /// The embedded backend in `dir` (database and blobs), without jobs.

@@ -83,18 +83,22 @@ pub async fn sync(
     // so they are not echoed back.
     let mut own = HashMap::new();
     for (push, changes) in req.push.iter().zip(parsed) {
-        if let Some(purges) = store.purges()
-            && purges.is_purged(user, &push.doc_id).await?
-        {
-            // Stayed in the trash past the retention period: nothing is
-            // stored, and the device drops its copy.
-            pushed.push(PushOutcome {
+        // A purged document reads as absent and refuses appends, so only a
+        // push that found no document asks whether it was purged (a warm
+        // push costs no extra read).
+        let purged = || async {
+            let outcome = PushOutcome {
                 doc_id: push.doc_id.clone(),
                 status: PushStatus::Purged,
                 server_heads: Vec::new(),
-            });
-            continue;
-        }
+            };
+            match store.purges() {
+                Some(p) => {
+                    Ok::<_, ApiError>(p.is_purged(user, &push.doc_id).await?.then_some(outcome))
+                }
+                None => Ok(None),
+            }
+        };
         let outcome = match writer.push(user, &push.doc_id, changes).await {
             Ok(Pushed::Accepted { heads, appended }) => {
                 if let Some(useq) = appended {
@@ -106,12 +110,25 @@ pub async fn sync(
                     server_heads: hashes(&heads),
                 }
             }
+            // Stayed in the trash past the retention period: nothing is
+            // stored, and the device drops its copy.
+            Ok(Pushed::MissingDeps { heads }) if heads.is_empty() => match purged().await? {
+                Some(outcome) => outcome,
+                None => PushOutcome {
+                    doc_id: push.doc_id.clone(),
+                    status: PushStatus::MissingDeps,
+                    server_heads: Vec::new(),
+                },
+            },
             Ok(Pushed::MissingDeps { heads }) => PushOutcome {
                 doc_id: push.doc_id.clone(),
                 status: PushStatus::MissingDeps,
                 server_heads: hashes(&heads),
             },
-            Err(WriteError::NotFound(id)) => return Err(ApiError::NotFound(id.to_string())),
+            Err(WriteError::NotFound(id)) => match purged().await? {
+                Some(outcome) => outcome,
+                None => return Err(ApiError::NotFound(id.to_string())),
+            },
             Err(WriteError::Busy(id)) => {
                 return Err(ApiError::Unavailable(format!(
                     "document {id} is busy; retry"

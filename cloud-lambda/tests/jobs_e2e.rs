@@ -5,8 +5,6 @@
 //! Router with jobs on. Each test creates assets offline, queues tool
 //! requests, syncs, and watches the result merge on a second device.
 
-use std::time::{Duration, Instant};
-
 use atelier_fixtures::fakes;
 use cloud_lambda::storage::jobs::OpStatus;
 use core_sync::model::{MessageStatus, MessageUpdate};
@@ -345,57 +343,24 @@ async fn provider_errors_end_as_readable_failures() {
 async fn a_canceled_request_stops_and_keeps_no_result() {
     let w = world().await;
     let mut a = device(&w).await;
-    let (doc, v1) = asset_with_image(&mut a).await;
-    let id = request(
-        &mut a,
-        &doc,
-        tool(
-            "upscale",
-            "replicate",
-            "nightmareai/real-esrgan",
-            "slow upscale",
-            Some(&v1),
-            json!({"_fake_scenario": "slow"}),
-        ),
-    )
-    .await;
+    let (doc, id) = running_slow_upscale(&mut a).await;
+    let mut asset = a.store.load(&doc).await.unwrap();
+    asset
+        .doc
+        .update_message(
+            &id,
+            MessageUpdate {
+                status: Some(MessageStatus::Canceled),
+                ..Default::default()
+            },
+            now_millis(),
+        )
+        .unwrap();
+    a.store.save(&mut asset).await.unwrap();
+    a.sync.local_change(doc.clone());
     a.sync.sync_until_idle().await.unwrap();
-    // Wait until the server says it runs, then cancel from the device.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        a.sync.sync_until_idle().await.unwrap();
-        let mut asset = a.store.load(&doc).await.unwrap();
-        if asset.doc.message(&id).unwrap().status == Some(MessageStatus::Running) {
-            asset
-                .doc
-                .update_message(
-                    &id,
-                    MessageUpdate {
-                        status: Some(MessageStatus::Canceled),
-                        ..Default::default()
-                    },
-                    now_millis(),
-                )
-                .unwrap();
-            a.store.save(&mut asset).await.unwrap();
-            a.sync.local_change(doc.clone());
-            a.sync.sync_until_idle().await.unwrap();
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     // The prediction gets canceled at the provider; no version appears.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !w
-        .fakes
-        .requests()
-        .iter()
-        .any(|r| r.path.ends_with("/cancel"))
-    {
-        assert!(Instant::now() < deadline, "no cancel reached Replicate");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_cancel_reached(&w.fakes).await;
     // Once the job has ended, nothing more will be written: what the device
     // then pulls is the final state.
     assert_eq!(w.job_ended(&id).await, OpStatus::Canceled);

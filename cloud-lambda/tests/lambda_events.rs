@@ -6,8 +6,10 @@
 //! both ways; errors come back as problem details; sync answers stay under
 //! Lambda's 6 MB response limit; an invoked job event runs the job by its
 //! operation id; provider keys read at start from SSM Parameter Store
-//! (moto's) as Amplify keeps them. (`lambda_local.rs` runs the built
-//! function under `cargo lambda watch`.)
+//! (moto's) as Amplify keeps them; EventBridge's scheduled event
+//! (`fixtures/events/eventbridge/`) purges the trash, on the AWS backend on
+//! moto. (`lambda_local.rs` runs the built function under `cargo lambda
+//! watch`.)
 
 mod support;
 
@@ -17,6 +19,7 @@ use std::time::Duration;
 use atelier_fixtures::fakes::cognito::{self, CognitoConfig, RunningCognito};
 use atelier_fixtures::fakes::oauth::FakeUser;
 use atelier_fixtures::fakes::{self, FakeConfig, RunningFakes};
+use atelier_fixtures::moto::Moto;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use cloud_lambda::app::AppState;
@@ -26,9 +29,10 @@ use cloud_lambda::jobs::{JobConfig, Jobs};
 use cloud_lambda::lambda::invoke::JobEvent;
 use cloud_lambda::lambda::{LambdaApp, MAX_RESPONSE_BYTES};
 use cloud_lambda::registry::{BUILTIN, Registry};
+use cloud_lambda::storage::aws::Aws;
 use cloud_lambda::storage::jobs::{OpStatus, Operation};
 use core_sync::model::MessageStatus;
-use core_sync::sync::protocol::{Bytes, DocPush, SyncRequest, SyncResponse};
+use core_sync::sync::protocol::{Bytes, DocPush, PushStatus, SyncRequest, SyncResponse};
 use core_sync::{AssetDoc, DocId};
 use lambda_http::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -49,12 +53,20 @@ struct Function {
     app: LambdaApp,
     token: String,
     launched: Arc<Recorded>,
+    /// The AWS backend, when the function runs on it (moto lives as long).
+    aws: Option<(Aws, Moto)>,
     _cognito: RunningCognito,
     _fakes: RunningFakes,
     _dir: tempfile::TempDir,
 }
 
 async fn function() -> Function {
+    function_on(false).await
+}
+
+/// The function on the embedded backend, or (`aws`) on DynamoDB and S3
+/// in a moto of its own.
+async fn function_on(aws: bool) -> Function {
     let cognito = cognito::spawn(CognitoConfig::default()).await.unwrap();
     let settings = CognitoSettings {
         issuer: cognito.issuer(),
@@ -67,33 +79,47 @@ async fn function() -> Function {
     let fakes = fakes::spawn(FakeConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let launched = Arc::new(Recorded::default());
-    let state = AppState::embedded(dir.path(), settings.verifier().unwrap(), None)
-        .await
-        .unwrap()
-        .with_jobs(
-            Registry::parse(BUILTIN).unwrap(),
-            support::providers(&fakes),
-            JobConfig {
-                launcher: launched.clone(),
-                retry_base: Duration::from_millis(50),
-                ..JobConfig::default()
-            },
-        );
+    let (state, aws) = if aws {
+        let moto = Moto::start();
+        let aws = support::aws::deployment(&moto.url()).await;
+        let state = AppState::aws(&aws, settings.verifier().unwrap(), None);
+        (state, Some((aws, moto)))
+    } else {
+        let state = AppState::embedded(dir.path(), settings.verifier().unwrap(), None)
+            .await
+            .unwrap();
+        (state, None)
+    };
+    let state = state.with_jobs(
+        Registry::parse(BUILTIN).unwrap(),
+        support::providers(&fakes),
+        JobConfig {
+            launcher: launched.clone(),
+            retry_base: Duration::from_millis(50),
+            ..JobConfig::default()
+        },
+    );
     Function {
         app: LambdaApp::new(state),
         token,
         launched,
+        aws,
         _cognito: cognito,
         _fakes: fakes,
         _dir: dir,
     }
 }
 
-/// The fixture `name` with its placeholders (`__NAME__`, inside JSON
-/// strings) replaced.
+/// The HTTP API fixture `name` with its placeholders (`__NAME__`, inside
+/// JSON strings) replaced.
 fn fixture(name: &str, subs: &[(&str, &str)]) -> Value {
+    fixture_in("apigw-v2", name, subs)
+}
+
+/// [`fixture`] from another kind of event (`fixtures/events/{kind}/`).
+fn fixture_in(kind: &str, name: &str, subs: &[(&str, &str)]) -> Value {
     let path = format!(
-        "{}/../fixtures/events/apigw-v2/{name}",
+        "{}/../fixtures/events/{kind}/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -495,6 +521,7 @@ async fn started(env: &[(&str, String)]) -> Result<Function, cloud_lambda::lambd
         app: LambdaApp::start(config).await?,
         token,
         launched: Arc::default(),
+        aws: None,
         _cognito: cognito,
         _fakes: fakes,
         _dir: dir,
@@ -503,7 +530,6 @@ async fn started(env: &[(&str, String)]) -> Result<Function, cloud_lambda::lambd
 
 #[tokio::test]
 async fn provider_keys_come_from_ssm_parameters_at_start_and_a_missing_one_stops_it() {
-    use atelier_fixtures::moto::Moto;
     use aws_sdk_ssm::types::ParameterType;
     use cloud_lambda::lambda::secrets::{self, SsmEndpoint};
 
@@ -637,4 +663,90 @@ async fn provider_keys_come_from_ssm_parameters_at_start_and_a_missing_one_stops
             .contains("reading the provider secrets from SSM Parameter Store"),
         "{unreachable}"
     );
+}
+
+#[tokio::test]
+async fn a_scheduled_event_purges_the_trash_on_the_aws_backend() {
+    use core_sync::model::{BlobRef, NewVersion};
+    let mut f = function_on(true).await;
+    f.app = LambdaApp::new(f.app.state().clone().with_trash_retention(Duration::ZERO));
+    let user = FakeUser::default().sub;
+    let state = f.app.state().clone();
+    // Two assets share an image; the one in the trash has one of its own.
+    let (own, shared) = (support::png(20, 10), support::png(30, 10));
+    let mut docs = Vec::new();
+    for (title, images) in [("Doomed", vec![&own, &shared]), ("Kept", vec![&shared])] {
+        let mut doc = AssetDoc::create(title, 1_000);
+        for bytes in images {
+            let sha = core_sync::blob::sha256_hex(bytes);
+            state.blobs.put(&user, &sha, bytes).await.unwrap();
+            doc.add_version(
+                NewVersion {
+                    blob: BlobRef {
+                        sha256: sha,
+                        mime: "image/png".into(),
+                        width: 20,
+                        height: 10,
+                        bytes: bytes.len() as u64,
+                    },
+                    thumbnail: None,
+                    parent_version_id: None,
+                    created_by_message_id: None,
+                },
+                2_000,
+            )
+            .unwrap();
+        }
+        docs.push((DocId::random(), doc));
+    }
+    docs[0].1.delete("laptop", 3_000).unwrap();
+    let push = push_of(&mut docs);
+    let pushed = event(&f, "sync-push.json", &[("__SYNC_REQUEST__", &push)]).await;
+    assert_eq!(pushed.status, 200);
+
+    // The rule fires: the function purges and says what it removed.
+    let scheduled = fixture_in("eventbridge", "scheduled-purge.json", &[]);
+    let out = f
+        .app
+        .handle(LambdaEvent::new(scheduled.clone(), Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(out["purge"]["assets"], 1, "{out}");
+    assert_eq!(out["purge"]["blobs"], 1, "{out}");
+    assert_eq!(out["purge"]["blobBytes"], own.len() as u64, "{out}");
+    let (doomed, kept) = (&docs[0].0.clone(), &docs[1].0.clone());
+    assert_eq!(state.store.head(&user, doomed).await.unwrap(), None);
+    assert!(state.store.head(&user, kept).await.unwrap().is_some());
+    let sha = |b: &[u8]| core_sync::blob::sha256_hex(b);
+    assert!(!state.blobs.exists(&user, &sha(&own)).await.unwrap());
+    assert!(state.blobs.exists(&user, &sha(&shared)).await.unwrap());
+    let (aws, _) = f.aws.as_ref().unwrap();
+    assert!(aws.store().purge_leftovers().await.unwrap().is_empty());
+
+    // A device that edited the purged asset offline is told when it
+    // pushes; the other asset is as it was.
+    docs[0].1.rename("Edited offline", 4_000).unwrap();
+    let push = push_of(&mut docs);
+    let mut repush = fixture(
+        "sync-push.json",
+        &[("__ACCESS_TOKEN__", &f.token), ("__SYNC_REQUEST__", &push)],
+    );
+    repush["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("accept-encoding");
+    let repushed = call(&f, repush).await;
+    assert_eq!(repushed.status, 200);
+    let r: SyncResponse = serde_json::from_value(repushed.json()).unwrap();
+    let status = |id: &DocId| r.pushed.iter().find(|p| &p.doc_id == id).map(|p| p.status);
+    assert_eq!(status(doomed), Some(PushStatus::Purged));
+    assert_eq!(status(kept), Some(PushStatus::Accepted));
+    // A second firing (Lambda's retry of a failed one) finds nothing left.
+    let twice = f
+        .app
+        .handle(LambdaEvent::new(scheduled, Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(twice["purge"]["assets"], 0, "{twice}");
+    assert_eq!(twice["purge"]["blobs"], 0, "{twice}");
 }

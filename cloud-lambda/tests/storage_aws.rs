@@ -5,7 +5,7 @@
 //! read is one query, a warm append one transaction); throttling,
 //! exceeded throughput and S3 faults (retried, then `Unavailable` with
 //! nothing written); an emulator reset or gone; webhook deliveries'
-//! expiry.
+//! expiry; a purge stopped after each of its steps.
 
 mod support;
 
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use atelier_fixtures::moto::Moto;
 use aws_sdk_dynamodb::types::AttributeValue;
-use cloud_lambda::storage::aws::{Aws, AwsOptions, CompactStop, DEFAULT_SPILL_BYTES};
+use cloud_lambda::storage::aws::{Aws, AwsOptions, CompactStop, DEFAULT_SPILL_BYTES, PurgeStop};
 use cloud_lambda::storage::conformance::{self, entry, noise, snapshot};
 use cloud_lambda::storage::jobs::{JobStore, OpStatus, Operation};
 use cloud_lambda::storage::{BlobStore, DocStore, StorageError};
@@ -550,4 +550,99 @@ async fn webhook_deliveries_expire_and_finished_operations_leave_the_unfinished_
     assert_eq!(ids(store.unfinished().await.unwrap()), vec!["op-b"]);
     let raw = raw_item(&aws, &aws.names.operations, "id", "op-a").await;
     assert!(!raw.contains_key("unfinished"), "{raw:?}");
+}
+
+#[tokio::test]
+async fn a_purge_stopped_after_each_step_reads_as_purged_and_the_next_run_finishes_it() {
+    use cloud_lambda::storage::projection::{Listing, ListingTrash};
+    let moto = Moto::start();
+    for stop in [
+        PurgeStop::AfterMark,
+        PurgeStop::AfterReferences,
+        PurgeStop::AfterLog,
+    ] {
+        let aws = deployment_with(AwsOptions {
+            spill_bytes: 16,
+            ..options(&moto.url())
+        })
+        .await;
+        let (store, blobs) = (aws.store(), aws.blobs());
+        let p = store.purges().unwrap();
+        let u = "alice";
+        let (d, keep) = (DocId::random(), DocId::random());
+        // A log longer than a transaction, some entries spilled, a snapshot.
+        let mut last = 0;
+        for i in 0..110u8 {
+            let bytes = if i % 10 == 0 { vec![i; 64] } else { vec![i; 8] };
+            last = store.append(u, &d, last, &bytes, &[]).await.unwrap();
+            if i == 50 {
+                store.compact(u, &d, last, b"snapshot").await.unwrap();
+            }
+        }
+        let (own, shared) = (b"own image".to_vec(), b"shared image".to_vec());
+        let (own_sha, shared_sha) = (sha256_hex(&own), sha256_hex(&shared));
+        blobs.put(u, &own_sha, &own).await.unwrap();
+        blobs.put(u, &shared_sha, &shared).await.unwrap();
+        p.put_purge_facts(u, &d, last, &[own_sha.clone(), shared_sha.clone()], Some(5))
+            .await
+            .unwrap();
+        let k = store.append(u, &keep, 0, b"keep", &[]).await.unwrap();
+        p.put_purge_facts(u, &keep, k, std::slice::from_ref(&shared_sha), None)
+            .await
+            .unwrap();
+        let listing = Listing {
+            doc_id: d.clone(),
+            title: "Doomed".into(),
+            cover: None,
+            active_version_id: None,
+            message_count: 0,
+            cost_event_count: 0,
+            created_at: 1,
+            updated_at: 5,
+            useq: last,
+            trash: Some(ListingTrash {
+                deleted_at: 5,
+                retained_since: 5,
+            }),
+        };
+        store.projections().put_listing(u, &listing).await.unwrap();
+
+        store.purge_doc_stopping(u, &d, last, stop).await.unwrap();
+        // From the first step on it reads as purged, and stays so.
+        assert_eq!(store.head(u, &d).await.unwrap(), None, "{stop:?}");
+        assert_eq!(store.read_all(u, &d).await, Err(StorageError::NotFound));
+        assert!(p.is_purged(u, &d).await.unwrap());
+        for expected in [0, last, last + 1] {
+            assert_eq!(
+                store.append(u, &d, expected, b"late", &[]).await,
+                Err(StorageError::NotFound),
+                "{stop:?}: append expecting {expected}"
+            );
+        }
+        let left = store.purge_leftovers().await.unwrap();
+        assert!(!left.is_empty(), "{stop:?}: the purge is half done");
+
+        // The next run finishes it and deletes what only it named.
+        let run = cloud_lambda::purge::run(&store, &blobs, 1_000, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!((run.resumed, run.assets), (1, 0), "{stop:?}");
+        assert!(
+            store.purge_leftovers().await.unwrap().is_empty(),
+            "{stop:?}: {:?}",
+            store.purge_leftovers().await.unwrap()
+        );
+        assert!(log_items(&aws, &d).await.is_empty());
+        assert!(doc_objects(&aws, &format!("docs/{d}/")).await.is_empty());
+        assert_eq!(store.projections().get_listing(u, &d).await.unwrap(), None);
+        assert!(!blobs.exists(u, &own_sha).await.unwrap(), "{stop:?}");
+        assert!(blobs.exists(u, &shared_sha).await.unwrap(), "{stop:?}");
+        assert!(p.queued_blobs(10).await.unwrap().is_empty());
+        assert_eq!(store.read_all(u, &keep).await.unwrap().len(), 1);
+        // Nothing is left for a third run.
+        let again = cloud_lambda::purge::run(&store, &blobs, 1_000, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!((again.resumed, again.assets, again.blobs), (0, 0, 0));
+    }
 }

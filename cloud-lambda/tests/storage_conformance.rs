@@ -223,6 +223,7 @@ async fn the_backfill_lists_documents_without_a_current_listing() {
         created_at: 0,
         updated_at: 0,
         useq: 0,
+        trash: None,
     };
     store.projections().put_listing(user, &stale).await.unwrap();
 

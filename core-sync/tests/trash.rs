@@ -369,3 +369,30 @@ mod store {
         assert_eq!(doc.heads(), heads);
     }
 }
+
+#[test]
+fn a_request_stopped_by_the_trash_is_not_an_edit_after_the_deletion() {
+    let mut doc = AssetDoc::create("Shoe", 1_000);
+    let id = doc
+        .append_message(
+            NewMessage::tool_request("generate", "google", "gemini-3.1-flash-image", "a shoe"),
+            1_500,
+        )
+        .unwrap();
+    doc.delete("laptop", 2_000).unwrap();
+    let reason = ErrorInfo {
+        code: "asset_deleted".into(),
+        message: "The asset went to the trash.".into(),
+    };
+    assert!(doc.stop_request_in_trash(&id, &reason, 9_000).unwrap());
+    let m = doc.message(&id).unwrap();
+    assert_eq!(m.status, Some(MessageStatus::Canceled));
+    assert_eq!(m.error, Some(reason.clone()));
+    let d = doc.deletion().unwrap().expect("still in the trash");
+    assert!(!d.edited_after, "the server's stop is not an edit");
+    assert_eq!(d.retained_since(), 2_000, "retention is not extended");
+    // A finished request is left alone.
+    let heads = doc.heads();
+    assert!(!doc.stop_request_in_trash(&id, &reason, 9_500).unwrap());
+    assert_eq!(doc.heads(), heads);
+}

@@ -1,6 +1,8 @@
 //! `POST /assets` (from an uploaded image, or from a prompt and a model),
 //! `GET /assets` (newest first, cursor pages, from the listing projection:
-//! no document is loaded) and `GET /assets/{id}` (one document, read).
+//! no document is loaded; the trash apart, `?trashed=true`) and
+//! `GET /assets/{id}` (one document, read; an asset in the trash says when
+//! it is purged).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
@@ -13,14 +15,14 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::{AssetDetail, AssetPage, AssetSummary, Created, Version};
+use super::views::{AssetDetail, AssetPage, AssetSummary, Created, Trash, Version};
 use super::{Json, User, asset_doc, cost_csv, page_limit, query_pairs, single, validate};
 use crate::error::ApiError;
 use crate::images;
 use crate::registry::Tool;
 use crate::state::AppState;
 use crate::storage::BlobKind;
-use crate::storage::projection::{Listing, ListingCursor};
+use crate::storage::projection::{Listing, ListingCursor, ListingTrash};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -214,7 +216,7 @@ async fn create_asset(
             .map_err(|e| ApiError::Internal(e.to_string()))?;
             asset_doc::create(&state, &user, &id, &mut doc).await?;
             Created {
-                asset: detail(&id, &mut doc)?,
+                asset: detail(&id, &mut doc, state.trash_retention)?,
                 message: None,
                 operation: None,
             }
@@ -247,7 +249,10 @@ async fn create_asset(
             asset_doc::create(&state, &user, &id, &mut doc).await?;
             let (message, operation) = asset_doc::report(&state, &user, &id, &msg).await?;
             Created {
-                asset: asset_doc::read(&state, &user, &id, |d| detail(&id, d)).await??,
+                asset: asset_doc::read(&state, &user, &id, |d| {
+                    detail(&id, d, state.trash_retention)
+                })
+                .await??,
                 message: Some(message),
                 operation,
             }
@@ -280,12 +285,18 @@ struct ListParams {
     /// Items per page (1 to 100; default 50).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
-    /// `nextCursor` of the previous page.
+    /// `nextCursor` of the previous page (of the same list: the trash's
+    /// cursors page the trash).
     #[param(pattern = "^-?[0-9]{1,18}~[0-9a-f]{32}$")]
     cursor: Option<String>,
+    /// `true` lists the trash instead: assets deleted and not yet purged,
+    /// each with when it was deleted and when it will be purged.
+    /// `false` (the default) leaves them out.
+    trashed: Option<bool>,
 }
 
-/// Lists the user's assets, most recently changed first.
+/// Lists the user's assets, most recently changed first: those in the
+/// trash are left out, unless `trashed=true` asks for the trash alone.
 #[utoipa::path(get, path = "/assets", tag = "assets", params(ListParams),
     responses((status = 200, description = "One page of assets", body = AssetPage)),
     security(("bearer" = [])))]
@@ -294,14 +305,24 @@ async fn list_assets(
     User(user): User,
     RawQuery(query): RawQuery,
 ) -> Result<Json<AssetPage>, ApiError> {
-    let pairs = query_pairs(query.as_deref(), &["limit", "cursor"])?;
+    let pairs = query_pairs(query.as_deref(), &["limit", "cursor", "trashed"])?;
     let limit = page_limit(&pairs)?;
     let after = single(&pairs, "cursor")?.map(parse_cursor).transpose()?;
+    let trashed = match single(&pairs, "trashed")? {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "bad_trashed",
+                format!("trashed is {other:?}; use true or false"),
+            ));
+        }
+    };
     // One more than asked tells whether another page follows.
     let mut rows: Vec<Listing> = state
         .store
         .projections()
-        .list_assets(&user, after.as_ref(), limit + 1)
+        .list_assets(&user, trashed, after.as_ref(), limit + 1)
         .await?;
     let more = rows.len() > limit;
     rows.truncate(limit);
@@ -309,7 +330,10 @@ async fn list_assets(
         .then(|| rows.last().map(|l| format_cursor(&ListingCursor::from(l))))
         .flatten();
     Ok(Json(AssetPage {
-        items: rows.into_iter().map(AssetSummary::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|l| AssetSummary::from_listing(l, state.trash_retention))
+            .collect(),
         next_cursor,
     }))
 }
@@ -348,14 +372,31 @@ async fn get_asset(
 ) -> Result<Json<AssetDetail>, ApiError> {
     query_pairs(query.as_deref(), &[])?;
     let id = super::doc_id(&id)?;
-    let detail = asset_doc::read(&state, &user, &id, |d| detail(&id, d)).await??;
+    let detail = asset_doc::read(&state, &user, &id, |d| {
+        detail(&id, d, state.trash_retention)
+    })
+    .await??;
     Ok(Json(detail))
 }
 
-/// The detail view of a loaded document.
-pub fn detail(id: &DocId, doc: &mut AssetDoc) -> Result<AssetDetail, ApiError> {
+/// The detail view of a loaded document (`retention`: the trash's, for
+/// when an asset in it is purged).
+pub fn detail(
+    id: &DocId,
+    doc: &mut AssetDoc,
+    retention: std::time::Duration,
+) -> Result<AssetDetail, ApiError> {
     let internal = |e: core_sync::model::ModelError| ApiError::Internal(format!("asset {id}: {e}"));
     let s = doc.summary().map_err(internal)?;
+    let trash = s.deleted.as_ref().map(|d| {
+        Trash::new(
+            ListingTrash {
+                deleted_at: d.at,
+                retained_since: d.retained_since(),
+            },
+            retention,
+        )
+    });
     let versions = doc.versions().map_err(internal)?;
     let costs = doc.cost_events().map_err(internal)?;
     let nano: i128 = costs.iter().map(|e| i128::from(e.cost_nano_usd)).sum();
@@ -368,6 +409,7 @@ pub fn detail(id: &DocId, doc: &mut AssetDoc) -> Result<AssetDetail, ApiError> {
             message_count: s.message_count,
             created_at: s.created_at,
             updated_at: s.updated_at,
+            trash,
         },
         versions: versions.into_iter().map(Version::from).collect(),
         cost_usd: cost_csv::usd(nano),

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::storage::jobs::Operation;
-use crate::storage::projection::Listing;
+use crate::storage::projection::{Listing, ListingTrash};
 
 /// A content-addressed image.
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,10 +47,38 @@ pub struct AssetSummary {
     pub message_count: u64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Set while the asset is in the trash (`GET /assets?trashed=true`
+    /// lists those); `null` otherwise.
+    pub trash: Option<Trash>,
 }
 
-impl From<Listing> for AssetSummary {
-    fn from(l: Listing) -> Self {
+/// An asset in the trash: restorable until it is purged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Trash {
+    /// When it was moved to the trash (the deleting device's clock).
+    pub deleted_at: i64,
+    /// When the server purges it for good: the retention period after the
+    /// deletion, or after the latest edit made after it (an edit from a
+    /// device that had not seen the deletion keeps it longer). Purges run
+    /// periodically, so it goes at the first run after this time.
+    pub purge_at: i64,
+}
+
+impl Trash {
+    /// The trash state of a listing, with this server's retention period.
+    pub fn new(t: ListingTrash, retention: std::time::Duration) -> Trash {
+        let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        Trash {
+            deleted_at: t.deleted_at,
+            purge_at: t.retained_since.saturating_add(retention),
+        }
+    }
+}
+
+impl AssetSummary {
+    /// A listing as the list shows it, with this server's retention period.
+    pub fn from_listing(l: Listing, retention: std::time::Duration) -> Self {
         AssetSummary {
             id: l.doc_id.to_string(),
             title: l.title,
@@ -59,6 +87,7 @@ impl From<Listing> for AssetSummary {
             message_count: l.message_count,
             created_at: l.created_at,
             updated_at: l.updated_at,
+            trash: l.trash.map(|t| Trash::new(t, retention)),
         }
     }
 }

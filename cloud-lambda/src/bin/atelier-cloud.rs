@@ -71,8 +71,14 @@ enum Command {
     /// Purge once: every asset in the trash longer than the retention
     /// period, and every blob no other asset uses. Prints what it removed.
     Purge {
+        /// The embedded backend's data directory.
         #[arg(long, env = "ATELIER_CLOUD_DATA")]
-        data: PathBuf,
+        data: Option<PathBuf>,
+        /// Where documents and blobs live.
+        #[arg(long, env = "ATELIER_BACKEND", value_enum, default_value_t = Backend::Embedded)]
+        backend: Backend,
+        #[command(flatten)]
+        aws: AwsArgs,
         #[command(flatten)]
         trash: TrashArgs,
     },
@@ -287,14 +293,31 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        Command::Purge { data, trash } => {
-            let store = EmbeddedStore::open(&data).await?;
-            let blobs = EmbeddedBlobs::open(&data)?;
+        Command::Purge {
+            data,
+            backend,
+            aws,
+            trash,
+        } => {
             // Milliseconds: `auth::Clock` counts whole seconds, and an asset
             // deleted a moment ago must be due with a retention of 0 days.
             let now = core_sync::now_millis();
             let started = std::time::Instant::now();
-            let r = cloud_lambda::purge::run(&store, &blobs, now, trash.retention()).await?;
+            let retention = trash.retention();
+            let r = match backend {
+                Backend::Embedded => {
+                    let data = data.ok_or("--data is required with the embedded backend")?;
+                    let store = EmbeddedStore::open(&data).await?;
+                    let blobs = EmbeddedBlobs::open(&data)?;
+                    let r = cloud_lambda::purge::run(&store, &blobs, now, retention).await;
+                    store.close().await;
+                    r?
+                }
+                Backend::Aws => {
+                    let aws = Aws::connect(aws.options()).await?;
+                    cloud_lambda::purge::run(&aws.store(), &aws.blobs(), now, retention).await?
+                }
+            };
             println!(
                 "purged {} asset(s) and {} blob(s) ({} bytes) in {:.2} s",
                 r.assets,
@@ -302,7 +325,6 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 r.blob_bytes,
                 started.elapsed().as_secs_f64()
             );
-            store.close().await;
         }
         Command::DevToken { data, user, ttl } => {
             println!("{}", dev_token(&data, &user, Duration::from_secs(ttl))?);

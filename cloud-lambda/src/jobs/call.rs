@@ -17,6 +17,21 @@ use crate::providers::{self, ProviderError};
 use crate::registry::{Api, Model, Tool};
 use crate::storage::jobs::Operation;
 
+/// A prediction canceled because the user canceled or the asset went to
+/// the trash, as the provider call's outcome.
+fn stopped(ending: &Ending) -> ProviderError {
+    match ending {
+        Ending::Trashed => ProviderError::Permanent {
+            code: super::TRASHED_CODE,
+            message: "The asset was moved to the trash.".into(),
+        },
+        _ => ProviderError::Permanent {
+            code: "canceled",
+            message: "Canceled.".into(),
+        },
+    }
+}
+
 impl Jobs {
     /// Calls the provider, retrying transient failures with backoff.
     pub(super) async fn call(
@@ -77,6 +92,10 @@ impl Jobs {
                 Err(ProviderError::Permanent {
                     code: "canceled", ..
                 }) => return Err(Ending::Canceled),
+                Err(ProviderError::Permanent {
+                    code: super::TRASHED_CODE,
+                    ..
+                }) => return Err(Ending::Trashed),
                 Err(ProviderError::Permanent { code, message }) => return Err(fail(code, message)),
             }
         }
@@ -142,14 +161,13 @@ impl Jobs {
                 && !reported_processing
             {
                 reported_processing = true;
-                if let Err(Ending::Canceled) = self.progress(op, 0.5, false).await {
+                if let Err(stop @ (Ending::Canceled | Ending::Trashed)) =
+                    self.progress(op, 0.5, false).await
+                {
                     let _ =
                         providers::replicate::cancel_prediction(&self.providers, &prediction.id)
                             .await;
-                    break Err(ProviderError::Permanent {
-                        code: "canceled",
-                        message: "Canceled.".into(),
-                    });
+                    break Err(stopped(&stop));
                 }
             }
             if started.elapsed() > self.config.prediction_timeout {
@@ -161,13 +179,10 @@ impl Jobs {
                 });
             }
             let _ = tokio::time::timeout(self.config.poll_interval, notify.notified()).await;
-            if matches!(self.message(op).await, Err(Ending::Canceled)) {
+            if let Err(stop @ (Ending::Canceled | Ending::Trashed)) = self.message(op).await {
                 let _ =
                     providers::replicate::cancel_prediction(&self.providers, &prediction.id).await;
-                break Err(ProviderError::Permanent {
-                    code: "canceled",
-                    message: "Canceled.".into(),
-                });
+                break Err(stopped(&stop));
             }
             match providers::replicate::get_prediction(&self.providers, &prediction.id).await {
                 Ok(p) => prediction = p,

@@ -21,7 +21,7 @@ use crate::storage::jobs::{OpStatus, Operation};
 
 impl Jobs {
     /// The job's request as the document has it now; `Canceled` if the
-    /// user canceled it.
+    /// user canceled it, `Trashed` if the asset is in the trash.
     pub(super) async fn message(&self, op: &Operation) -> JobResult<MessageView> {
         Ok(self.request(op).await?.0)
     }
@@ -30,7 +30,7 @@ impl Jobs {
     /// version, else the asset's active one): its id, and the version if
     /// the asset has it.
     pub(super) async fn request(&self, op: &Operation) -> JobResult<(MessageView, InputVersion)> {
-        let (m, version) = self
+        let (m, version, trashed) = self
             .docs
             .read(&op.user, &op.doc_id, |doc| {
                 let m = doc.message(&op.id)?;
@@ -43,7 +43,8 @@ impl Jobs {
                 let version = version_id
                     .as_ref()
                     .and_then(|v| reader.version(v).ok().flatten());
-                Ok::<_, core_sync::model::ModelError>((m, (version_id, version)))
+                let trashed = reader.deletion()?.is_some();
+                Ok::<_, core_sync::model::ModelError>((m, (version_id, version), trashed))
             })
             .await?
             .map_err(|e| {
@@ -54,6 +55,9 @@ impl Jobs {
             })?;
         if m.status == Some(MessageStatus::Canceled) {
             return Err(Ending::Canceled);
+        }
+        if trashed && !m.status.is_some_and(MessageStatus::is_terminal) {
+            return Err(Ending::Trashed);
         }
         Ok((m, version))
     }
@@ -168,12 +172,15 @@ impl Jobs {
     ) -> JobResult<()> {
         let id = op.id.clone();
         let op_id = op.id.clone();
-        let canceled = self
+        let stopped = self
             .docs
             .write(&op.user, &op.doc_id, |d| {
                 let m = d.message(&id)?;
                 if m.status == Some(MessageStatus::Canceled) {
-                    return Ok(true);
+                    return Ok(Some(Ending::Canceled));
+                }
+                if d.reader().deletion()?.is_some() {
+                    return Ok(Some(Ending::Trashed));
                 }
                 d.update_message(
                     &id,
@@ -185,13 +192,12 @@ impl Jobs {
                     },
                     now_millis(),
                 )?;
-                Ok(false)
+                Ok(None)
             })
             .await?;
-        if canceled {
-            Err(Ending::Canceled)
-        } else {
-            Ok(())
+        match stopped {
+            Some(ending) => Err(ending),
+            None => Ok(()),
         }
     }
 

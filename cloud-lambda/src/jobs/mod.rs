@@ -15,7 +15,11 @@
 //!
 //! Cancel: the user sets the message to `canceled` (a normal sync); the job
 //! checks before each step and before writing results, cancels a Replicate
-//! prediction, and records the cost of what was already spent.
+//! prediction, and records the cost of what was already spent. An asset
+//! moved to the trash stops its jobs the same way, at the same checks (so
+//! a queued request never reaches the provider): the message ends
+//! `canceled` with the reason `asset_deleted`, written as a trash change
+//! (not an edit after the deletion).
 //!
 //! Once across processes. A run first takes the operation's lease in the
 //! store (`lease.rs`), renews it while it runs and gives it up at the end:
@@ -131,8 +135,32 @@ pub struct Jobs {
 /// How a job is ended by a person or a provider: the message's last words.
 #[derive(Debug)]
 enum Ending {
-    Failed { code: String, message: String },
+    Failed {
+        code: String,
+        message: String,
+    },
     Canceled,
+    /// The asset went to the trash: stopped like a cancel, with the reason
+    /// in the message (`Jobs::stop_in_trash`).
+    Trashed,
+}
+
+/// The code of a request the trash stopped.
+pub const TRASHED_CODE: &str = "asset_deleted";
+
+/// The reason a request the trash stopped carries.
+fn trashed_reason(started: bool) -> ErrorInfo {
+    ErrorInfo {
+        code: TRASHED_CODE.into(),
+        message: if started {
+            "Stopped: the asset was moved to the trash while this ran; what the provider \
+             had already done is recorded."
+        } else {
+            "Not run: the asset was moved to the trash before this request reached the \
+             provider, so nothing was spent. Restore the asset and ask again."
+        }
+        .into(),
+    }
 }
 
 type JobResult<T> = Result<T, Ending>;
@@ -394,6 +422,25 @@ impl Jobs {
         let (status, error) = match ending {
             Ok(()) => (OpStatus::Succeeded, None),
             Err(Ending::Canceled) => (OpStatus::Canceled, None),
+            Err(Ending::Trashed) => {
+                // Whether a provider was called: the run counts attempts
+                // in the stored operation.
+                let stored = self.ops.get_operation(&op.user, &op.id).await;
+                let started = stored.ok().flatten().is_some_and(|o| o.attempts > 0);
+                let reason = trashed_reason(started);
+                tracing::info!("job stopped: the asset is in the trash");
+                let id = op.id.clone();
+                let written = self
+                    .docs
+                    .write(&op.user, &op.doc_id, |d| {
+                        d.stop_request_in_trash(&id, &reason, now_millis())
+                    })
+                    .await;
+                if let Err(e) = written {
+                    tracing::error!(error = %e, "cannot record why the job stopped");
+                }
+                (OpStatus::Canceled, Some(reason.message))
+            }
             Err(Ending::Failed { code, message }) => {
                 crate::metrics::global().job_failed();
                 tracing::info!(%code, %message, "job failed");

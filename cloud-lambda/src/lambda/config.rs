@@ -19,7 +19,7 @@ use super::secrets::SecretError;
 
 /// Every environment variable the function reads (besides the AWS SDK's
 /// own credential variables).
-pub const VARIABLES: [&str; 29] = [
+pub const VARIABLES: [&str; 30] = [
     "ATELIER_BACKEND",
     "ATELIER_AWS_PREFIX",
     "ATELIER_CLOUD_DATA",
@@ -48,6 +48,7 @@ pub const VARIABLES: [&str; 29] = [
     "ATELIER_DAILY_SPEND_CAP_USD",
     "ATELIER_EMF_METRICS",
     "ATELIER_METRICS_DEPLOYMENT",
+    "ATELIER_TRASH_RETENTION_DAYS",
     "RUST_LOG",
 ];
 
@@ -99,6 +100,9 @@ pub struct LambdaConfig {
     /// of the `Deployment` dimension (`ATELIER_METRICS_DEPLOYMENT`, default
     /// the AWS prefix).
     pub emf_deployment: Option<String>,
+    /// How long an asset stays in the trash before a scheduled event
+    /// purges it (`ATELIER_TRASH_RETENTION_DAYS`, default 30).
+    pub trash_retention: std::time::Duration,
 }
 
 /// Why the function cannot start.
@@ -265,6 +269,9 @@ impl LambdaConfig {
             spend,
             invoke,
             emf_deployment: deployment.filter(|_| emf),
+            trash_retention: std::time::Duration::from_secs(
+                number("ATELIER_TRASH_RETENTION_DAYS", 30)?.saturating_mul(86_400),
+            ),
         })
     }
 }

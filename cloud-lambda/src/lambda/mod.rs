@@ -13,6 +13,9 @@
 //! - Job events ([`invoke::JobEvent`]), sent by this function to itself
 //!   (`InvocationType=Event`) when a request queued a provider job: the
 //!   invocation runs the job to its end ([`crate::jobs::Jobs::run`]).
+//! - EventBridge's scheduled events ([`schedule::ScheduledEvent`]): a rule
+//!   fires once a day, and the invocation purges the trash past its
+//!   retention period ([`crate::purge::run`]).
 //!
 //! At start ([`LambdaApp::start`]) the provider keys the environment does
 //! not carry are read from SSM Parameter Store ([`secrets`]). Logs are JSON
@@ -23,6 +26,7 @@
 
 pub mod config;
 pub mod invoke;
+pub mod schedule;
 pub mod secrets;
 
 use std::sync::Arc;
@@ -45,6 +49,7 @@ pub use self::config::{
     Backend, DEFAULT_LONG_POLL_MAX_MS, LambdaConfig, LambdaError, SecretSource, VARIABLES,
 };
 use self::invoke::{InvokeLauncher, JobEvent};
+use self::schedule::ScheduledEvent;
 
 /// Lambda's limit on a synchronous invocation's response payload.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
@@ -104,7 +109,8 @@ impl LambdaApp {
                 AppState::embedded(dir, verifier, None).await?
             }
         }
-        .with_limits(ApiLimits::new(config.api.clone()));
+        .with_limits(ApiLimits::new(config.api.clone()))
+        .with_trash_retention(config.trash_retention);
         if config.jobs {
             let mut job_config = JobConfig {
                 public_url: config.public_url.clone(),
@@ -131,8 +137,8 @@ impl LambdaApp {
         &self.state
     }
 
-    /// One invocation: an HTTP API event through the Router, or a job.
-    /// What it counted is written as one EMF line before it answers (an
+    /// One invocation: an HTTP API event through the Router, a job, or
+    /// the scheduled purge. What it counted is written as one EMF line before it answers (an
     /// answered instance may be frozen or never thawed).
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, lambda_http::Error> {
         let answer = self.dispatch(event).await;
@@ -147,8 +153,15 @@ impl LambdaApp {
                 .map_err(|e| format!("a job event that does not parse: {e}"))?;
             return self.run_job(job).await;
         }
-        let request: LambdaRequest = serde_json::from_value(payload)
-            .map_err(|e| format!("not an API Gateway HTTP API (2.0) event nor a job event: {e}"))?;
+        if ScheduledEvent::is_scheduled(&payload) {
+            let event: ScheduledEvent = serde_json::from_value(payload)
+                .map_err(|e| format!("a scheduled event that does not parse: {e}"))?;
+            let retention = self.state.trash_retention;
+            return Ok(schedule::purge(&self.state, event, retention).await?);
+        }
+        let request: LambdaRequest = serde_json::from_value(payload).map_err(|e| {
+            format!("not an API Gateway HTTP API (2.0) event, a job or a scheduled event: {e}")
+        })?;
         let response = self.http(request, context).await?;
         Ok(response)
     }

@@ -137,6 +137,12 @@ pub const CASES: &[(&str, Case)] = &[
     ("only_blobs_no_document_names_are_queued", |b| {
         Box::pin(purge::only_blobs_no_document_names_are_queued(b))
     }),
+    ("a_purge_needs_facts_at_the_documents_position", |b| {
+        Box::pin(purge::a_purge_needs_facts_at_the_documents_position(b))
+    }),
+    ("a_long_log_and_many_blobs_are_purged_whole", |b| {
+        Box::pin(purge::a_long_log_and_many_blobs_are_purged_whole(b))
+    }),
     ("blobs_can_be_deleted", |b| {
         Box::pin(purge::blobs_can_be_deleted(b))
     }),

@@ -47,6 +47,18 @@ pub struct Listing {
     pub updated_at: Millis,
     /// The document's log position this listing was derived at.
     pub useq: u64,
+    /// Set while the asset is in the trash.
+    pub trash: Option<ListingTrash>,
+}
+
+/// A listed asset in the trash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingTrash {
+    /// When it was moved to the trash (the deleting device's clock).
+    pub deleted_at: Millis,
+    /// From when its retention period counts
+    /// (`model::Deletion::retained_since`).
+    pub retained_since: Millis,
 }
 
 /// Where a page of the asset list ends: the last listing it held.
@@ -152,11 +164,13 @@ pub trait ListingStore: Send + Sync {
     /// The listing of `doc`, `None` if absent or another user's.
     async fn get_listing(&self, user: &str, doc: &DocId) -> Result<Option<Listing>, StorageError>;
 
-    /// The user's listings, newest first (`updated_at` descending, then
-    /// `doc_id` ascending), strictly after `after`, at most `limit`.
+    /// The user's listings in the trash (`trashed`) or out of it, newest
+    /// first (`updated_at` descending, then `doc_id` ascending), strictly
+    /// after `after`, at most `limit`.
     async fn list_assets(
         &self,
         user: &str,
+        trashed: bool,
         after: Option<&ListingCursor>,
         limit: usize,
     ) -> Result<Vec<Listing>, StorageError>;

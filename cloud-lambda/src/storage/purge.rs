@@ -18,9 +18,12 @@
 //!   the document purged (it then reads as absent; an append to it is
 //!   `NotFound`; [`PurgeStore::is_purged`] says so), moves its feed row to
 //!   a fresh `useq` so every device learns of it, and queues every blob it
-//!   named that no other document of the user names. On a backend without
-//!   transactions the steps are ordered so that a crash leaves the
-//!   document either whole or marked purged, and a rerun finishes it.
+//!   named that no other document of the user names. A backend that
+//!   cannot do all of it in one transaction (DynamoDB's hold 100 items)
+//!   does it in steps: the first, conditional one marks the document
+//!   purged (from then on it reads as absent and refuses appends), the
+//!   others remove the rest; a crash between them leaves a purge that
+//!   [`PurgeStore::finish_purges`] completes.
 //! - **Blob deletions are queued before any blob goes.** The queue
 //!   survives crashes; a blob is deleted only while
 //!   [`PurgeStore::blob_unreferenced`] says no document names it, and its
@@ -41,6 +44,16 @@ pub struct TrashEntry {
     pub doc_id: DocId,
     /// Retention counts from here (`model::Deletion::retained_since`).
     pub retained_since: Millis,
+}
+
+/// One page of documents whose purge facts are behind their log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StalePage {
+    /// (owner, document); may be fewer than asked for, even none, while
+    /// `next` says there is more.
+    pub docs: Vec<(String, DocId)>,
+    /// Where the next page starts (opaque to callers); `None`: done.
+    pub next: Option<String>,
 }
 
 /// A blob deletion a purge queued.
@@ -68,9 +81,15 @@ pub trait PurgeStore: Send + Sync {
 
     /// Documents (any user's) whose facts are behind their log, or missing
     /// (stored before purging existed, or a crash between an append and its
-    /// projection), at most `limit`: the purge derives them again before it
-    /// decides anything.
-    async fn stale_purge_facts(&self, limit: usize) -> Result<Vec<(String, DocId)>, StorageError>;
+    /// projection), one page from `start` (`None`: the beginning), looking
+    /// at about `limit` documents: the purge derives them again before it
+    /// decides anything. Paging through every document once sees every
+    /// document that was stale when the first page was read.
+    async fn stale_purge_facts(
+        &self,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<StalePage, StorageError>;
 
     /// Documents in the trash (any user's) whose retention began at or
     /// before `since`, oldest first, at most `limit`.
@@ -91,10 +110,18 @@ pub trait PurgeStore: Send + Sync {
         expected_last_useq: u64,
     ) -> Result<Vec<String>, StorageError>;
 
+    /// Completes purges a crash interrupted after their first step (see
+    /// the module docs) and returns how many. A backend whose purge is one
+    /// transaction has none.
+    async fn finish_purges(&self) -> Result<u64, StorageError> {
+        Ok(0)
+    }
+
     /// Whether `user`'s document `doc` was purged.
     async fn is_purged(&self, user: &str, doc: &DocId) -> Result<bool, StorageError>;
 
-    /// Queued blob deletions, at most `limit`, in (user, sha256) order.
+    /// Queued blob deletions, at most `limit`, in no particular order;
+    /// empty only when none is queued.
     async fn queued_blobs(&self, limit: usize) -> Result<Vec<QueuedBlob>, StorageError>;
 
     /// Whether no document of `user` names the blob (it may be deleted).

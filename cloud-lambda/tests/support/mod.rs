@@ -19,7 +19,7 @@ use cloud_lambda::auth::LocalIssuer;
 use cloud_lambda::jobs::JobConfig;
 use cloud_lambda::providers::ProviderConfig;
 use cloud_lambda::registry::{BUILTIN, Registry};
-use core_sync::model::{BlobRef, MessageView, NewMessage, NewVersion};
+use core_sync::model::{BlobRef, MessageStatus, MessageView, NewMessage, NewVersion};
 use core_sync::store::{Store, StoreOptions};
 use core_sync::sync::client::SyncClient;
 use core_sync::sync::engine::EngineConfig;
@@ -339,6 +339,47 @@ pub async fn wait_finished_within(
             );
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// An asset on `d` with a slow Replicate upscale of its image, synced and
+/// running on the server. Returns (doc, request).
+pub async fn running_slow_upscale(d: &mut Device) -> (DocId, String) {
+    let (doc, v1) = asset_with_image(d).await;
+    let msg = tool(
+        "upscale",
+        "replicate",
+        "nightmareai/real-esrgan",
+        "slow upscale",
+        Some(&v1),
+        serde_json::json!({"_fake_scenario": "slow"}),
+    );
+    let id = request(d, &doc, msg).await;
+    d.sync.sync_until_idle().await.unwrap();
+    wait_running(d, &doc, &id).await;
+    (doc, id)
+}
+
+/// Syncs `d` until the server has set request `id` of `doc` running.
+pub async fn wait_running(d: &mut Device, doc: &DocId, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        d.sync.sync_until_idle().await.unwrap();
+        let mut asset = d.store.load(doc).await.unwrap();
+        if asset.doc.message(id).unwrap().status == Some(MessageStatus::Running) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until a prediction's cancel reached the fake Replicate.
+pub async fn wait_cancel_reached(fakes: &RunningFakes) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !fakes.requests().iter().any(|r| r.path.ends_with("/cancel")) {
+        assert!(Instant::now() < deadline, "no cancel reached Replicate");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -22,8 +22,8 @@ use automerge::{ObjType, ROOT, ReadDoc, Value};
 
 use super::AssetDoc;
 use super::error::{ModelError, ModelResult};
-use super::schema::{AT, BY, DELETED, SHA256, VERSIONS};
-use super::types::{AssetSummary, Deletion, Millis};
+use super::schema::{AT, BY, CODE, DELETED, ERROR, MESSAGE, SHA256, STATUS, UPDATED_AT, VERSIONS};
+use super::types::{AssetSummary, Deletion, ErrorInfo, MessageStatus, Millis};
 
 /// The commit message of a delete or restore: changes that only move an
 /// asset in or out of the trash do not count as edits after a deletion.
@@ -107,6 +107,41 @@ impl AssetDoc {
         })?;
         self.summary = None;
         Ok(())
+    }
+
+    /// Ends a tool request the server will not run because the asset is in
+    /// the trash: one change, marked like a delete (so it does not count as
+    /// an edit after the deletion, and leaves the retention period alone:
+    /// the asset's `updatedAt` is not touched), setting the message
+    /// `canceled` with `reason`. A request already finished is left alone
+    /// (`Ok(false)`).
+    pub fn stop_request_in_trash(
+        &mut self,
+        message_id: &str,
+        reason: &ErrorInfo,
+        now: Millis,
+    ) -> ModelResult<bool> {
+        if self
+            .message(message_id)?
+            .status
+            .is_some_and(|s| s.is_terminal())
+        {
+            return Ok(false);
+        }
+        let (obj, _) = self.find_message(message_id)?;
+        let error: H = HashMap::from([
+            (CODE, H::scalar(reason.code.as_str())),
+            (MESSAGE, H::scalar(reason.message.as_str())),
+        ])
+        .into();
+        self.trash_change(|this| {
+            this.doc
+                .put(&obj, STATUS, MessageStatus::Canceled.as_str())?;
+            this.doc.batch_create_object(&obj, ERROR, &error, false)?;
+            this.doc.put(&obj, UPDATED_AT, now)?;
+            Ok(())
+        })?;
+        Ok(true)
     }
 
     /// The tombstone, with [`Deletion::edited_after`] worked out from the

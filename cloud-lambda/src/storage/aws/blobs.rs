@@ -174,6 +174,20 @@ impl BlobStore for AwsBlobs {
         Ok(self.locate(user, sha256).await?.is_some())
     }
 
+    async fn delete(&self, user: &str, sha256: &str) -> Result<u64, StorageError> {
+        Self::check(user, sha256)?;
+        // Under every kind it was stored as (one image may be two kinds).
+        let mut freed = 0;
+        for kind in BlobKind::ALL {
+            let key = self.key(user, kind, sha256);
+            if let Some(size) = objects::size(&self.s3, &self.bucket, &key).await? {
+                objects::delete(&self.s3, &self.bucket, &key).await?;
+                freed += size;
+            }
+        }
+        Ok(freed)
+    }
+
     async fn upload_url(
         &self,
         user: &str,

@@ -37,6 +37,8 @@ pub(super) struct DocItem {
     pub snapshot_upto: u64,
     pub snapshot_key: Option<String>,
     pub heads: Vec<ChangeHash>,
+    /// Purged (`purge.rs`): it reads as absent and refuses appends.
+    pub purged: bool,
 }
 
 impl DocItem {
@@ -47,6 +49,7 @@ impl DocItem {
             snapshot_upto: opt_n(item, SNAPSHOT_UPTO)?.unwrap_or(0),
             snapshot_key: opt_s(item, SNAPSHOT_KEY)?.map(str::to_owned),
             heads: decode_heads(opt_b(item, HEADS)?.unwrap_or_default())?,
+            purged: opt_n::<u64>(item, PURGED)?.is_some(),
         })
     }
 }
@@ -72,7 +75,7 @@ impl StoreInner {
         out.item.as_ref().map(DocItem::parse).transpose()
     }
 
-    /// The document's item if it belongs to `user`.
+    /// The document's item if it belongs to `user` and is not purged.
     pub(super) async fn doc_item(
         &self,
         user: &str,
@@ -81,14 +84,14 @@ impl StoreInner {
         Ok(self
             .any_doc_item(doc)
             .await?
-            .filter(|item| item.owner == user))
+            .filter(|item| item.owner == user && !item.purged))
     }
 
     /// Why an append expecting `expected` is refused, given the document's
     /// item as stored (`None`: absent).
     fn refusal(user: &str, expected: u64, stored: Option<&DocItem>) -> StorageError {
         match stored {
-            Some(d) if d.owner != user => StorageError::NotFound,
+            Some(d) if d.owner != user || d.purged => StorageError::NotFound,
             Some(_) => StorageError::Conflict,
             None if expected == 0 => StorageError::Conflict,
             None => StorageError::NotFound,
@@ -108,7 +111,7 @@ impl StoreInner {
             // race can still leave one nothing names; it is never read).
             let stored = self.any_doc_item(doc).await?;
             let fits = match &stored {
-                Some(d) => d.owner == user && d.last_useq == expected && expected > 0,
+                Some(d) => d.owner == user && !d.purged && d.last_useq == expected && expected > 0,
                 None => expected == 0,
             };
             if !fits {
@@ -192,6 +195,32 @@ impl StoreInner {
         )))
     }
 
+    /// The move of `user`'s counter from `guess` (this process's belief;
+    /// 0: no counter yet) to `useq`, for a transaction that allocates a
+    /// feed position. A wrong guess fails it with the counter's value.
+    pub(super) fn counter_update(
+        &self,
+        user: &str,
+        guess: u64,
+        useq: u64,
+    ) -> Result<Update, StorageError> {
+        let counter = Update::builder()
+            .table_name(&self.names.users)
+            .key(USER_ID, s(user))
+            .update_expression("SET #last = :useq")
+            .expression_attribute_names("#last", LAST_USEQ)
+            .expression_attribute_values(":useq", nu(useq))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let counter = if guess == 0 {
+            counter.condition_expression("attribute_not_exists(#last)")
+        } else {
+            counter
+                .condition_expression("#last = :guess")
+                .expression_attribute_values(":guess", nu(guess))
+        };
+        counter.build().map_err(build_error)
+    }
+
     /// The one transaction of an append: counter, document, entry, feed.
     #[allow(clippy::too_many_arguments)]
     fn append_actions(
@@ -205,21 +234,7 @@ impl StoreInner {
         heads: &[u8],
     ) -> Result<Vec<TransactWriteItem>, StorageError> {
         let all_old = ReturnValuesOnConditionCheckFailure::AllOld;
-        let mut counter = Update::builder()
-            .table_name(&self.names.users)
-            .key(USER_ID, s(user))
-            .update_expression("SET #last = :useq")
-            .expression_attribute_names("#last", LAST_USEQ)
-            .expression_attribute_values(":useq", nu(useq))
-            .return_values_on_condition_check_failure(all_old.clone());
-        counter = if guess == 0 {
-            counter.condition_expression("attribute_not_exists(#last)")
-        } else {
-            counter
-                .condition_expression("#last = :guess")
-                .expression_attribute_values(":guess", nu(guess))
-        };
-        let counter = counter.build().map_err(build_error)?;
+        let counter = self.counter_update(user, guess, useq)?;
         let document = if expected == 0 {
             let mut item = Item::from([
                 (DOC_ID.to_owned(), s(doc.as_str())),
@@ -246,9 +261,12 @@ impl StoreInner {
             let mut update = Update::builder()
                 .table_name(&self.names.docs)
                 .key(DOC_ID, s(doc.as_str()))
-                .condition_expression("#owner = :user AND #last = :expected")
+                .condition_expression(
+                    "#owner = :user AND #last = :expected AND attribute_not_exists(#purged)",
+                )
                 .expression_attribute_names("#last", LAST_USEQ)
                 .expression_attribute_names("#owner", OWNER)
+                .expression_attribute_names("#purged", PURGED)
                 .expression_attribute_names("#heads", HEADS)
                 .expression_attribute_values(":useq", nu(useq))
                 .expression_attribute_values(":user", s(user))
@@ -285,34 +303,41 @@ impl StoreInner {
             .expression_attribute_names("#useq", USEQ)
             .build()
             .map_err(build_error)?;
-        let feed_row = Put::builder()
+        let mut actions = vec![
+            TransactWriteItem::builder().update(counter).build(),
+            document,
+            TransactWriteItem::builder().put(log).build(),
+        ];
+        actions.extend(self.feed_move(user, doc, expected, useq)?);
+        Ok(actions)
+    }
+
+    /// The document's feed row moves to `useq`: put there, and the old one
+    /// (at `from`, its last useq, which the document's condition pins;
+    /// 0: a new document has none) deleted.
+    pub(super) fn feed_move(
+        &self,
+        user: &str,
+        doc: &DocId,
+        from: u64,
+        useq: u64,
+    ) -> Result<Vec<TransactWriteItem>, StorageError> {
+        let row = Put::builder()
             .table_name(&self.names.feed)
             .item(USER_ID, s(user))
             .item(USEQ, nu(useq))
             .item(DOC_ID, s(doc.as_str()))
             .build()
             .map_err(build_error)?;
-        let mut actions = vec![
-            TransactWriteItem::builder().update(counter).build(),
-            document,
-            TransactWriteItem::builder().put(log).build(),
-            TransactWriteItem::builder().put(feed_row).build(),
-        ];
-        if expected > 0 {
-            // The document's feed row moves: the old one (at its last
-            // useq, which the document condition pins) goes.
-            actions.push(
-                TransactWriteItem::builder()
-                    .delete(
-                        Delete::builder()
-                            .table_name(&self.names.feed)
-                            .key(USER_ID, s(user))
-                            .key(USEQ, nu(expected))
-                            .build()
-                            .map_err(build_error)?,
-                    )
-                    .build(),
-            );
+        let mut actions = vec![TransactWriteItem::builder().put(row).build()];
+        if from > 0 {
+            let old = Delete::builder()
+                .table_name(&self.names.feed)
+                .key(USER_ID, s(user))
+                .key(USEQ, nu(from))
+                .build()
+                .map_err(build_error)?;
+            actions.push(TransactWriteItem::builder().delete(old).build());
         }
         Ok(actions)
     }
@@ -450,6 +475,10 @@ impl DocStore for AwsStore {
 
     fn projections(&self) -> &dyn crate::storage::projection::ProjectionStore {
         self
+    }
+
+    fn purges(&self) -> Option<&dyn crate::storage::purge::PurgeStore> {
+        Some(self)
     }
 
     async fn user_head(&self, user: &str) -> Result<u64, StorageError> {

@@ -2,11 +2,15 @@
 //! connections that fail become `Unavailable` (retry later; a 503), a
 //! missing table or bucket says how to create it, anything else is
 //! `Backend` with the service's code and message. Plus the jitter our own
-//! retries back off with, and the conditional put whose lost condition is
-//! an answer, not an error.
+//! retries back off with, and the conditional put and transaction whose
+//! lost condition is an answer, not an error.
+
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{CancellationReason, TransactWriteItem};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -109,4 +113,59 @@ pub(super) async fn put_unless_there(
         }
         Err(e) => Err(sdk_error(what, e)),
     }
+}
+
+/// Rounds of a transaction that keeps colliding with other writers.
+const TRANSACT_ATTEMPTS: usize = 32;
+
+/// The outcome of a transaction whose cancellation is an answer.
+pub(super) enum Transacted {
+    Done,
+    /// Cancelled by a failed condition: the reasons, by action.
+    Refused(Vec<CancellationReason>),
+}
+
+/// Sends one transaction, retrying collisions and throttling with
+/// backoff; a failed condition is [`Transacted::Refused`].
+pub(super) async fn transact(
+    ddb: &aws_sdk_dynamodb::Client,
+    actions: Vec<TransactWriteItem>,
+    what: &str,
+) -> Result<Transacted, StorageError> {
+    let mut pause = Duration::from_millis(10);
+    for _ in 0..TRANSACT_ATTEMPTS {
+        let sent = ddb
+            .transact_write_items()
+            .set_transact_items(Some(actions.clone()))
+            .send()
+            .await;
+        let err = match sent {
+            Ok(_) => return Ok(Transacted::Done),
+            Err(e) => e,
+        };
+        let reasons = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                c.cancellation_reasons().to_vec()
+            }
+            _ => return Err(sdk_error(what, err)),
+        };
+        let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
+        if codes.contains(&"ConditionalCheckFailed") {
+            return Ok(Transacted::Refused(reasons));
+        }
+        if codes
+            .iter()
+            .any(|c| *c == "TransactionConflict" || is_transient_code(c))
+        {
+            tokio::time::sleep(jitter(pause)).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+            continue;
+        }
+        return Err(StorageError::Backend(format!(
+            "{what}: transaction cancelled: {codes:?}"
+        )));
+    }
+    Err(StorageError::Unavailable(format!(
+        "{what}: still colliding with other writers"
+    )))
 }

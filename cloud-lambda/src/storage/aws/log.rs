@@ -296,7 +296,11 @@ impl StoreInner {
             .table_name(&self.names.docs)
             .key(DOC_ID, s(doc.as_str()))
             .update_expression("SET #upto = :upto, #key = :key")
-            .condition_expression("#owner = :user AND #upto < :upto AND #last >= :upto")
+            .condition_expression(
+                "#owner = :user AND #upto < :upto AND #last >= :upto \
+                 AND attribute_not_exists(#purged)",
+            )
+            .expression_attribute_names("#purged", PURGED)
             .expression_attribute_names("#upto", SNAPSHOT_UPTO)
             .expression_attribute_names("#key", SNAPSHOT_KEY)
             .expression_attribute_names("#owner", OWNER)
@@ -329,7 +333,7 @@ impl StoreInner {
             tracing::warn!(%doc, error = %e, "an unused snapshot object stays behind");
         }
         Err(match stored {
-            Some(d) if d.owner == user => StorageError::Conflict,
+            Some(d) if d.owner == user && !d.purged => StorageError::Conflict,
             _ => StorageError::NotFound,
         })
     }
@@ -345,20 +349,7 @@ impl StoreInner {
     ) -> Result<(), StorageError> {
         let folded = self.entries(doc, "#useq <= :from", upto, true).await?;
         let spilled: Vec<String> = folded.iter().filter_map(|e| e.spill_key.clone()).collect();
-        for batch in folded.chunks(BATCH) {
-            let requests = batch
-                .iter()
-                .map(|e| {
-                    let delete = DeleteRequest::builder()
-                        .key(DOC_ID, s(doc.as_str()))
-                        .key(USEQ, nu(e.useq))
-                        .build()
-                        .map_err(build_error)?;
-                    Ok(WriteRequest::builder().delete_request(delete).build())
-                })
-                .collect::<Result<Vec<_>, StorageError>>()?;
-            self.batch_write(requests).await?;
-        }
+        self.delete_entries(doc, &folded).await?;
         if !spilled.is_empty() {
             // A later entry may carry the same bytes (the same object).
             let kept: HashSet<String> = self
@@ -380,6 +371,58 @@ impl StoreInner {
             }
         }
         Ok(())
+    }
+
+    /// Deletes these log entries of `doc`, 25 per `BatchWriteItem`.
+    async fn delete_entries(&self, doc: &DocId, entries: &[Entry]) -> Result<(), StorageError> {
+        for batch in entries.chunks(BATCH) {
+            let requests = batch
+                .iter()
+                .map(|e| {
+                    let delete = DeleteRequest::builder()
+                        .key(DOC_ID, s(doc.as_str()))
+                        .key(USEQ, nu(e.useq))
+                        .build()
+                        .map_err(build_error)?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<Vec<_>, StorageError>>()?;
+            self.batch_write(requests).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every log entry of `doc` (a purge's step); returns how many.
+    pub(super) async fn delete_log(&self, doc: &DocId) -> Result<u64, StorageError> {
+        let all = self.entries(doc, "#useq >= :from", 0, true).await?;
+        self.delete_entries(doc, &all).await?;
+        Ok(all.len() as u64)
+    }
+
+    /// Deletes every object of `doc` in the documents' bucket (spilled
+    /// chunks and snapshots; a purge's step). Their noncurrent versions
+    /// expire with the bucket's lifecycle. Returns how many.
+    pub(super) async fn delete_doc_objects(&self, doc: &DocId) -> Result<u64, StorageError> {
+        let bucket = &self.names.doc_bucket;
+        let keys = objects::list(&self.s3, bucket, &format!("docs/{doc}/")).await?;
+        for key in &keys {
+            objects::delete(&self.s3, bucket, key).await?;
+        }
+        Ok(keys.len() as u64)
+    }
+
+    /// Whether any log entry or object of `doc` is left (a check for
+    /// tests and operators).
+    pub(super) async fn log_or_objects_left(&self, doc: &DocId) -> Result<bool, StorageError> {
+        if !self
+            .entries(doc, "#useq >= :from", 0, true)
+            .await?
+            .is_empty()
+        {
+            return Ok(true);
+        }
+        let keys = objects::list(&self.s3, &self.names.doc_bucket, &format!("docs/{doc}/")).await?;
+        Ok(!keys.is_empty())
     }
 
     /// One `BatchWriteItem` on the log, resending what DynamoDB left

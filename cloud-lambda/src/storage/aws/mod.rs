@@ -25,6 +25,8 @@
 //!   then deletes the entries and objects it folded.
 //! - **Projections** (listings, cost events) are tables of their own
 //!   (`projection.rs`); blobs move through S3 presigned URLs (`blobs.rs`).
+//! - **Purges** (`purge.rs`, `purge_steps.rs`): reference-counted blobs,
+//!   and a purge in steps behind one conditional mark.
 //!
 //! Every request is counted per operation ([`metrics::RequestCounter`]).
 
@@ -40,6 +42,8 @@ mod log;
 pub mod metrics;
 mod objects;
 mod projection;
+mod purge;
+mod purge_steps;
 mod query;
 pub mod schema;
 
@@ -224,6 +228,20 @@ pub enum CompactStop {
     AfterSnapshotWritten,
     /// The pointer moved; nothing folded was deleted.
     AfterPointerMoved,
+}
+
+/// Where a purge ([`AwsStore::purge_doc_stopping`]) stops: `Never` in
+/// service; the others stop it as a crash would (`purge_steps.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeStop {
+    Never,
+    /// The document is marked purged; nothing else is removed.
+    AfterMark,
+    /// Its blob references are gone and its blobs queued.
+    AfterReferences,
+    /// Its log and objects are gone too; the listing and the facts' state
+    /// are left.
+    AfterLog,
 }
 
 /// Documents (log, feed, snapshots) and operations on DynamoDB + S3. Cheap

@@ -175,6 +175,23 @@ pub(super) async fn exists(
     }
 }
 
+/// The object's size, `None` if there is none.
+pub(super) async fn size(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<u64>, StorageError> {
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(out) => Ok(Some(
+            out.content_length()
+                .and_then(|l| u64::try_from(l).ok())
+                .unwrap_or(0),
+        )),
+        Err(e) if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))) => Ok(None),
+        Err(e) => Err(sdk_error(&format!("looking up s3://{bucket}/{key}"), e)),
+    }
+}
+
 /// Deletes the object (absent is fine).
 pub(super) async fn delete(
     s3: &aws_sdk_s3::Client,

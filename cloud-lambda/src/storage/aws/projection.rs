@@ -33,12 +33,12 @@ use core_sync::DocId;
 use core_sync::model::BlobRef;
 
 use super::errors::{build_error, is_transient_code, jitter, sdk_error};
-use super::items::{Item, get_n, get_s, n, opt_s, s};
+use super::items::{Item, get_n, get_s, n, opt_n, opt_s, s};
 use super::schema::attr::*;
 use super::{AwsStore, StoreInner};
 use crate::storage::projection::{
     CostCursor, CostEvent, CostEventRow, CostGroup, CostRange, CostStore, Listing, ListingCursor,
-    ListingStore, MAX_MODELS, utc_day,
+    ListingStore, ListingTrash, MAX_MODELS, utc_day,
 };
 use crate::storage::{StorageError, validate_user};
 
@@ -101,6 +101,10 @@ fn listing_item(user: &str, l: &Listing) -> Result<Item, StorageError> {
     if let Some(v) = &l.active_version_id {
         item.insert(ACTIVE_VERSION_ID.to_owned(), s(v));
     }
+    if let Some(t) = &l.trash {
+        item.insert(DELETED_AT.to_owned(), n(t.deleted_at));
+        item.insert(TRASHED_SINCE.to_owned(), n(t.retained_since));
+    }
     Ok(item)
 }
 
@@ -119,6 +123,13 @@ fn parse_listing(item: &Item) -> Result<Listing, StorageError> {
         created_at: get_n(item, CREATED_AT)?,
         updated_at: get_n(item, UPDATED_AT)?,
         useq: get_n(item, USEQ)?,
+        trash: match (opt_n(item, DELETED_AT)?, opt_n(item, TRASHED_SINCE)?) {
+            (Some(deleted_at), Some(retained_since)) => Some(ListingTrash {
+                deleted_at,
+                retained_since,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -414,6 +425,7 @@ impl ListingStore for AwsStore {
     async fn list_assets(
         &self,
         user: &str,
+        trashed: bool,
         after: Option<&ListingCursor>,
         limit: usize,
     ) -> Result<Vec<Listing>, StorageError> {
@@ -422,11 +434,20 @@ impl ListingStore for AwsStore {
             return Ok(Vec::new());
         }
         let inner = &self.inner;
+        // The trash is a filter on the same index: reads pass over the
+        // other side's listings (few are in the trash, and only for the
+        // retention period).
         let mut query = inner
             .ddb
             .query()
             .table_name(&inner.names.listings)
             .index_name(LISTINGS_BY_USER)
+            .filter_expression(if trashed {
+                "attribute_exists(#deleted)"
+            } else {
+                "attribute_not_exists(#deleted)"
+            })
+            .expression_attribute_names("#deleted", DELETED_AT)
             .expression_attribute_names("#user", USER_ID)
             .expression_attribute_values(":user", s(user));
         query = match after {

@@ -141,6 +141,7 @@ pub(super) mod attr {
     pub const MESSAGE_COUNT: &str = "message_count";
     pub const COST_EVENT_COUNT: &str = "cost_event_count";
     pub const LIST_ORDER: &str = "list_order";
+    pub const DELETED_AT: &str = "deleted_at";
     // Cost events.
     pub const EVENT_KEY: &str = "event_key";
     pub const EVENT_ID: &str = "event_id";
@@ -151,11 +152,20 @@ pub(super) mod attr {
     pub const UNIT: &str = "unit";
     pub const COST_NANO_USD: &str = "cost_nano_usd";
     pub const MESSAGE_ID: &str = "message_id";
+    // Purging.
+    pub const PURGED: &str = "purged";
+    pub const PART: &str = "part";
+    pub const TRASHED_SINCE: &str = "trashed_since";
+    pub const TRASH_STATE: &str = "trash_state";
+    pub const BLOBS_DIGEST: &str = "blobs_digest";
+    pub const REF_KEY: &str = "ref_key";
+    pub const SHA256: &str = "sha256";
 
     pub const BY_PROVIDER_REF: &str = "by_provider_ref";
     pub const UNFINISHED_INDEX: &str = "unfinished";
     pub const STARTED_BY_USER: &str = "started_by_user";
     pub const LISTINGS_BY_USER: &str = "by_user";
+    pub const TRASH_INDEX: &str = "trash";
 }
 
 /// Longest deployment prefix: the longest table name then stays far under
@@ -192,6 +202,9 @@ pub struct Names {
     pub cost_events: String,
     pub operations: String,
     pub deliveries: String,
+    pub purge_facts: String,
+    pub blob_refs: String,
+    pub blob_deletions: String,
     pub blob_bucket: String,
     pub doc_bucket: String,
 }
@@ -212,6 +225,9 @@ impl Names {
             cost_events: t("cost_events"),
             operations: t("operations"),
             deliveries: t("webhook_deliveries"),
+            purge_facts: t("purge_facts"),
+            blob_refs: t("blob_refs"),
+            blob_deletions: t("blob_deletions"),
             blob_bucket: b("blobs"),
             doc_bucket: b("docs"),
         })
@@ -293,6 +309,9 @@ mod tests {
         assert_eq!(keys("cost_events"), two(USER_ID, EVENT_KEY));
         assert_eq!(keys("operations"), one(OP_ID));
         assert_eq!(keys("webhook_deliveries"), one(WEBHOOK_ID));
+        assert_eq!(keys("purge_facts"), two(DOC_ID, PART));
+        assert_eq!(keys("blob_refs"), two(USER_ID, REF_KEY));
+        assert_eq!(keys("blob_deletions"), two(USER_ID, SHA256));
         let index_of = |table: &str, name: &str| {
             let i = s
                 .table(table)
@@ -314,6 +333,10 @@ mod tests {
             two(USER_ID, LIST_ORDER)
         );
         assert_eq!(
+            index_of("purge_facts", TRASH_INDEX),
+            two(TRASH_STATE, TRASHED_SINCE)
+        );
+        assert_eq!(
             s.table("webhook_deliveries").ttl_attribute.as_deref(),
             Some(EXPIRES_AT)
         );
@@ -322,7 +345,7 @@ mod tests {
             ("users", &[LAST_USEQ, EPOCH][..]),
             (
                 "docs",
-                &[OWNER, LAST_USEQ, HEADS, SNAPSHOT_UPTO, SNAPSHOT_KEY],
+                &[OWNER, LAST_USEQ, HEADS, SNAPSHOT_UPTO, SNAPSHOT_KEY, PURGED],
             ),
             ("log", &[PREV, BYTES, SPILL_KEY, SPILL_BYTES]),
             ("feed", &[DOC_ID]),
@@ -338,6 +361,8 @@ mod tests {
                     COST_EVENT_COUNT,
                     CREATED_AT,
                     UPDATED_AT,
+                    DELETED_AT,
+                    TRASHED_SINCE,
                 ][..],
             ),
             (
@@ -370,6 +395,17 @@ mod tests {
                 ][..],
             ),
             ("webhook_deliveries", &[SEEN_AT, EXPIRES_AT]),
+            (
+                "purge_facts",
+                &[
+                    USER_ID,
+                    USEQ,
+                    TRASHED_SINCE,
+                    TRASH_STATE,
+                    BLOBS_DIGEST,
+                    PURGED,
+                ][..],
+            ),
         ] {
             for name in names {
                 assert!(

@@ -30,6 +30,7 @@ fn listing(doc: &DocId, title: &str, updated_at: i64, useq: u64) -> Listing {
         created_at: 10,
         updated_at,
         useq,
+        trash: None,
     }
 }
 
@@ -50,7 +51,7 @@ fn event(doc: &DocId, id: &str, ts: i64, provider: &str, model: &str, nano: i64)
 pub(super) async fn listings_page_newest_first(b: Backend) {
     let p = b.docs.projections();
     let u = new_user();
-    assert_eq!(p.list_assets(&u, None, 10).await.unwrap(), vec![]);
+    assert_eq!(p.list_assets(&u, false, None, 10).await.unwrap(), vec![]);
     // Two share an update time: they are ordered by id.
     let mut docs: Vec<DocId> = (0..5).map(|_| DocId::random()).collect();
     docs[1..3].sort();
@@ -63,7 +64,7 @@ pub(super) async fn listings_page_newest_first(b: Backend) {
     let mut seen = Vec::new();
     let mut after: Option<ListingCursor> = None;
     loop {
-        let page = p.list_assets(&u, after.as_ref(), 2).await.unwrap();
+        let page = p.list_assets(&u, false, after.as_ref(), 2).await.unwrap();
         if page.is_empty() {
             break;
         }
@@ -71,7 +72,7 @@ pub(super) async fn listings_page_newest_first(b: Backend) {
         seen.extend(page.into_iter().map(|l| l.doc_id));
     }
     assert_eq!(seen, docs);
-    assert_eq!(p.list_assets(&u, None, 0).await.unwrap(), vec![]);
+    assert_eq!(p.list_assets(&u, false, None, 0).await.unwrap(), vec![]);
     let got = p.get_listing(&u, &docs[0]).await.unwrap().unwrap();
     assert_eq!(
         got,
@@ -104,7 +105,7 @@ pub(super) async fn projections_are_per_user(b: Backend) {
         .await
         .unwrap();
     assert_eq!(p.get_listing(&bob, &d).await.unwrap(), None);
-    assert_eq!(p.list_assets(&bob, None, 10).await.unwrap(), vec![]);
+    assert_eq!(p.list_assets(&bob, false, None, 10).await.unwrap(), vec![]);
     // Bob's put for Alice's document changes nothing.
     p.put_listing(&bob, &listing(&d, "bob's", 9, 9))
         .await

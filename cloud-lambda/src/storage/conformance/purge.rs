@@ -9,7 +9,7 @@ use core_sync::blob::sha256_hex;
 
 use super::{Backend, new_user};
 use crate::storage::StorageError;
-use crate::storage::purge::QueuedBlob;
+use crate::storage::purge::{PurgeStore, QueuedBlob};
 
 fn sha(n: u8) -> String {
     format!("{n:02x}").repeat(32)
@@ -26,6 +26,22 @@ async fn due(b: &Backend, user: &str, since: i64) -> Vec<DocId> {
         .collect()
 }
 
+/// Every stale document, through every page (small pages, so paging is
+/// exercised).
+async fn all_stale(p: &dyn PurgeStore) -> Vec<(String, DocId)> {
+    let mut all = Vec::new();
+    let mut start: Option<String> = None;
+    for _ in 0..10_000 {
+        let page = p.stale_purge_facts(start.as_deref(), 2).await.unwrap();
+        all.extend(page.docs);
+        match page.next {
+            Some(next) => start = Some(next),
+            None => return all,
+        }
+    }
+    panic!("stale_purge_facts never ended");
+}
+
 pub(super) async fn purge_facts_keep_the_newest_and_say_what_is_due(b: Backend) {
     let Some(p) = b.docs.purges() else { return };
     let u = new_user();
@@ -33,14 +49,11 @@ pub(super) async fn purge_facts_keep_the_newest_and_say_what_is_due(b: Backend) 
     let u1 = b.docs.append(&u, &d, 0, b"one", &[]).await.unwrap();
     let stale =
         |all: Vec<(String, DocId)>| all.into_iter().any(|(user, doc)| user == u && doc == d);
-    assert!(
-        stale(p.stale_purge_facts(100_000).await.unwrap()),
-        "no facts yet"
-    );
+    assert!(stale(all_stale(p).await), "no facts yet");
     p.put_purge_facts(&u, &d, u1, &[sha(1)], Some(1_000))
         .await
         .unwrap();
-    assert!(!stale(p.stale_purge_facts(100_000).await.unwrap()));
+    assert!(!stale(all_stale(p).await));
     assert_eq!(due(&b, &u, 1_000).await, vec![d.clone()]);
     assert!(due(&b, &u, 999).await.is_empty(), "not due before its time");
     // An older derivation changes nothing.
@@ -48,10 +61,7 @@ pub(super) async fn purge_facts_keep_the_newest_and_say_what_is_due(b: Backend) 
     assert_eq!(due(&b, &u, 1_000).await, vec![d.clone()]);
     // Restored at a later append: no longer due.
     let u2 = b.docs.append(&u, &d, u1, b"two", &[]).await.unwrap();
-    assert!(
-        stale(p.stale_purge_facts(100_000).await.unwrap()),
-        "behind its log"
-    );
+    assert!(stale(all_stale(p).await), "behind its log");
     p.put_purge_facts(&u, &d, u2, &[sha(1)], None)
         .await
         .unwrap();
@@ -180,4 +190,90 @@ pub(super) async fn blobs_can_be_deleted(b: Backend) {
         0,
         "twice is harmless"
     );
+}
+
+pub(super) async fn a_purge_needs_facts_at_the_documents_position(b: Backend) {
+    let Some(p) = b.docs.purges() else { return };
+    let u = new_user();
+    let d = DocId::random();
+    let u1 = b.docs.append(&u, &d, 0, b"one", &[]).await.unwrap();
+    p.put_purge_facts(&u, &d, u1, &[sha(3)], Some(10))
+        .await
+        .unwrap();
+    // Restored by an append whose facts are still on their way: the old
+    // facts decide nothing.
+    let u2 = b.docs.append(&u, &d, u1, b"restore", &[]).await.unwrap();
+    assert_eq!(p.purge_doc(&u, &d, u2).await, Err(StorageError::Conflict));
+    p.put_purge_facts(&u, &d, u2, &[sha(3)], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.purge_doc(&u, &d, u2).await,
+        Err(StorageError::Conflict),
+        "not in the trash"
+    );
+    assert_eq!(b.docs.read_all(&u, &d).await.unwrap().len(), 2);
+    // Deleted again, with its facts: now it goes.
+    let u3 = b.docs.append(&u, &d, u2, b"delete", &[]).await.unwrap();
+    p.put_purge_facts(&u, &d, u3, &[sha(3)], Some(20))
+        .await
+        .unwrap();
+    assert_eq!(p.purge_doc(&u, &d, u3).await.unwrap(), vec![sha(3)]);
+    // A late put of older facts changes nothing: the purge stays whole.
+    p.put_purge_facts(&u, &d, u2, &[sha(3), sha(4)], Some(5))
+        .await
+        .unwrap();
+    assert!(due(&b, &u, i64::MAX).await.is_empty());
+    assert!(p.blob_unreferenced(&u, &sha(4)).await.unwrap());
+    assert!(all_stale(p).await.iter().all(|(_, doc)| doc != &d));
+    assert_eq!(p.finish_purges().await.unwrap(), 0, "nothing half done");
+}
+
+pub(super) async fn a_long_log_and_many_blobs_are_purged_whole(b: Backend) {
+    let Some(p) = b.docs.purges() else { return };
+    let u = new_user();
+    let (d, keep) = (DocId::random(), DocId::random());
+    // More log entries and blobs than one DynamoDB transaction holds.
+    let mut last = 0;
+    for i in 0..130u32 {
+        last = b
+            .docs
+            .append(&u, &d, last, format!("entry {i}").as_bytes(), &[])
+            .await
+            .unwrap();
+        if i == 60 {
+            b.docs.compact(&u, &d, last, b"snapshot").await.unwrap();
+        }
+    }
+    let blobs: Vec<String> = (0..120u8).map(sha).collect();
+    p.put_purge_facts(&u, &d, last, &blobs, Some(1))
+        .await
+        .unwrap();
+    // Another document names the first ten: they stay.
+    let k = b.docs.append(&u, &keep, 0, b"keep", &[]).await.unwrap();
+    p.put_purge_facts(&u, &keep, k, &blobs[..10], None)
+        .await
+        .unwrap();
+    let last = b.docs.head(&u, &d).await.unwrap().unwrap().last_useq;
+    let mut queued = p.purge_doc(&u, &d, last).await.unwrap();
+    queued.sort();
+    assert_eq!(queued, blobs[10..].to_vec());
+    assert!(p.is_purged(&u, &d).await.unwrap());
+    assert_eq!(b.docs.read_all(&u, &d).await, Err(StorageError::NotFound));
+    for sha in &blobs[..10] {
+        assert!(!p.blob_unreferenced(&u, sha).await.unwrap());
+    }
+    for sha in &blobs[10..] {
+        assert!(p.blob_unreferenced(&u, sha).await.unwrap());
+    }
+    let mine = p
+        .queued_blobs(100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.user == u)
+        .count();
+    assert_eq!(mine, 110);
+    assert_eq!(p.finish_purges().await.unwrap(), 0);
+    assert_eq!(b.docs.read_all(&u, &keep).await.unwrap().len(), 1);
 }

@@ -15,7 +15,7 @@ use sqlx::{Arguments, Row};
 use super::{EmbeddedStore, from_sql, to_sql};
 use crate::storage::projection::{
     CostCursor, CostEvent, CostEventRow, CostGroup, CostRange, CostStore, DAY_MS, Listing,
-    ListingCursor, ListingStore, MAX_MODELS,
+    ListingCursor, ListingStore, ListingTrash, MAX_MODELS,
 };
 use crate::storage::{StorageError, validate_user};
 
@@ -41,6 +41,13 @@ fn row_to_listing(row: &SqliteRow) -> Result<Listing, StorageError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         useq: from_sql(row.try_get("useq")?)?,
+        trash: match (row.try_get("deleted_at")?, row.try_get("retained_since")?) {
+            (Some(deleted_at), Some(retained_since)) => Some(ListingTrash {
+                deleted_at,
+                retained_since,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -110,14 +117,16 @@ impl ListingStore for EmbeddedStore {
             .map_err(|e| StorageError::Invalid(e.to_string()))?;
         sqlx::query(
             "INSERT INTO listings (doc_id, user_id, useq, title, cover, active_version_id,
-                                   message_count, cost_event_count, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                   message_count, cost_event_count, created_at, updated_at,
+                                   deleted_at, retained_since)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (doc_id) DO UPDATE SET
                 useq = excluded.useq, title = excluded.title, cover = excluded.cover,
                 active_version_id = excluded.active_version_id,
                 message_count = excluded.message_count,
                 cost_event_count = excluded.cost_event_count,
-                created_at = excluded.created_at, updated_at = excluded.updated_at
+                created_at = excluded.created_at, updated_at = excluded.updated_at,
+                deleted_at = excluded.deleted_at, retained_since = excluded.retained_since
              WHERE listings.user_id = excluded.user_id AND listings.useq < excluded.useq",
         )
         .bind(l.doc_id.as_str())
@@ -130,6 +139,8 @@ impl ListingStore for EmbeddedStore {
         .bind(to_sql(l.cost_event_count))
         .bind(l.created_at)
         .bind(l.updated_at)
+        .bind(l.trash.map(|t| t.deleted_at))
+        .bind(l.trash.map(|t| t.retained_since))
         .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(())
@@ -148,6 +159,7 @@ impl ListingStore for EmbeddedStore {
     async fn list_assets(
         &self,
         user: &str,
+        trashed: bool,
         after: Option<&ListingCursor>,
         limit: usize,
     ) -> Result<Vec<Listing>, StorageError> {
@@ -158,10 +170,12 @@ impl ListingStore for EmbeddedStore {
         let rows = match after {
             None => {
                 sqlx::query(
-                    "SELECT * FROM listings WHERE user_id = ?
-                     ORDER BY updated_at DESC, doc_id LIMIT ?",
+                    "SELECT * FROM listings WHERE user_id = ?1
+                       AND (deleted_at IS NOT NULL) = ?2
+                     ORDER BY updated_at DESC, doc_id LIMIT ?3",
                 )
                 .bind(user)
+                .bind(trashed)
                 .bind(limit_sql(limit))
                 .fetch_all(&self.pool)
                 .await?
@@ -169,6 +183,7 @@ impl ListingStore for EmbeddedStore {
             Some(c) => {
                 sqlx::query(
                     "SELECT * FROM listings WHERE user_id = ?1
+                       AND (deleted_at IS NOT NULL) = ?5
                        AND (updated_at < ?2 OR (updated_at = ?2 AND doc_id > ?3))
                      ORDER BY updated_at DESC, doc_id LIMIT ?4",
                 )
@@ -176,6 +191,7 @@ impl ListingStore for EmbeddedStore {
                 .bind(c.updated_at)
                 .bind(c.doc_id.as_str())
                 .bind(limit_sql(limit))
+                .bind(trashed)
                 .fetch_all(&self.pool)
                 .await?
             }

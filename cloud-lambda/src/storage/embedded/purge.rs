@@ -11,7 +11,7 @@ use core_sync::model::Millis;
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::{EmbeddedStore, from_sql, to_sql};
-use crate::storage::purge::{PurgeStore, QueuedBlob, TrashEntry};
+use crate::storage::purge::{PurgeStore, QueuedBlob, StalePage, TrashEntry};
 use crate::storage::{StorageError, validate_sha256, validate_user};
 
 fn parse_doc(s: String) -> Result<DocId, StorageError> {
@@ -43,18 +43,29 @@ impl PurgeStore for EmbeddedStore {
         Self::finish(tx, result).await
     }
 
-    async fn stale_purge_facts(&self, limit: usize) -> Result<Vec<(String, DocId)>, StorageError> {
+    async fn stale_purge_facts(
+        &self,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<StalePage, StorageError> {
+        let limit = limit.max(1);
         let rows = sqlx::query(
             "SELECT d.owner, d.doc_id FROM docs d LEFT JOIN purge_facts f ON f.doc_id = d.doc_id
-             WHERE d.purged = 0 AND (f.useq IS NULL OR f.useq < d.last_useq)
+             WHERE d.purged = 0 AND (f.useq IS NULL OR f.useq < d.last_useq) AND d.doc_id > ?
              ORDER BY d.doc_id LIMIT ?",
         )
+        .bind(start.unwrap_or(""))
         .bind(limit_sql(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
+        let docs = rows
+            .into_iter()
             .map(|r| Ok((r.try_get("owner")?, parse_doc(r.try_get("doc_id")?)?)))
-            .collect()
+            .collect::<Result<Vec<(String, DocId)>, StorageError>>()?;
+        let next = (docs.len() == limit)
+            .then(|| docs.last().map(|(_, d)| d.to_string()))
+            .flatten();
+        Ok(StalePage { docs, next })
     }
 
     async fn due_for_purge(
@@ -214,6 +225,18 @@ async fn purge_in(
         return Err(StorageError::NotFound);
     }
     if from_sql(row.try_get("last_useq")?)? != expected_last_useq {
+        return Err(StorageError::Conflict);
+    }
+    // Only a document whose facts were derived at that position and say it
+    // is in the trash: facts behind the log (a restore whose projection is
+    // still on its way) decide nothing.
+    let current: Option<i64> = sqlx::query_scalar(
+        "SELECT useq FROM purge_facts WHERE doc_id = ? AND trashed_since IS NOT NULL",
+    )
+    .bind(doc_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if current.map(from_sql).transpose()? != Some(expected_last_useq) {
         return Err(StorageError::Conflict);
     }
     let named: Vec<String> =
