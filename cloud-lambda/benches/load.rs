@@ -3,7 +3,9 @@
 //! table; run with `cargo bench -p cloud-lambda --bench load` (options after
 //! `--`: `--devices N` (50), `--users N` (devices / 2), `--seconds N` (30),
 //! `--quick` (10 devices, 8 s), `--serve-arg ARG` (repeatable, passed to
-//! `serve`, e.g. another backend)).
+//! `serve`), `--aws` (the AWS backend on a fresh moto server of its own,
+//! tables and buckets made by `atelier-cloud init-aws`), `--server-log FILE`
+//! (the server's log, at `RUST_LOG` or warn, instead of nowhere)).
 //!
 //! The server is the release `atelier-cloud serve` binary in its own
 //! process (its peak RSS and CPU are read from /proc), with its default
@@ -28,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use atelier_fixtures::fakes::{self, FakeConfig};
+use atelier_fixtures::moto::Moto;
 use core_sync::blob::BlobStore;
 use core_sync::model::{MessageStatus, NewMessage};
 use core_sync::store::{Store, StoreOptions};
@@ -164,7 +167,12 @@ fn status_mib(pid: u32, field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn start_server(dir: &std::path::Path, fakes_url: &str, extra: &[String]) -> Server {
+async fn start_server(
+    dir: &std::path::Path,
+    fakes_url: &str,
+    extra: &[String],
+    log: Option<&str>,
+) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -174,14 +182,23 @@ async fn start_server(dir: &std::path::Path, fakes_url: &str, extra: &[String]) 
         .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data"])
         .arg(dir)
         .args(extra)
+        .env("AWS_REGION", "eu-central-1")
         .env("ATELIER_GEMINI_BASE_URL", fakes_url)
         .env("ATELIER_REPLICATE_BASE_URL", fakes_url)
         .env("GEMINI_API_KEY", fakes::DEFAULT_API_KEY)
         .env("REPLICATE_API_TOKEN", fakes::DEFAULT_REPLICATE_TOKEN)
         .env("REPLICATE_WEBHOOK_SECRET", fakes::DEFAULT_WEBHOOK_SECRET)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match log {
+            Some(path) => std::fs::File::create(path)
+                .expect("the server log can be created")
+                .into(),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("atelier-cloud runs");
     // Killed and waited for on drop, also when it never answers.
@@ -348,11 +365,35 @@ async fn main() {
     let devices: usize = arg(&args, "--devices").unwrap_or(if quick { 10 } else { 50 });
     let users: usize = arg(&args, "--users").unwrap_or((devices / 2).max(1));
     let seconds: u64 = arg(&args, "--seconds").unwrap_or(if quick { 8 } else { 30 });
-    let serve_args: Vec<String> = args
+    let mut serve_args: Vec<String> = args
         .windows(2)
         .filter(|w| w[0] == "--serve-arg")
         .map(|w| w[1].clone())
         .collect();
+    // Kept to the end: dropping it stops moto.
+    let _moto = args.iter().any(|a| a == "--aws").then(|| {
+        let moto = Moto::start();
+        let aws = [
+            "--aws-endpoint".to_owned(),
+            moto.url(),
+            "--aws-prefix".to_owned(),
+            "atelier-load-".to_owned(),
+        ];
+        let made = Command::new(env!("CARGO_BIN_EXE_atelier-cloud"))
+            .arg("init-aws")
+            .args(&aws)
+            .env("AWS_REGION", "eu-central-1")
+            .output()
+            .expect("atelier-cloud runs");
+        assert!(
+            made.status.success(),
+            "atelier-cloud init-aws failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        serve_args.extend(["--backend".to_owned(), "aws".to_owned()]);
+        serve_args.extend(aws);
+        moto
+    });
 
     let fakes = fakes::spawn(FakeConfig {
         step: Duration::from_millis(50),
@@ -363,7 +404,14 @@ async fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let server_dir = tmp.path().join("server");
     std::fs::create_dir_all(&server_dir).unwrap();
-    let server = start_server(&server_dir, fakes.base_url(), &serve_args).await;
+    let server_log: Option<String> = arg(&args, "--server-log");
+    let server = start_server(
+        &server_dir,
+        fakes.base_url(),
+        &serve_args,
+        server_log.as_deref(),
+    )
+    .await;
     let pid = server.child.id();
     let tokens: Vec<String> = (0..users)
         .map(|u| token(&server_dir, &format!("load-{u}")))

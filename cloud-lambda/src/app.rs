@@ -124,6 +124,17 @@ async fn sync(
     if req.wait_ms <= core_sync::sync::protocol::MAX_WAIT_MS {
         req.wait_ms = req.wait_ms.min(state.limits.config.long_poll_max_ms);
     }
-    let resp = crate::sync::sync(&state.writer, &state.limits.long_polls, &user, req).await?;
+    if req.push.is_empty() {
+        // Reads only (and maybe a long poll): dropped with the request.
+        let resp = crate::sync::sync(&state.writer, &state.limits.long_polls, &user, req).await?;
+        return Ok(Json(resp));
+    }
+    // A push runs to its end even when the request is given up
+    // (`to_the_end`); it never holds a long poll, so nothing waits on after
+    // its client left.
+    let resp = crate::write::to_the_end(async move {
+        crate::sync::sync(&state.writer, &state.limits.long_polls, &user, req).await
+    })
+    .await??;
     Ok(Json(resp))
 }

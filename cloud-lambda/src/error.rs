@@ -189,6 +189,13 @@ impl From<StorageError> for ApiError {
     }
 }
 
+impl From<tokio::task::JoinError> for ApiError {
+    /// A write run to its end (`crate::write::to_the_end`) that did not end.
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::Internal(format!("the write did not finish: {e}"))
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {

@@ -55,21 +55,23 @@ pub async fn read<T>(
 }
 
 /// Applies a typed model write to the asset and appends it.
-pub async fn write<T>(
+/// Run to its end even when the request is given up
+/// ([`crate::write::to_the_end`]).
+pub async fn write<T: Send + 'static>(
     state: &AppState,
     user: &str,
     id: &DocId,
-    write: impl FnMut(&mut AssetDoc) -> Result<T, ModelError>,
+    write: impl FnMut(&mut AssetDoc) -> Result<T, ModelError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    state
-        .writer
-        .write(user, id, write)
-        .await
+    let (writer, user, id) = (state.writer.clone(), user.to_owned(), id.clone());
+    crate::write::to_the_end(async move { writer.write(&user, &id, write).await })
+        .await?
         .map_err(write_error)
 }
 
 /// Stores `doc` as the new asset `id` of `user`: its changes go through
-/// the write path as a device's first push of a document would.
+/// the write path as a device's first push of a document would, run to its
+/// end even when the request is given up.
 pub async fn create(
     state: &AppState,
     user: &str,
@@ -79,10 +81,9 @@ pub async fn create(
     let (bytes, _) = doc.unsaved_changes();
     let changes = core_sync::model::chunks::changes(&bytes)
         .map_err(|e| ApiError::Internal(format!("a new asset's changes do not parse: {e}")))?;
-    match state
-        .writer
-        .push(user, id, changes)
-        .await
+    let (writer, owner, doc_id) = (state.writer.clone(), user.to_owned(), id.clone());
+    match crate::write::to_the_end(async move { writer.push(&owner, &doc_id, changes).await })
+        .await?
         .map_err(write_error)?
     {
         Pushed::Accepted { .. } => Ok(()),

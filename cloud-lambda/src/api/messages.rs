@@ -194,7 +194,7 @@ async fn post_message(
     };
     // A queued tool request gets its operation inside the write path, as a
     // synced one does; the report reads both as they stand after it.
-    let msg_id = asset_doc::write(&state, &user, &id, |d| {
+    let msg_id = asset_doc::write(&state, &user, &id, move |d| {
         d.append_message(message.clone(), now_millis())
     })
     .await?;

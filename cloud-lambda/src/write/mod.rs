@@ -48,6 +48,17 @@ pub enum WriteError {
     Busy(DocId),
 }
 
+/// Runs `write` to its end in a task of its own, even when its caller is
+/// dropped (a request timed out, a client hung up): an append is never cut
+/// off from its listing, compaction and job launch. Every route that
+/// writes a document goes through here. Fails only when the task panicked
+/// or the runtime is shutting down.
+pub async fn to_the_end<T: Send + 'static>(
+    write: impl Future<Output = T> + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::spawn(write).await
+}
+
 /// Starts jobs for tool requests a write queued (implemented by the job
 /// runner; set once at assembly).
 #[async_trait]
