@@ -26,6 +26,10 @@
 //! pushes checks first, with a one-row read, since its own appends would
 //! move the feed past the cursor.
 //!
+//! A pusher's own appends are not echoed back: a document whose only entry
+//! after the cursor is the pusher's append is not even read (on AWS a warm
+//! push's round is then its writes and two queries).
+//!
 //! Purges. A push to a purged document is answered `purged` (nothing
 //! stored), and a purge in the feed after the cursor is named in the
 //! response, so devices drop their copies.
@@ -47,7 +51,7 @@ use core_sync::sync::protocol::{
 use crate::error::ApiError;
 use crate::limits::LongPolls;
 use crate::storage::DocStore;
-use crate::write::{DocWriter, Pushed, WriteError};
+use crate::write::{DocWriter, LogEntry, Pushed, WriteError};
 
 /// Most documents sent back in one response.
 const FEED_PAGE: usize = 500;
@@ -101,8 +105,8 @@ pub async fn sync(
         };
         let outcome = match writer.push(user, &push.doc_id, changes).await {
             Ok(Pushed::Accepted { heads, appended }) => {
-                if let Some(useq) = appended {
-                    own.insert(push.doc_id.clone(), useq);
+                if let Some(entry) = appended {
+                    own.insert(push.doc_id.clone(), entry);
                 }
                 PushOutcome {
                     doc_id: push.doc_id.clone(),
@@ -195,7 +199,7 @@ async fn pull(
     user: &str,
     req: &SyncRequest,
     pushed: Vec<PushOutcome>,
-    own: &HashMap<DocId, u64>,
+    own: &HashMap<DocId, LogEntry>,
 ) -> Result<Option<SyncResponse>, ApiError> {
     let mut docs = Vec::new();
     let mut bytes = 0usize;
@@ -233,13 +237,17 @@ async fn pull(
     more |= feed.len() > FEED_PAGE;
     feed.truncate(FEED_PAGE);
     for entry in feed {
-        if !sent.contains(&entry.doc_id) {
+        let mine = own.get(&entry.doc_id);
+        // The device's own push is the document's only entry after its
+        // cursor: nothing to send, nothing to read.
+        let only_mine = mine.is_some_and(|m| m.useq == entry.useq && m.after <= req.feed_cursor);
+        if !sent.contains(&entry.doc_id) && !only_mine {
             match doc_update(
                 store,
                 user,
                 &entry.doc_id,
                 req.feed_cursor,
-                own.get(&entry.doc_id).copied(),
+                mine.map(|m| m.useq),
             )
             .await?
             {
@@ -252,8 +260,9 @@ async fn pull(
                     bytes += size(&update);
                     docs.push(update);
                 }
-                // A device starting from scratch never had it.
-                None if req.feed_cursor > 0 => {
+                // A device starting from scratch never had it; one that
+                // just appended to it finds it there.
+                None if req.feed_cursor > 0 && mine.is_none() => {
                     if let Some(purges) = store.purges()
                         && purges.is_purged(user, &entry.doc_id).await?
                     {

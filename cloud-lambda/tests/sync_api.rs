@@ -1431,8 +1431,11 @@ async fn another_users_document_can_be_neither_written_nor_read() {
             &request(0, vec![push(&own, new_doc("Bob's", 1).changes_since(&[]))]),
         )
         .await;
-    assert_eq!(resp.docs.len(), 1);
-    assert_eq!(resp.docs[0].doc_id, own);
+    assert_eq!(resp.pushed[0].status, PushStatus::Accepted);
+    assert!(resp.docs.is_empty(), "a push is not echoed back: {resp:?}");
+    let other_device = srv.sync(&bob.token, &request(0, vec![])).await;
+    assert_eq!(other_device.docs.len(), 1);
+    assert_eq!(other_device.docs[0].doc_id, own);
     assert_eq!(srv.stored(&alice).await, alice_stored);
 }
 

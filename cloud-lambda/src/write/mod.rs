@@ -66,6 +66,16 @@ pub trait RequestLauncher: Send + Sync {
     async fn queued(&self, user: &str, doc: &DocId, message_ids: Vec<String>);
 }
 
+/// The log entry a push added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Its position in the user's log.
+    pub useq: u64,
+    /// The document's entry right before it (0: none), as the conditional
+    /// append found it.
+    pub after: u64,
+}
+
 /// What came of a push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pushed {
@@ -73,7 +83,7 @@ pub enum Pushed {
     /// push added, if it added one.
     Accepted {
         heads: Vec<ChangeHash>,
-        appended: Option<u64>,
+        appended: Option<LogEntry>,
     },
     /// Some changes depend on changes the log lacks: nothing stored.
     MissingDeps { heads: Vec<ChangeHash> },
@@ -178,7 +188,10 @@ impl DocWriter {
                     self.launch(user, doc, queued).await;
                     return Ok(Pushed::Accepted {
                         heads,
-                        appended: Some(useq),
+                        appended: Some(LogEntry {
+                            useq,
+                            after: expected,
+                        }),
                     });
                 }
                 Err(StorageError::Conflict) => {
