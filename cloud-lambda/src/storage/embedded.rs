@@ -166,7 +166,7 @@ impl EmbeddedStore {
             .test_before_acquire(false)
             .connect_with(connect.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        core_sync::migrate::run(&db, &pool, &sqlx::migrate!("./migrations")).await?;
         let writer = SqliteConnection::connect_with(&connect).await?;
         Ok(EmbeddedStore {
             pool,
@@ -581,4 +581,29 @@ fn to_sql(v: u64) -> i64 {
 
 fn from_sql(v: i64) -> Result<u64, StorageError> {
     u64::try_from(v).map_err(|_| StorageError::Backend(format!("database holds useq {v}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EmbeddedStore;
+
+    /// Servers (or Lambda instances) starting together on one new data
+    /// directory: every one opens it (`core_sync::migrate`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_openers_of_a_new_data_directory_all_open_it() {
+        for _round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let opens: Vec<_> = (0..8)
+                .map(|_| {
+                    let dir = dir.path().to_owned();
+                    tokio::spawn(async move { EmbeddedStore::open(&dir).await.map(drop) })
+                })
+                .collect();
+            for open in opens {
+                if let Err(e) = open.await.unwrap() {
+                    panic!("a concurrent opener failed: {e}");
+                }
+            }
+        }
+    }
 }

@@ -170,7 +170,7 @@ impl Store {
             .test_before_acquire(false)
             .connect_with(connect.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        crate::migrate::run(&db, &pool, &sqlx::migrate!("./migrations")).await?;
         let writer = SqliteConnection::connect_with(&connect).await?;
         let blobs = BlobStore::open(dir.join("blobs"))?;
         Ok(Store {
