@@ -9,7 +9,7 @@
 //! - [`backup`]: export, import and verification of a whole store.
 //! - [`ids`]: document and entity ids.
 //! - [`private_fs`]: owner-only files and directories (stores, blobs, exports).
-//! - [`migrate`]: SQLite migrations that concurrent openers take in turns.
+//! - [`open_lock`]: concurrent openers of one SQLite database take turns.
 //! - [`sync`]: the HTTP sync protocol shared with the server.
 //! - [`auth`]: signing in with Cognito (`USER_PASSWORD_AUTH`), the token
 //!   file (0600) and the session that keeps the access token fresh for the
@@ -23,8 +23,8 @@ pub mod blob;
 pub mod costs;
 pub mod ids;
 pub mod image_header;
-pub mod migrate;
 pub mod model;
+pub mod open_lock;
 pub mod private_fs;
 pub mod store;
 pub mod sync;

@@ -160,14 +160,17 @@ impl EmbeddedStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // Connecting (WAL on a new file) and migrating, one opener at a time.
+        let turn = core_sync::open_lock::take(&db).await.map_err(io_err(&db))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
             .test_before_acquire(false)
             .connect_with(connect.clone())
             .await?;
-        core_sync::migrate::run(&db, &pool, &sqlx::migrate!("./migrations")).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
         let writer = SqliteConnection::connect_with(&connect).await?;
+        drop(turn);
         Ok(EmbeddedStore {
             pool,
             writer: Arc::new(Mutex::new(writer)),
@@ -588,7 +591,7 @@ mod tests {
     use super::EmbeddedStore;
 
     /// Servers (or Lambda instances) starting together on one new data
-    /// directory: every one opens it (`core_sync::migrate`).
+    /// directory: every one opens it (`core_sync::open_lock`).
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_openers_of_a_new_data_directory_all_open_it() {
         for _round in 0..5 {

@@ -164,14 +164,22 @@ impl Store {
             // effect on a new database; see `compact`).
             .auto_vacuum(SqliteAutoVacuum::Incremental)
             .foreign_keys(true);
+        // Connecting (WAL on a new file) and migrating, one opener at a time.
+        let turn = crate::open_lock::take(&db)
+            .await
+            .map_err(|source| StoreError::Io {
+                path: db.clone(),
+                source,
+            })?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
             .test_before_acquire(false)
             .connect_with(connect.clone())
             .await?;
-        crate::migrate::run(&db, &pool, &sqlx::migrate!("./migrations")).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
         let writer = SqliteConnection::connect_with(&connect).await?;
+        drop(turn);
         let blobs = BlobStore::open(dir.join("blobs"))?;
         Ok(Store {
             pool,
