@@ -18,10 +18,13 @@
 //! chunks it folded in, in one transaction; chunks written meanwhile (by
 //! another process sharing the store) are never touched.
 
+mod blob_index;
+mod chunks;
 mod compaction;
 mod durability;
 mod error;
 mod outbox;
+mod sync_state;
 mod trash;
 
 use std::path::{Path, PathBuf};
@@ -43,11 +46,13 @@ pub use compaction::CompactionPolicy;
 pub use durability::Durability;
 pub use error::{StoreError, StoreResult};
 pub use outbox::{Outbox, RefusedBlob, RefusedDoc, RoundRecord};
+pub use sync_state::SyncState;
 pub use trash::{Collected, Dropped, TrashedAsset};
 
 use crate::blob::BlobStore;
 use crate::ids::DocId;
 use crate::model::{AssetDoc, AssetSummary, Millis, ModelError};
+use chunks::{Origin, Projection, decode_heads, encode_heads, insert_chunk};
 
 const SNAPSHOT: i64 = 0;
 const INCREMENTAL: i64 = 1;
@@ -78,13 +83,6 @@ pub struct LocalAsset {
     chunk_ids: Vec<i64>,
     snapshot_bytes: u64,
     incremental_bytes: u64,
-}
-
-/// Where a document stands with the sync server.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncState {
-    pub cursor: i64,
-    pub server_heads: Vec<ChangeHash>,
 }
 
 /// Sizes of one stored document, for benchmarks and `status` output.
@@ -569,59 +567,6 @@ impl Store {
         })
     }
 
-    pub async fn sync_state(&self, id: &DocId) -> StoreResult<SyncState> {
-        let row = sqlx::query("SELECT cursor, server_heads FROM sync_state WHERE doc_id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(SyncState::default());
-        };
-        let heads: &[u8] = row.try_get("server_heads")?;
-        Ok(SyncState {
-            cursor: row.try_get("cursor")?,
-            server_heads: decode_heads(heads).map_err(|e| sqlx::Error::Decode(e.into()))?,
-        })
-    }
-
-    pub async fn set_sync_state(
-        &self,
-        id: &DocId,
-        state: &SyncState,
-        now: Millis,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sync_state (doc_id, cursor, server_heads, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (doc_id) DO UPDATE SET cursor = excluded.cursor,
-                 server_heads = excluded.server_heads, updated_at = excluded.updated_at",
-        )
-        .bind(id.as_str())
-        .bind(state.cursor)
-        .bind(encode_heads(&state.server_heads))
-        .bind(now)
-        .execute(&mut *self.writer.lock().await)
-        .await?;
-        Ok(())
-    }
-
-    /// Documents whose local heads differ from the server heads last
-    /// recorded for them: the ones with changes to push. One query.
-    pub async fn pending_sync(&self) -> StoreResult<Vec<DocId>> {
-        let rows = sqlx::query(
-            "SELECT d.doc_id FROM documents d LEFT JOIN sync_state s ON s.doc_id = d.doc_id
-             WHERE s.server_heads IS NULL OR s.server_heads != d.heads ORDER BY d.doc_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| -> StoreResult<DocId> {
-                let id: &str = r.try_get("doc_id")?;
-                id.parse()
-                    .map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))))
-            })
-            .collect()
-    }
-
     /// The heads the listing row recorded for an asset at its last write
     /// (what `verify` checks a reload against).
     pub async fn recorded_heads(&self, id: &DocId) -> StoreResult<Vec<ChangeHash>> {
@@ -642,143 +587,6 @@ impl Store {
             .await?
             .is_some())
     }
-
-    /// A small named number kept with the store (e.g. a feed cursor).
-    pub async fn meta(&self, key: &str) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query("SELECT value FROM sync_meta WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.get::<i64, _>("value")))
-    }
-
-    pub async fn set_meta(&self, key: &str, value: i64) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sync_meta (key, value) VALUES (?, ?)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&mut *self.writer.lock().await)
-        .await?;
-        Ok(())
-    }
-
-    /// Stores image bytes in the blob store and indexes them.
-    pub async fn put_blob(&self, bytes: Vec<u8>, mime: &str, now: Millis) -> StoreResult<String> {
-        let blobs = self.blobs.clone();
-        let len = bytes.len();
-        let stored = async {
-            let sha = tokio::task::spawn_blocking(move || blobs.put(&bytes))
-                .await
-                .expect("blob writer panicked")?;
-            self.index(&sha, mime, len as u64, now, false).await?;
-            Ok(sha)
-        };
-        stored.await.map_err(|e: StoreError| e.at(&self.dir))
-    }
-
-    /// Stores bytes that must hash to `sha256` (downloaded from elsewhere)
-    /// and indexes them as already on the server.
-    pub async fn put_blob_verified(
-        &self,
-        sha256: &str,
-        bytes: Vec<u8>,
-        mime: &str,
-        now: Millis,
-    ) -> StoreResult<()> {
-        let blobs = self.blobs.clone();
-        let sha = sha256.to_owned();
-        let len = bytes.len();
-        let stored = async {
-            tokio::task::spawn_blocking(move || blobs.put_verified(&sha, &bytes))
-                .await
-                .expect("blob writer panicked")?;
-            self.mark_blob_uploaded(sha256, mime, len as u64, now).await
-        };
-        stored.await.map_err(|e| e.at(&self.dir))
-    }
-
-    /// Indexes a blob just downloaded into the blob directory, as held by
-    /// the server.
-    pub async fn index_downloaded(&self, sha256: &str, mime: &str, now: Millis) -> StoreResult<()> {
-        let path = self.blobs.path_of(sha256)?;
-        let bytes = tokio::fs::metadata(&path)
-            .await
-            .map_err(|source| StoreError::Io { path, source })?
-            .len();
-        self.index(sha256, mime, bytes, now, true).await
-    }
-
-    /// Indexes a blob already in the blob directory (restored from a backup),
-    /// as not yet on the server; its type comes from its magic bytes.
-    pub async fn index_blob(&self, sha256: &str, bytes: u64, now: Millis) -> StoreResult<()> {
-        let head = self.get_blob(sha256).await?;
-        let mime = crate::blob::sniff_mime(&head).unwrap_or("application/octet-stream");
-        self.index(sha256, mime, bytes, now, false).await
-    }
-
-    /// Adds a blob to the index; `uploaded` marks it as held by the server
-    /// (and upgrades an existing row), otherwise an existing row is kept.
-    async fn index(
-        &self,
-        sha256: &str,
-        mime: &str,
-        bytes: u64,
-        now: Millis,
-        uploaded: bool,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO blobs (sha256, mime, bytes, created_at, uploaded) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (sha256) DO UPDATE SET uploaded = max(uploaded, excluded.uploaded)",
-        )
-        .bind(sha256)
-        .bind(mime)
-        .bind(bytes as i64)
-        .bind(now)
-        .bind(uploaded as i64)
-        .execute(&mut *self.writer.lock().await)
-        .await?;
-        Ok(())
-    }
-
-    /// Whether the blob index has this blob at all.
-    pub async fn has_blob_indexed(&self, sha256: &str) -> StoreResult<bool> {
-        Ok(sqlx::query("SELECT 1 FROM blobs WHERE sha256 = ?")
-            .bind(sha256)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
-    }
-
-    /// Whether the server is known to hold this blob.
-    pub async fn blob_uploaded(&self, sha256: &str) -> StoreResult<bool> {
-        Ok(sqlx::query("SELECT uploaded FROM blobs WHERE sha256 = ?")
-            .bind(sha256)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some_and(|r| r.get::<i64, _>("uploaded") != 0))
-    }
-
-    /// Records that the server holds this blob.
-    pub async fn mark_blob_uploaded(
-        &self,
-        sha256: &str,
-        mime: &str,
-        bytes: u64,
-        now: Millis,
-    ) -> StoreResult<()> {
-        self.index(sha256, mime, bytes, now, true).await
-    }
-
-    /// Reads and verifies a blob.
-    pub async fn get_blob(&self, sha256: &str) -> StoreResult<Vec<u8>> {
-        let blobs = self.blobs.clone();
-        let sha = sha256.to_owned();
-        Ok(tokio::task::spawn_blocking(move || blobs.get(&sha))
-            .await
-            .expect("blob reader panicked")?)
-    }
 }
 
 impl LocalAsset {
@@ -797,95 +605,8 @@ impl LocalAsset {
     }
 }
 
-/// The listing fields a chunk carries for the `chunks_keep_projection`
-/// trigger.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Projection<'a> {
-    title: &'a str,
-    cover_sha256: Option<&'a str>,
-    cover_mime: Option<&'a str>,
-    updated_at: Millis,
-    message_count: u64,
-    schema_version: u64,
-    /// Sorted, concatenated, hex.
-    heads: String,
-    deleted_at: Option<Millis>,
-    deleted_by: Option<&'a str>,
-    edited_after: bool,
-    retained_since: Option<Millis>,
-}
-
-impl<'a> Projection<'a> {
-    fn of(s: &'a AssetSummary, heads: &[ChangeHash]) -> Self {
-        Projection {
-            title: &s.title,
-            cover_sha256: s.cover.as_ref().map(|c| c.sha256.as_str()),
-            cover_mime: s.cover.as_ref().map(|c| c.mime.as_str()),
-            updated_at: s.updated_at,
-            message_count: s.message_count,
-            schema_version: s.schema_version,
-            heads: hex::encode(encode_heads(heads)),
-            deleted_at: s.deleted.as_ref().map(|d| d.at),
-            deleted_by: s.deleted.as_ref().map(|d| d.by.as_str()),
-            edited_after: s.deleted.as_ref().is_some_and(|d| d.edited_after),
-            retained_since: s.deleted.as_ref().map(|d| d.retained_since()),
-        }
-    }
-}
-
-/// Where a chunk's changes come from: this device (to push) or the sync
-/// server (already there).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    Local,
-    Server,
-}
-
-async fn insert_chunk(
-    conn: &mut SqliteConnection,
-    id: &DocId,
-    kind: i64,
-    bytes: &[u8],
-    projection: Option<&Projection<'_>>,
-    origin: Origin,
-) -> StoreResult<i64> {
-    let projection = projection.map(|p| serde_json::to_string(p).expect("projection serializes"));
-    let done = sqlx::query(
-        "INSERT INTO chunks (doc_id, kind, bytes, projection, pushed) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(id.as_str())
-    .bind(kind)
-    .bind(bytes)
-    .bind(projection)
-    .bind(i64::from(origin == Origin::Server))
-    .execute(conn)
-    .await?;
-    Ok(done.last_insert_rowid())
-}
-
 /// A document id read back from the database.
 fn parse_id(id: &str) -> StoreResult<DocId> {
     id.parse()
         .map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))))
-}
-
-/// Heads as stored: sorted, so equal sets compare equal as bytes.
-fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
-    let mut sorted = heads.to_vec();
-    sorted.sort();
-    sorted.iter().flat_map(|h| h.0).collect()
-}
-
-fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, String> {
-    if !bytes.len().is_multiple_of(32) {
-        return Err(format!(
-            "{} bytes is not a list of 32-byte hashes",
-            bytes.len()
-        ));
-    }
-    Ok(bytes
-        .chunks_exact(32)
-        .map(|c| ChangeHash(c.try_into().expect("32 bytes")))
-        .collect())
 }

@@ -8,7 +8,8 @@
 use automerge::ChangeHash;
 use sqlx::Row;
 
-use super::{Store, StoreResult, encode_heads};
+use super::chunks::encode_heads;
+use super::{Store, StoreResult};
 use crate::ids::DocId;
 use crate::model::Millis;
 

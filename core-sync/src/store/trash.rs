@@ -17,7 +17,8 @@ use std::collections::BTreeSet;
 
 use sqlx::Row;
 
-use super::{LocalAsset, Store, StoreError, StoreResult, encode_heads, parse_id};
+use super::chunks::encode_heads;
+use super::{LocalAsset, Store, StoreError, StoreResult, parse_id};
 use crate::ids::DocId;
 use crate::model::{Millis, NewMessage};
 
