@@ -1,8 +1,10 @@
 //! The black-box conformance suite for storage backends, written only
-//! against the [`DocStore`] and [`BlobStore`] traits (and the projections
-//! a `DocStore` hands out: cases in `conformance/projection.rs`; purging:
-//! `conformance/purge.rs`) so that
-//! every backend (embedded, AWS) runs the same checks.
+//! against the [`DocStore`], [`BlobStore`] and [`JobStore`] traits so that
+//! every backend (embedded, AWS) runs the same checks. The document log's
+//! cases are here; the others one file per concern under `conformance/`:
+//! `compaction`, `volume` (long logs, large entries), `blobs`,
+//! `operations` (jobs and webhook deliveries), `leases`, `epochs`,
+//! `projection` (listings and costs) and `purge`.
 //!
 //! A backend's test calls [`run_all`] with a function that opens a fresh
 //! [`Backend`]; each case gets its own. Cases use fresh random user ids, so
@@ -18,25 +20,24 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use automerge::ChangeHash;
 use core_sync::DocId;
 use core_sync::blob::sha256_hex;
 
-use super::jobs::{InputRecord, InputRoute, JobStore, OpStatus, Operation};
+use super::jobs::JobStore;
 
-mod volume;
 use super::{BlobStore, Chunk, DocHead, DocStore, FeedEntry, MAX_USER_LEN, StorageError};
-use volume::{
-    entries_and_snapshots_of_megabytes_read_back_exactly,
-    long_feeds_and_logs_come_whole_and_in_order,
-};
 
+mod blobs;
+mod compaction;
 mod epochs;
 mod leases;
+mod operations;
 mod projection;
 mod purge;
+mod volume;
 
 /// A backend under test.
 pub struct Backend {
@@ -71,22 +72,24 @@ pub const CASES: &[(&str, Case)] = &[
         Box::pin(feed_holds_each_document_once_at_its_latest_useq(b))
     }),
     ("compaction_folds_exactly_the_entries_up_to_upto", |b| {
-        Box::pin(compaction_folds_exactly_the_entries_up_to_upto(b))
+        Box::pin(compaction::compaction_folds_exactly_the_entries_up_to_upto(
+            b,
+        ))
     }),
     ("reads_during_compaction_never_miss_an_entry", |b| {
-        Box::pin(reads_during_compaction_never_miss_an_entry(b))
+        Box::pin(compaction::reads_during_compaction_never_miss_an_entry(b))
     }),
     ("concurrent_appends_get_distinct_useqs_or_conflict", |b| {
         Box::pin(concurrent_appends_get_distinct_useqs_or_conflict(b))
     }),
     ("blobs_are_verified_and_per_user", |b| {
-        Box::pin(blobs_are_verified_and_per_user(b))
+        Box::pin(blobs::blobs_are_verified_and_per_user(b))
     }),
     ("heads_of_the_latest_append_are_kept", |b| {
         Box::pin(heads_of_the_latest_append_are_kept(b))
     }),
     ("operations_are_created_once_and_keep_their_input", |b| {
-        Box::pin(operations_are_created_once_and_keep_their_input(b))
+        Box::pin(operations::operations_are_created_once_and_keep_their_input(b))
     }),
     ("listings_page_newest_first", |b| {
         Box::pin(projection::listings_page_newest_first(b))
@@ -119,14 +122,14 @@ pub const CASES: &[(&str, Case)] = &[
         Box::pin(leases::racing_owners_get_one_lease(b))
     }),
     ("webhook_deliveries_count_once", |b| {
-        Box::pin(webhook_deliveries_count_once(b))
+        Box::pin(operations::webhook_deliveries_count_once(b))
     }),
     ("long_feeds_and_logs_come_whole_and_in_order", |b| {
-        Box::pin(long_feeds_and_logs_come_whole_and_in_order(b))
+        Box::pin(volume::long_feeds_and_logs_come_whole_and_in_order(b))
     }),
     (
         "entries_and_snapshots_of_megabytes_read_back_exactly",
-        |b| Box::pin(entries_and_snapshots_of_megabytes_read_back_exactly(b)),
+        |b| Box::pin(volume::entries_and_snapshots_of_megabytes_read_back_exactly(b)),
     ),
     ("purge_facts_keep_the_newest_and_say_what_is_due", |b| {
         Box::pin(purge::purge_facts_keep_the_newest_and_say_what_is_due(b))
@@ -503,149 +506,6 @@ async fn feed_holds_each_document_once_at_its_latest_useq(b: Backend) {
     assert_eq!(docs.feed_since(&a, 0, 100).await, Ok(all));
 }
 
-async fn compaction_folds_exactly_the_entries_up_to_upto(b: Backend) {
-    let docs = &*b.docs;
-    let a = new_user();
-    let (d, other) = (DocId::random(), DocId::random());
-    append(docs, &a, &d, 0, b"a1").await;
-    append(docs, &a, &other, 0, b"o2").await;
-    append(docs, &a, &d, 1, b"a3").await;
-    append(docs, &a, &d, 3, b"a4").await;
-    append(docs, &a, &other, 2, b"o5").await;
-    append(docs, &a, &d, 4, b"a6").await;
-
-    docs.compact(&a, &d, 4, b"S4").await.unwrap();
-    assert_eq!(docs.head(&a, &d).await, Ok(head(&a, 6, 4)));
-    let after = vec![snapshot(4, b"S4"), entry(6, b"a6")];
-    assert_eq!(docs.read_all(&a, &d).await, Ok(after.clone()));
-    assert_eq!(docs.read_since(&a, &d, 0).await, Ok(after.clone()));
-    // An old cursor gets the snapshot and the entries after it.
-    assert_eq!(docs.read_since(&a, &d, 3).await, Ok(after.clone()));
-    assert_eq!(docs.read_since(&a, &d, 4).await, Ok(vec![entry(6, b"a6")]));
-    assert_eq!(docs.read_since(&a, &d, 5).await, Ok(vec![entry(6, b"a6")]));
-    assert_eq!(docs.read_since(&a, &d, 6).await, Ok(vec![]));
-    // The other document lost nothing.
-    assert_eq!(
-        docs.read_all(&a, &other).await,
-        Ok(vec![entry(2, b"o2"), entry(5, b"o5")])
-    );
-
-    // Not beyond the snapshot, not beyond the last entry.
-    for upto in [0, 3, 4, 7, u64::MAX] {
-        assert_eq!(
-            docs.compact(&a, &d, upto, b"bad").await,
-            Err(StorageError::Conflict),
-            "upto {upto}"
-        );
-    }
-    assert_eq!(docs.head(&a, &d).await, Ok(head(&a, 6, 4)));
-    assert_eq!(docs.read_all(&a, &d).await, Ok(after));
-
-    // `upto` may fall between a document's entries (another doc's useq).
-    docs.compact(&a, &d, 5, b"S5").await.unwrap();
-    assert_eq!(
-        docs.read_all(&a, &d).await,
-        Ok(vec![snapshot(5, b"S5"), entry(6, b"a6")])
-    );
-    docs.compact(&a, &other, 5, b"O5").await.unwrap();
-    assert_eq!(
-        docs.read_all(&a, &other).await,
-        Ok(vec![snapshot(5, b"O5")])
-    );
-    assert_eq!(docs.read_since(&a, &other, 5).await, Ok(vec![]));
-
-    // Appends carry on after compaction; compacting everything leaves the
-    // snapshot alone.
-    assert_eq!(append(docs, &a, &d, 6, b"a7").await, 7);
-    assert_eq!(
-        docs.read_since(&a, &d, 4).await,
-        Ok(vec![snapshot(5, b"S5"), entry(6, b"a6"), entry(7, b"a7")])
-    );
-    docs.compact(&a, &d, 7, b"S7").await.unwrap();
-    assert_eq!(docs.head(&a, &d).await, Ok(head(&a, 7, 7)));
-    assert_eq!(docs.read_all(&a, &d).await, Ok(vec![snapshot(7, b"S7")]));
-    assert_eq!(
-        docs.read_since(&a, &d, 6).await,
-        Ok(vec![snapshot(7, b"S7")])
-    );
-    assert_eq!(docs.read_since(&a, &d, 7).await, Ok(vec![]));
-    assert_eq!(append(docs, &a, &d, 7, b"a8").await, 8);
-    assert_eq!(
-        docs.read_all(&a, &d).await,
-        Ok(vec![snapshot(7, b"S7"), entry(8, b"a8")])
-    );
-}
-
-/// Readers racing compactions always see the whole document: a snapshot
-/// and every entry after it, or every entry. This is the trait-level view
-/// of "a crash between the snapshot write and the deletion loses nothing".
-async fn reads_during_compaction_never_miss_an_entry(b: Backend) {
-    const ENTRIES: u64 = 30;
-    let a = new_user();
-    let d = DocId::random();
-    let payload = |useq: u64| format!("entry-{useq}").into_bytes();
-    for useq in 1..=ENTRIES {
-        assert_eq!(
-            append(&*b.docs, &a, &d, useq - 1, &payload(useq)).await,
-            useq
-        );
-    }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let reads = Arc::new(AtomicUsize::new(0));
-    let mut readers = Vec::new();
-    for reader in 0..3u64 {
-        let (docs, a, d) = (b.docs.clone(), a.clone(), d.clone());
-        let (stop, reads) = (stop.clone(), reads.clone());
-        readers.push(tokio::spawn(async move {
-            let mut after = reader;
-            // At least a few reads, then until compaction is done.
-            for round in 0.. {
-                if round >= 3 && stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let chunks = docs.read_since(&a, &d, after).await.unwrap();
-                let mut covered = after;
-                let mut rest = chunks.as_slice();
-                if let Some((first, tail)) = rest.split_first()
-                    && first.is_snapshot
-                {
-                    assert!(first.useq > after, "snapshot not newer than cursor");
-                    assert_eq!(first.bytes, format!("snap-{}", first.useq).into_bytes());
-                    covered = first.useq;
-                    rest = tail;
-                }
-                let expected: Vec<Chunk> = (covered + 1..=ENTRIES)
-                    .map(|useq| entry(useq, &payload(useq)))
-                    .collect();
-                assert_eq!(rest, expected, "cursor {after}, covered to {covered}");
-                reads.fetch_add(1, Ordering::Relaxed);
-                after = (after + 7) % ENTRIES;
-                tokio::task::yield_now().await;
-            }
-        }));
-    }
-    for upto in (3..=ENTRIES).step_by(3) {
-        b.docs
-            .compact(&a, &d, upto, format!("snap-{upto}").as_bytes())
-            .await
-            .unwrap();
-        tokio::task::yield_now().await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for reader in readers {
-        reader.await.unwrap();
-    }
-    assert!(reads.load(Ordering::Relaxed) >= 9);
-    assert_eq!(
-        b.docs.read_all(&a, &d).await,
-        Ok(vec![snapshot(
-            ENTRIES,
-            format!("snap-{ENTRIES}").as_bytes()
-        )])
-    );
-}
-
 /// 50 tasks race to append to one document. Each first tries to create it
 /// with the same stale view (exactly one wins), then retries from fresh
 /// heads until it succeeds. Every success has its own useq, the log has no
@@ -705,172 +565,4 @@ async fn concurrent_appends_get_distinct_useqs_or_conflict(b: Backend) {
         b.docs.feed_since(&a, 0, 100).await,
         Ok(feed(&[(&d, TASKS as u64)]))
     );
-}
-
-async fn blobs_are_verified_and_per_user(b: Backend) {
-    let blobs = &*b.blobs;
-    let (a, bob) = (new_user(), new_user());
-    let bytes = b"\x89PNG not really".to_vec();
-    let sha = sha256_hex(&bytes);
-
-    assert_eq!(blobs.exists(&a, &sha).await, Ok(false));
-    assert_eq!(blobs.get(&a, &sha).await, Ok(None));
-    blobs.put(&a, &sha, &bytes).await.unwrap();
-    assert_eq!(blobs.exists(&a, &sha).await, Ok(true));
-    assert_eq!(blobs.get(&a, &sha).await, Ok(Some(bytes.clone())));
-    // Storing it again is harmless.
-    blobs.put(&a, &sha, &bytes).await.unwrap();
-    assert_eq!(blobs.get(&a, &sha).await, Ok(Some(bytes.clone())));
-
-    // Bytes that do not hash to the name are refused; nothing is stored.
-    let other = b"other bytes".to_vec();
-    let other_sha = sha256_hex(&other);
-    assert!(matches!(
-        blobs.put(&a, &other_sha, &bytes).await,
-        Err(StorageError::Invalid(_))
-    ));
-    assert_eq!(blobs.exists(&a, &other_sha).await, Ok(false));
-    assert!(matches!(
-        blobs.put(&a, &sha, &other).await,
-        Err(StorageError::Invalid(_))
-    ));
-    assert_eq!(blobs.get(&a, &sha).await, Ok(Some(bytes.clone())));
-
-    // Malformed names.
-    for bad in ["", "../../etc/passwd", &sha[..63], &sha.to_uppercase()] {
-        assert!(
-            matches!(
-                blobs.put(&a, bad, &bytes).await,
-                Err(StorageError::Invalid(_))
-            ),
-            "{bad:?}"
-        );
-        assert!(matches!(
-            blobs.get(&a, bad).await,
-            Err(StorageError::Invalid(_))
-        ));
-        assert!(matches!(
-            blobs.exists(&a, bad).await,
-            Err(StorageError::Invalid(_))
-        ));
-    }
-
-    // Another user sees none of A's blobs, and stores its own copy.
-    assert_eq!(blobs.exists(&bob, &sha).await, Ok(false));
-    assert_eq!(blobs.get(&bob, &sha).await, Ok(None));
-    blobs.put(&bob, &other_sha, &other).await.unwrap();
-    assert_eq!(blobs.exists(&a, &other_sha).await, Ok(false));
-    assert_eq!(blobs.get(&bob, &other_sha).await, Ok(Some(other)));
-
-    // The empty blob is a blob.
-    let empty = sha256_hex(b"");
-    blobs.put(&a, &empty, b"").await.unwrap();
-    assert_eq!(blobs.get(&a, &empty).await, Ok(Some(vec![])));
-}
-
-async fn operations_are_created_once_and_keep_their_input(b: Backend) {
-    let ops = &*b.ops;
-    let (a, bob) = (new_user(), new_user());
-    let id = format!("op-{}", uuid::Uuid::new_v4());
-    let mut op = Operation {
-        id: id.clone(),
-        user: a.clone(),
-        doc_id: DocId::random(),
-        status: OpStatus::Queued,
-        provider_ref: None,
-        attempts: 0,
-        error: None,
-        input: None,
-        created_at: 1_000,
-        updated_at: 1_000,
-    };
-    assert_eq!(ops.create_operation(&op).await, Ok(true));
-    assert_eq!(ops.create_operation(&op).await, Ok(false), "created once");
-    assert_eq!(ops.get_operation(&a, &id).await, Ok(Some(op.clone())));
-    assert_eq!(ops.get_operation(&bob, &id).await, Ok(None), "per user");
-
-    // Every way an input travels is kept, field for field.
-    let file = InputRecord {
-        route: InputRoute::ReplicateFile,
-        sha256: sha256_hex(b"input"),
-        bytes: 3_145_728,
-        file_id: Some("cneqzikepnug6xezperrr4z55o".into()),
-        url: Some("https://api.replicate.com/v1/files/cneqzikepnug6xezperrr4z55o".into()),
-        expires_at: Some(86_401_000),
-        deleted: false,
-    };
-    let records = [
-        InputRecord {
-            route: InputRoute::Inline,
-            file_id: None,
-            url: None,
-            expires_at: None,
-            bytes: 2_000,
-            ..file.clone()
-        },
-        InputRecord {
-            route: InputRoute::Presigned,
-            file_id: None,
-            url: Some("https://bucket.s3.amazonaws.com/u/sha?X-Amz-Signature=abc".into()),
-            ..file.clone()
-        },
-        InputRecord {
-            route: InputRoute::GeminiFile,
-            file_id: Some("files/abc-123".into()),
-            url: Some("https://generativelanguage.googleapis.com/v1beta/files/abc-123".into()),
-            ..file.clone()
-        },
-        InputRecord {
-            deleted: true,
-            ..file.clone()
-        },
-        file,
-    ];
-    for (i, record) in records.into_iter().enumerate() {
-        op.status = OpStatus::Running;
-        op.provider_ref = Some(format!("pred-{id}"));
-        op.attempts = i as u32 + 1;
-        op.input = Some(record);
-        op.updated_at = 2_000 + i as i64;
-        ops.update_operation(&op).await.unwrap();
-        assert_eq!(ops.get_operation(&a, &id).await, Ok(Some(op.clone())));
-    }
-    assert_eq!(
-        ops.find_by_provider_ref(&format!("pred-{id}")).await,
-        Ok(Some(op.clone()))
-    );
-    let unfinished = ops.unfinished().await.unwrap();
-    assert_eq!(unfinished.iter().filter(|o| o.id == id).count(), 1);
-    assert_eq!(unfinished.iter().find(|o| o.id == id), Some(&op));
-
-    // Another user cannot touch it; finishing it keeps the input.
-    let mut theirs = op.clone();
-    theirs.user = bob.clone();
-    assert_eq!(
-        ops.update_operation(&theirs).await,
-        Err(StorageError::NotFound)
-    );
-    op.status = OpStatus::Succeeded;
-    ops.update_operation(&op).await.unwrap();
-    assert_eq!(ops.get_operation(&a, &id).await, Ok(Some(op.clone())));
-    assert!(!ops.unfinished().await.unwrap().iter().any(|o| o.id == id));
-}
-
-async fn webhook_deliveries_count_once(b: Backend) {
-    let ops = &*b.ops;
-    let (first, second) = (
-        format!("msg_{}", uuid::Uuid::new_v4()),
-        format!("msg_{}", uuid::Uuid::new_v4()),
-    );
-    assert_eq!(ops.first_delivery(&first, 1_000).await, Ok(true));
-    assert_eq!(ops.first_delivery(&first, 1_001).await, Ok(false));
-    assert_eq!(ops.first_delivery(&second, 1_001).await, Ok(true));
-    for bad in [String::new(), "x".repeat(257)] {
-        assert!(matches!(
-            ops.first_delivery(&bad, 1_000).await,
-            Err(StorageError::Invalid(_))
-        ));
-    }
-    let unknown = format!("pred-{}", uuid::Uuid::new_v4());
-    assert_eq!(ops.find_by_provider_ref(&unknown).await, Ok(None));
 }
