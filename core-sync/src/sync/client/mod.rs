@@ -11,6 +11,12 @@
 //! - the cursor is stored with the server epoch it belongs to, and a server
 //!   in another epoch makes the device forget both (and every server head)
 //!   before anything else is done.
+//!
+//! This module runs the rounds; `apply.rs` applies a response to the store
+//! and `blobs.rs` moves the images documents name.
+
+mod apply;
+mod blobs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +25,11 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::ids::DocId;
 use crate::model::weight::{WeighError, Weight, weigh};
-use crate::model::{AssetDoc, MessageStatus};
 use crate::now_millis;
-use crate::store::{LocalAsset, RoundRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::sync::bounds::{Fit, Load, MAX_INFLATED_BYTES};
-use crate::sync::engine::{Applied, Engine, EngineConfig, Next, Plan, Refusal, SyncStatus};
-use crate::sync::protocol::{
-    Bytes, DocPush, DocUpdate, MAX_WAIT_MS, PushStatus, SyncRequest, SyncResponse, change_hashes,
-};
+use crate::sync::engine::{Engine, EngineConfig, Next, Plan, Refusal, SyncStatus};
+use crate::sync::protocol::{Bytes, DocPush, MAX_WAIT_MS, SyncRequest, SyncResponse};
 pub use crate::sync::transport::{
     HttpTransport, OutgoingBlob, SyncError, Transport, decode_response, encode_request,
 };
@@ -433,231 +436,4 @@ impl SyncClient {
         report.bytes_sent += sent;
         Ok(resp)
     }
-
-    /// Uploads every image the server does not hold yet. One the server
-    /// refuses (too large, not an image) is set aside with the reason — the
-    /// documents and the other images still go — and offered again later.
-    async fn upload_blobs(&self) -> Result<(), SyncError> {
-        if !self.transport.moves_blobs() {
-            return Ok(());
-        }
-        let now = now_millis();
-        for (sha, mime, bytes) in self.store.blobs_to_upload(now, REFUSED_RETRY_MS).await? {
-            if !self.store.blobs().contains(&sha) {
-                continue;
-            }
-            let path = self
-                .store
-                .blobs()
-                .path_of(&sha)
-                .map_err(|e| SyncError::Protocol(format!("image {sha}: {e}")))?;
-            let blob = OutgoingBlob {
-                sha256: &sha,
-                mime: &mime,
-                path: &path,
-                bytes,
-            };
-            match self.transport.put_blob(&blob, &self.token).await {
-                Ok(()) => {
-                    self.store
-                        .mark_blob_uploaded(&sha, &mime, bytes, now_millis())
-                        .await?;
-                }
-                Err(e) if e.is_refusal() => {
-                    tracing::warn!(blob = %sha, error = %e, "the server refused an image");
-                    self.store
-                        .mark_blob_refused(&sha, &e.to_string(), now_millis())
-                        .await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Downloads the blobs of `doc` missing locally (a result made by the
-    /// cloud, an image added on another device), streamed into the blob
-    /// store. A blob the server does not have yet is skipped and fetched on
-    /// a later round.
-    async fn download_blobs(&self, doc: &AssetDoc) -> Result<(), SyncError> {
-        if !self.transport.moves_blobs() {
-            return Ok(());
-        }
-        for (sha, mime) in referenced_blobs(doc) {
-            if self.store.blobs().contains(&sha) {
-                if !self.store.has_blob_indexed(&sha).await? {
-                    // Placed by a server sharing this blob directory (the
-                    // desktop's own): it holds the image.
-                    self.store
-                        .index_downloaded(&sha, &mime, now_millis())
-                        .await?;
-                }
-                continue;
-            }
-            if self
-                .transport
-                .get_blob(&sha, self.store.blobs(), &self.token)
-                .await?
-            {
-                self.store
-                    .index_downloaded(&sha, &mime, now_millis())
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies a response durably: push outcomes (server heads, and which
-    /// chunks the server now holds), then every pulled document (saved
-    /// before returning).
-    async fn apply(
-        &mut self,
-        resp: &SyncResponse,
-        sent: &[(DocId, Vec<i64>)],
-    ) -> Result<(Applied, RoundRecord), SyncError> {
-        let mut applied = Applied::default();
-        let mut record = RoundRecord::default();
-        let mut pulled = Vec::new();
-        let mut purged: Vec<DocId> = resp.purged.clone();
-        for outcome in &resp.pushed {
-            if outcome.status == PushStatus::Purged {
-                purged.push(outcome.doc_id.clone());
-                continue;
-            }
-            record
-                .server_heads
-                .push((outcome.doc_id.clone(), change_hashes(&outcome.server_heads)));
-            let chunks = sent
-                .iter()
-                .find(|(id, _)| *id == outcome.doc_id)
-                .map(|(_, c)| c.clone())
-                .unwrap_or_default();
-            match outcome.status {
-                PushStatus::Accepted => record.pushed.push((outcome.doc_id.clone(), chunks)),
-                // The server lacks something it was thought to have: the
-                // next push sends the whole document.
-                PushStatus::MissingDeps => record.unpushed.push(outcome.doc_id.clone()),
-                PushStatus::Purged => {}
-            }
-        }
-        if !purged.is_empty() {
-            self.drop_purged(&purged).await?;
-            pulled.extend(purged);
-        }
-        for update in &resp.docs {
-            let Some(asset) = self.apply_update(update).await? else {
-                applied.gaps.push(update.doc_id.clone());
-                continue;
-            };
-            applied.jobs_active |= has_active_job(&asset.doc);
-            self.download_blobs(&asset.doc).await?;
-            self.warm.put(asset);
-            record
-                .server_heads
-                .push((update.doc_id.clone(), change_hashes(&update.server_heads)));
-            pulled.push(update.doc_id.clone());
-        }
-        if let (Some(tx), false) = (&self.events, pulled.is_empty()) {
-            let _ = tx.send(SyncEvent::Pulled(pulled));
-        }
-        Ok((applied, record))
-    }
-
-    /// Drops the documents the server purged (their blobs too, where no
-    /// other document names them). Edits this device made offline to a
-    /// purged asset it never saw deleted are kept as a new asset, which is
-    /// pushed as new.
-    async fn drop_purged(&mut self, ids: &[DocId]) -> Result<(), SyncError> {
-        for id in ids {
-            self.warm.take(id);
-            self.engine.forget(id);
-            match self.store.drop_purged(id, now_millis()).await? {
-                crate::store::Dropped::Recovered(new) => self.engine.local_change(new),
-                crate::store::Dropped::Dropped | crate::store::Dropped::Absent => {}
-            }
-            tracing::info!(doc = %id, "the server purged this asset; dropped it here");
-        }
-        let freed = self.store.collect_blobs().await?;
-        if freed.blobs > 0 {
-            tracing::info!(
-                blobs = freed.blobs,
-                bytes = freed.bytes,
-                "images no asset uses were removed"
-            );
-        }
-        Ok(())
-    }
-
-    /// Applies one pulled document's chunks and saves them; `None` for a
-    /// gap (changes whose dependencies did not come), where nothing is saved.
-    async fn apply_update(&mut self, update: &DocUpdate) -> Result<Option<LocalAsset>, SyncError> {
-        let id = &update.doc_id;
-        let chunks: Vec<&[u8]> = update.chunks.iter().map(|c| c.0.as_slice()).collect();
-        let Some(mut asset) = self.current(id).await? else {
-            // A document new to this device.
-            return match AssetDoc::load_chunks(chunks.iter().copied()) {
-                Ok(doc) => Ok(Some(self.store.insert_pulled(id.clone(), doc).await?)),
-                // Only part of a document we never had: ask for all of it.
-                Err(_) => Ok(None),
-            };
-        };
-        for chunk in &chunks {
-            asset.doc.apply_incremental(chunk).map_err(|e| {
-                SyncError::Protocol(format!("server sent unreadable changes for {id}: {e}"))
-            })?;
-        }
-        if !asset.doc.missing_deps().is_empty() {
-            // A gap. Save nothing: changes waiting for their dependencies
-            // stay in the document, and a compaction would write them into
-            // the snapshot (Automerge's `save()` keeps them), after which the
-            // document no longer loads. The resync brings the whole document.
-            return Ok(None);
-        }
-        self.store.save_pulled(&mut asset).await?;
-        Ok(Some(asset))
-    }
-
-    /// The stored document `id`: the copy kept from an earlier round if the
-    /// store has nothing newer, else loaded. `None` if not stored.
-    async fn current(&mut self, id: &DocId) -> Result<Option<LocalAsset>, SyncError> {
-        if let Some(mut asset) = self.warm.take(id) {
-            let mut heads = asset.doc.heads();
-            heads.sort();
-            if self.store.recorded_heads(id).await? == heads {
-                return Ok(Some(asset));
-            }
-        }
-        match self.store.load(id).await {
-            Ok(asset) => Ok(Some(asset)),
-            Err(StoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
-/// The blobs a document's versions refer to (images and thumbnails).
-fn referenced_blobs(doc: &AssetDoc) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for v in doc.versions().unwrap_or_default() {
-        out.push((v.blob.sha256, v.blob.mime));
-        if let Some(t) = v.thumbnail {
-            out.push((t.sha256, t.mime));
-        }
-    }
-    out
-}
-
-/// Whether one of the document's recent messages is a queued or running tool
-/// request (the engine then polls fast until it finishes).
-fn has_active_job(doc: &AssetDoc) -> bool {
-    let n = doc.reader().message_count().unwrap_or(0) as usize;
-    doc.messages_range(n.saturating_sub(16)..n)
-        .unwrap_or_default()
-        .iter()
-        .any(|m| {
-            matches!(
-                m.status,
-                Some(MessageStatus::Queued | MessageStatus::Running)
-            )
-        })
 }
