@@ -57,6 +57,9 @@ pub(crate) fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
     pub(crate) refused: bool,
+    /// Whether it wrote a change: not for a refusal, nor for an update that
+    /// sets nothing new.
+    pub(crate) wrote: bool,
     /// The timeline entry it appended (a rollback appends a system message).
     pub(crate) appended: Option<String>,
     /// For an accepted rollback: its system message and the version.
@@ -201,6 +204,7 @@ pub(crate) fn apply(doc: &mut AssetDoc, op: &Op, now: Millis) -> Result<Applied,
         return Ok(applied);
     }
     prop_assert_ne!(&after_heads, &before_heads, "{:?} made no change", op);
+    applied.wrote = true;
     prop_assert_eq!(
         after_heads.len(),
         1,
