@@ -56,7 +56,6 @@ pub(crate) fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
 /// What one applied operation did.
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
-    pub(crate) refused: bool,
     /// Whether it wrote a change: not for a refusal, nor for an update that
     /// sets nothing new.
     pub(crate) wrote: bool,
@@ -175,10 +174,7 @@ pub(crate) fn apply(doc: &mut AssetDoc, op: &Op, now: Millis) -> Result<Applied,
     let cached = doc.summary().or_fail()?;
     prop_assert_eq!(&cached, &after.summary, "cached summary after {:?}", op);
 
-    let mut applied = Applied {
-        refused,
-        ..Applied::default()
-    };
+    let mut applied = Applied::default();
     if refused {
         prop_assert_eq!(
             &after_heads,
