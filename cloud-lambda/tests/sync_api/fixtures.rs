@@ -14,6 +14,7 @@ use cloud_lambda::app::{AppState, router};
 use cloud_lambda::auth::LocalIssuer;
 use cloud_lambda::error::Problem;
 use cloud_lambda::limits::{ApiConfig, ApiLimits};
+pub(crate) use cloud_lambda::storage::conformance::noise;
 use cloud_lambda::storage::embedded::EmbeddedStore;
 use cloud_lambda::storage::{DocHead, DocStore, FeedEntry};
 use core_sync::model::NewMessage;
@@ -256,18 +257,6 @@ pub(crate) fn new_doc(title: &str, messages: usize) -> AssetDoc {
 pub(crate) fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
     heads.sort();
     heads
-}
-
-/// Deterministic noise.
-pub(crate) fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect()
 }
 
 /// A client device: a cursor and the documents it has applied.
