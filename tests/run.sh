@@ -37,6 +37,12 @@ step "build (debug, all test targets and binaries)"
 # --bins: the end-to-end tests run atelier-cloud, atelier-sync and
 # atelier-local, which `--tests` alone does not build.
 cargo build --workspace --tests --bins --locked
+# lambda_local runs the function under `cargo lambda watch`, which builds it
+# with `cargo run --bin atelier-lambda`: features resolved for that package
+# alone, not unified across the workspace, so other artifacts than the
+# build above. Built here, so the test finds them fresh instead of compiling
+# the AWS SDKs again inside its time limit (a cold cache timed out).
+cargo build --bin atelier-lambda --locked
 
 step "API property tests (schemathesis against atelier-cloud serve; venv in ~/.cache/atelier/venv)"
 # Its result is kept for the end, so the test runner's summary closes the run.
