@@ -38,11 +38,12 @@ step "build (debug, all test targets and binaries)"
 # atelier-local, which `--tests` alone does not build.
 cargo build --workspace --tests --bins --locked
 # lambda_local runs the function under `cargo lambda watch`, which builds it
-# with `cargo run --bin atelier-lambda`: features resolved for that package
-# alone, not unified across the workspace, so other artifacts than the
-# build above. Built here, so the test finds them fresh instead of compiling
-# the AWS SDKs again inside its time limit (a cold cache timed out).
-cargo build --bin atelier-lambda --locked
+# with `cargo run --bin atelier-lambda` in cloud-lambda/: features resolved
+# for that package alone, not unified across the workspace, so other
+# artifacts than the build above. Built here (-p: the same resolution), so
+# the test finds them fresh instead of compiling inside its time limit (on a
+# cold cache it compiled the AWS SDKs and timed out).
+cargo build -p cloud-lambda --bin atelier-lambda --locked
 
 step "API property tests (schemathesis against atelier-cloud serve; venv in ~/.cache/atelier/venv)"
 # Its result is kept for the end, so the test runner's summary closes the run.

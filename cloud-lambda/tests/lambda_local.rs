@@ -22,9 +22,12 @@
 //! result once the job has run (AWS answers 202 at once). The launch path
 //! is the same; the push that launched the job simply returns after it.
 //!
-//! `watch` builds the binary with `cargo run`, in the workspace's target
-//! directory and profile, so this costs no second build (`cargo lambda
-//! build` cross-compiles the whole workspace again; see README).
+//! `watch` builds the binary with `cargo run` in `cloud-lambda/`, in the
+//! workspace's target directory and profile (`cargo lambda build` would
+//! cross-compile the whole workspace again; see README). Its features
+//! resolve for this package alone, so `tests/run.sh` builds it the same way
+//! first (`cargo build -p cloud-lambda --bin atelier-lambda`) and the watch
+//! finds it fresh.
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -77,6 +77,25 @@ pub(crate) fn apply(doc: &mut AssetDoc, op: &Op, now: Millis) -> Result<Applied,
     let msg_at = |i: usize| (!msgs.is_empty()).then(|| &msgs[i % msgs.len()]);
     let ver_at = |i: usize| (!vers.is_empty()).then(|| vers[i % vers.len()].id.clone());
 
+    let holds_already = match op {
+        Op::Update {
+            msg,
+            status,
+            progress,
+            error: None,
+            operation_id,
+            output,
+        } => msg_at(*msg).is_some_and(|m| {
+            status.is_none_or(|s| m.status == Some(s))
+                && progress.is_none_or(|p| m.progress == Some(p))
+                && operation_id
+                    .as_ref()
+                    .is_none_or(|o| m.operation_id.as_ref() == Some(o))
+                && output.and_then(ver_at).is_none()
+        }),
+        Op::SetTitle { title } => before.summary.title == *title,
+        _ => false,
+    };
     let (result, expect_refused): (ModelResult<Option<String>>, bool) = match op {
         Op::AppendUser { text } => (
             doc.append_message(NewMessage::user(text.clone()), now)
@@ -185,17 +204,11 @@ pub(crate) fn apply(doc: &mut AssetDoc, op: &Op, now: Millis) -> Result<Applied,
         prop_assert_eq!(&after, &before, "refused {:?} changed a view", op);
         return Ok(applied);
     }
-    // An update that sets nothing, at the timestamps already recorded,
-    // writes nothing: Automerge skips a put of the value already there.
-    if after_heads == before_heads
-        && let Op::Update {
-            status: None,
-            progress: None,
-            error: None,
-            operation_id: None,
-            ..
-        } = op
-    {
+    // An update that sets only what its message already holds, or the title
+    // the asset has (at the millisecond already recorded), writes nothing:
+    // Automerge skips a put of the value already there. An error or an
+    // output is always written.
+    if after_heads == before_heads && holds_already {
         prop_assert_eq!(&after, &before, "{:?} changed a view without a change", op);
         return Ok(applied);
     }
