@@ -5,8 +5,6 @@
 //! not count as an edit after the deletion. On the embedded server with
 //! the fake providers, counting what reached them.
 
-use std::time::Duration;
-
 use atelier_fixtures::fakes::RecordedRequest;
 use cloud_lambda::jobs::TRASHED_CODE;
 use cloud_lambda::storage::jobs::OpStatus;
@@ -90,9 +88,10 @@ async fn a_queued_request_on_an_asset_in_the_trash_never_reaches_the_provider() 
         .unwrap()
         .unwrap();
     assert_eq!(op.attempts, 0);
-    // Resuming changes nothing; the trash shows no edit after the deletion.
-    w.state.jobs.as_ref().unwrap().resume_all().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Resuming launches nothing (both operations ended), so nothing can
+    // reach a provider later; the trash shows no edit after the deletion.
+    let launched = w.state.jobs.as_ref().unwrap().resume_all().await;
+    assert_eq!(launched, 0, "a resume launched an ended operation");
     assert_eq!(billable(&w.fakes.requests()), 0);
     let mut asset = a.store.load(&doc).await.unwrap();
     let deletion = asset.doc.deletion().unwrap().expect("still in the trash");

@@ -244,7 +244,13 @@ async fn a_long_poll_wakes_when_another_device_pushes() {
             (cloud.sync_ok(&req).await, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Push only once the poll is held: its pull found nothing, so only
+    // the wake-up can answer it with the push.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cloud.state.limits.long_polls.held(&support::user()) == 0 {
+        assert!(Instant::now() < deadline, "the long poll was never held");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     cloud
         .sync_ok(&push(&id, doc.changes_since(&[]), cursor))
         .await;

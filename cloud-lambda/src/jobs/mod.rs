@@ -337,15 +337,21 @@ impl Jobs {
     }
 
     /// Launches every unfinished operation (after a restart); those
-    /// another live runner holds stay with it.
-    pub async fn resume_all(self: &Arc<Self>) {
+    /// another live runner holds stay with it. Returns how many it
+    /// launched (a finished operation is never launched again).
+    pub async fn resume_all(self: &Arc<Self>) -> usize {
         match self.ops.unfinished().await {
             Ok(ops) => {
+                let launched = ops.len();
                 for op in ops {
                     self.launch(op).await;
                 }
+                launched
             }
-            Err(e) => tracing::error!(error = %e, "cannot list unfinished operations"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list unfinished operations");
+                0
+            }
         }
     }
 
@@ -359,7 +365,9 @@ impl Jobs {
             loop {
                 tokio::time::sleep(every).await;
                 match jobs.upgrade() {
-                    Some(jobs) => jobs.resume_all().await,
+                    Some(jobs) => {
+                        jobs.resume_all().await;
+                    }
                     None => return,
                 }
             }
