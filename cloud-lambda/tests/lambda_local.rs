@@ -67,7 +67,10 @@ fn free_port() -> u16 {
 }
 
 /// `cargo lambda watch` and the function instances it starts, as one
-/// process group, stopped on drop.
+/// process group, stopped on drop, and also when the test process dies
+/// without dropping it (nextest kills a test that runs past its limit with
+/// SIGKILL): a shell started first in the group waits on a pipe from the
+/// test, and when the pipe closes it stops the group.
 struct Watch {
     child: tokio::process::Child,
     log: PathBuf,
@@ -83,9 +86,10 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
-            // The whole group: cargo-lambda, `cargo run`, the function.
+            // The whole group: cargo-lambda (which outlives a SIGTERM),
+            // `cargo run`, the function instances, the pipe's watcher.
             let _ = std::process::Command::new("kill")
-                .args(["-TERM", "--", &format!("-{pid}")])
+                .args(["-KILL", "--", &format!("-{pid}")])
                 .status();
         }
     }
@@ -169,7 +173,15 @@ async fn the_built_function_answers_events_and_runs_a_self_invoked_job() {
     .unwrap();
     let log = dir.path().join("watch.log");
     let out = std::fs::File::create(&log).unwrap();
-    let child = tokio::process::Command::new(cargo_lambda())
+    // The shell keeps the pipe's read end as fd 3 for a watcher in the
+    // background (whose own stdin a shell sets to /dev/null), then becomes
+    // cargo-lambda, so the child's pid is the group's and cargo-lambda's.
+    let dead_man = r#"exec 3<&0
+{ read -r _ <&3; kill -s KILL -- "-$$"; } &
+exec "$@" 3<&-"#;
+    let child = tokio::process::Command::new("sh")
+        .args(["-c", dead_man, "sh"])
+        .arg(cargo_lambda())
         .args([
             "lambda",
             "watch",
@@ -191,6 +203,7 @@ async fn the_built_function_answers_events_and_runs_a_self_invoked_job() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out))
+        .stdin(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
