@@ -56,8 +56,9 @@ pub(crate) fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
 /// What one applied operation did.
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
-    /// Whether it wrote a change: not for a refusal, nor for an update that
-    /// sets nothing new.
+    /// Whether it wrote a change: not for a refusal, nor for an op that
+    /// sets nothing new (an update to what its message holds, the title
+    /// the asset has).
     pub(crate) wrote: bool,
     /// The timeline entry it appended (a rollback appends a system message).
     pub(crate) appended: Option<String>,
