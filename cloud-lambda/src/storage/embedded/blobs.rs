@@ -191,11 +191,39 @@ impl EmbeddedBlobs {
 
     /// Receives an upload a grant allows, piece by piece, and stores it once
     /// it checks out (size, type, hash); otherwise nothing is stored.
+    ///
+    /// A refused upload is still read to its end (no further than the
+    /// grant allows): a server that answers before the body has arrived
+    /// closes the connection under the client's writes, and the client
+    /// sees a reset instead of the answer, such as 507 on a full disk. Only
+    /// a body over its allowed size is cut off.
     pub async fn receive<E: std::fmt::Display>(
         &self,
         grant: &Grant,
         content_type: Option<&str>,
         mut body: impl futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+    ) -> Result<(), TransferError> {
+        let mut received = 0;
+        let result = self
+            .take_upload(grant, content_type, &mut body, &mut received)
+            .await;
+        if let Err(e) = &result
+            && !matches!(e, TransferError::TooLarge(_))
+        {
+            drain(&mut body, grant.bytes.saturating_sub(received)).await;
+        }
+        result
+    }
+
+    /// What [`Self::receive`] does but read a refused upload's rest:
+    /// checks and stores, counting the bytes taken off `body` in
+    /// `received`.
+    async fn take_upload<E: std::fmt::Display>(
+        &self,
+        grant: &Grant,
+        content_type: Option<&str>,
+        body: &mut (impl futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin),
+        received: &mut u64,
     ) -> Result<(), TransferError> {
         use futures::StreamExt as _;
         if content_type != Some(grant.content_type.as_str()) {
@@ -210,22 +238,11 @@ impl EmbeddedBlobs {
         while let Some(piece) = body.next().await {
             let piece =
                 piece.map_err(|e| StorageError::Invalid(format!("the upload broke off: {e}")))?;
-            if incoming.len() + piece.len() as u64 > grant.bytes {
+            *received += piece.len() as u64;
+            if *received > grant.bytes {
                 return Err(TransferError::TooLarge(grant.bytes));
             }
-            if let Err(e) = incoming.write(&piece) {
-                // Read the rest of the upload (no more than the URL allows)
-                // so that the client gets this answer (507 on a full disk)
-                // instead of a connection reset mid-body.
-                let mut received = incoming.len() + piece.len() as u64;
-                while let Some(Ok(rest)) = body.next().await {
-                    received += rest.len() as u64;
-                    if received > grant.bytes {
-                        break;
-                    }
-                }
-                return Err(blob_storage_error(e).into());
-            }
+            incoming.write(&piece).map_err(blob_storage_error)?;
         }
         if incoming.mime().is_none() {
             return Err(TransferError::NotAnImage);
@@ -379,6 +396,21 @@ impl BlobStore for EmbeddedBlobs {
     }
 }
 
+/// Reads and drops the rest of an upload, up to `left` bytes more: to its
+/// end for a client that keeps to its grant.
+async fn drain<E>(
+    body: &mut (impl futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin),
+    mut left: u64,
+) {
+    use futures::StreamExt as _;
+    while let Some(Ok(piece)) = body.next().await {
+        match left.checked_sub(piece.len() as u64) {
+            Some(rest) => left = rest,
+            None => break,
+        }
+    }
+}
+
 /// The signing key: 32 random bytes in a 0600 file, made on first use.
 fn load_or_create_key(path: &Path) -> Result<[u8; 32], StorageError> {
     match fs::read(path) {
@@ -464,4 +496,89 @@ fn write_atomically(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), Sto
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use axum::body::Bytes;
+    use futures::StreamExt as _;
+
+    use super::*;
+
+    const PIECE: usize = 1_000;
+
+    /// A put grant for `pieces` pieces of PNG-typed bytes.
+    fn grant(pieces: usize) -> Grant {
+        Grant {
+            op: "put".into(),
+            user: "alice".into(),
+            sha256: "ab".repeat(32),
+            bytes: (pieces * PIECE) as u64,
+            content_type: "image/png".into(),
+            expires_at: u64::MAX,
+        }
+    }
+
+    /// A client's upload of `pieces` pieces that fails the checks (zero
+    /// bytes: not an image); returns what `receive` answered and how many
+    /// pieces it took off the body.
+    async fn upload(
+        blobs: &EmbeddedBlobs,
+        grant: &Grant,
+        content_type: &str,
+        pieces: usize,
+    ) -> (Result<(), TransferError>, usize) {
+        let taken = Cell::new(0);
+        let body = futures::stream::iter(0..pieces).map(|_| {
+            taken.set(taken.get() + 1);
+            Ok::<_, std::convert::Infallible>(Bytes::from(vec![0u8; PIECE]))
+        });
+        let answer = blobs.receive(grant, Some(content_type), body).await;
+        (answer, taken.get())
+    }
+
+    /// The kind of a refusal, for a table.
+    fn kind(e: &TransferError) -> &'static str {
+        match e {
+            TransferError::NotAnImage => "not an image",
+            TransferError::WrongType { .. } => "wrong type",
+            TransferError::Storage(_) => "storage",
+            TransferError::TooLarge(_) => "too large",
+            _ => "other",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_upload_is_read_to_its_end_unless_it_is_too_large() {
+        // (content type sent, pieces sent (8 allowed), break the temp
+        // directory, refusal, pieces read)
+        let cases = [
+            ("image/png", 8, false, "not an image", 8),
+            ("image/jpeg", 8, false, "wrong type", 8),
+            ("image/png", 8, true, "storage", 8),
+            // Over the grant: cut off at the first piece past it.
+            ("image/png", 12, false, "too large", 9),
+        ];
+        for (content_type, pieces, broken, case, taken) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let blobs = EmbeddedBlobs::open(dir.path()).unwrap();
+            if broken {
+                // Temporary files cannot be made: a file where the
+                // directory should be.
+                let tmp = dir.path().join("blobs/tmp");
+                fs::remove_dir(&tmp).unwrap();
+                fs::write(&tmp, b"not a directory").unwrap();
+            }
+            let (answer, took) = upload(&blobs, &grant(8), content_type, pieces).await;
+            let e = answer.expect_err(case);
+            assert_eq!(kind(&e), case, "{e:?}");
+            assert_eq!(took, taken, "{case}: pieces read");
+            assert!(
+                !blobs.root.join("users").read_dir().unwrap().any(|_| true),
+                "{case}: stored"
+            );
+        }
+    }
 }
