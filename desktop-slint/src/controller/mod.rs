@@ -6,8 +6,9 @@
 //!
 //! One file per concern: [`assets`] (the list), [`timeline`] (the open
 //! asset), [`decoder`] (images), [`imports`] and [`exports`] (images in and
-//! out), [`costbook`] (the dashboard's costs); this file wires them to
-//! events. None of them imports this file. Every edit is saved to the
+//! out), [`costbook`] (the dashboard's costs), `work` (what runs off the
+//! controller's task and the message it sends back); this file wires them
+//! to events. None of them imports this file. Every edit is saved to the
 //! store before the view shows it, then sync is nudged.
 
 pub mod assets;
@@ -23,10 +24,11 @@ pub mod trash;
 pub mod workbench;
 
 mod actions;
+mod config;
 mod costs_view;
 mod session;
+mod work;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,73 +42,18 @@ use crate::palette::Palette;
 use crate::settings::{Settings, SettingsForm};
 use crate::tools::{TOOLS, Tools};
 use crate::viewmodel;
-use costbook::AssetCosts;
+pub use config::ControllerConfig;
 use costs_view::CostsView;
-use decoder::{Decoded, Decoder, Want};
+use decoder::{Decoder, Want};
 pub use error::{ControllerError, Result};
-use imports::IncomingImage;
 pub use ports::{
     AssetStore, Browser, Clipboard, ClipboardContent, FilePicker, LinkEvent, Picked, SaveDialog,
     SessionState, SyncLink,
 };
 pub use protocol::{RowRefs, Screen, UiCommand, UiEvent, View, ViewUpdate};
 use session::SessionView;
+use work::{Background, NO_DIALOG, Work};
 use workbench::Workbench;
-
-#[derive(Clone)]
-pub struct ControllerConfig {
-    /// Memory for decoded images.
-    pub image_budget_bytes: usize,
-    /// Largest image accepted for upload.
-    pub max_import_bytes: u64,
-    /// Images decoded at once (each on a blocking thread).
-    pub decode_parallelism: usize,
-    /// An asset to open at start.
-    pub open_at_start: Option<String>,
-    pub picker: Arc<dyn FilePicker>,
-    pub saver: Arc<dyn SaveDialog>,
-    pub clipboard: Arc<dyn Clipboard>,
-    /// Where settings are kept (`None`: not kept, e.g. benchmarks).
-    pub data: Option<PathBuf>,
-    /// Days an asset stays in the trash before the server purges it (what
-    /// the trash counts down to).
-    pub trash_retention_days: u32,
-}
-
-impl Default for ControllerConfig {
-    fn default() -> Self {
-        ControllerConfig {
-            image_budget_bytes: 96 << 20,
-            max_import_bytes: core_sync::blob::MAX_BLOB_BYTES,
-            decode_parallelism: 2,
-            open_at_start: None,
-            picker: Arc::new(crate::platform::NativePicker),
-            saver: Arc::new(crate::platform::NativeSaver),
-            clipboard: Arc::new(crate::platform::SystemClipboard::default()),
-            data: None,
-            trash_retention_days: 30,
-        }
-    }
-}
-
-/// Background work finished.
-enum Work {
-    Decoded {
-        key: String,
-        result: Decoded,
-    },
-    Picked(Picked),
-    Incoming(Vec<Result<IncomingImage>>, bool),
-    SaveTo {
-        sha: String,
-        mime: String,
-        picked: Picked,
-    },
-    ExportTo(Picked),
-    Done(std::result::Result<String, String>),
-    Costs(Vec<AssetCosts>),
-    CostProgress(usize, usize),
-}
 
 pub struct Controller {
     bench: Workbench,
@@ -116,7 +63,7 @@ pub struct Controller {
     costs: CostsView,
     palette: Palette,
     session: SessionView,
-    work_tx: mpsc::UnboundedSender<Work>,
+    background: Background,
     work_rx: Option<mpsc::UnboundedReceiver<Work>>,
 }
 
@@ -130,6 +77,13 @@ impl Controller {
         let (work_tx, work_rx) = mpsc::unbounded_channel();
         let mut bench = Workbench::new(store, tools, view.clone());
         bench.trash.retention_days = config.trash_retention_days;
+        let background = Background::new(
+            work_tx,
+            config.picker.clone(),
+            config.saver.clone(),
+            config.clipboard.clone(),
+            config.max_import_bytes,
+        );
         Controller {
             bench,
             view,
@@ -138,7 +92,7 @@ impl Controller {
             costs: CostsView::default(),
             palette: Palette::default(),
             session: SessionView::default(),
-            work_tx,
+            background,
             work_rx: Some(work_rx),
         }
     }
@@ -235,8 +189,8 @@ impl Controller {
                 let img = imports::read_file(&path, self.config.max_import_bytes).await?;
                 self.bench.create_asset(&img).await?;
             }
-            UiEvent::Dropped(paths) => self.read_files(paths, true),
-            UiEvent::Paste { explicit } => self.paste(explicit),
+            UiEvent::Dropped(paths) => self.background.read_files(paths, true),
+            UiEvent::Paste { explicit } => self.background.paste(explicit),
             UiEvent::IncomingAs(as_version) => self.bench.take_incoming(as_version).await?,
             UiEvent::IncomingCancel => {
                 self.bench.drop_incoming();
@@ -353,38 +307,8 @@ impl Controller {
 
     /// Opens the file dialog; the answer comes back as [`Work::Picked`].
     fn pick_file(&self) {
-        let tx = self.work_tx.clone();
-        let picked = self.config.picker.pick();
         self.view.apply(vec![ViewUpdate::Picking(true)]);
-        tokio::spawn(async move {
-            let _ = tx.send(Work::Picked(picked.await));
-        });
-    }
-
-    /// Reads and checks files in the background ([`Work::Incoming`]).
-    fn read_files(&self, paths: Vec<PathBuf>, ask: bool) {
-        let tx = self.work_tx.clone();
-        let max = self.config.max_import_bytes;
-        tokio::spawn(async move {
-            let _ = tx.send(Work::Incoming(imports::read_paths(paths, max).await, ask));
-        });
-    }
-
-    fn paste(&self, explicit: bool) {
-        let tx = self.work_tx.clone();
-        let clipboard = self.config.clipboard.clone();
-        let max = self.config.max_import_bytes;
-        tokio::spawn(async move {
-            let work = match imports::read_clipboard(clipboard, max).await {
-                Ok(Some(images)) => Work::Incoming(images, true),
-                Ok(None) if explicit => Work::Done(Err(
-                    "The clipboard holds no image: copy an image or an image file first.".into(),
-                )),
-                Ok(None) => return,
-                Err(e) => Work::Done(Err(format!("Cannot read the clipboard: {e}"))),
-            };
-            let _ = tx.send(work);
-        });
+        self.background.pick_file();
     }
 
     // ------------------------------------------------------------ images out
@@ -403,16 +327,8 @@ impl Controller {
         let (open, i, v) = self.bench.version_of(version)?;
         let name = exports::suggested_name(&open.title, &format!("v{}", i + 1), &v.blob.mime);
         let (sha, mime) = (v.blob.sha256.clone(), v.blob.mime.clone());
-        let dialog = self
-            .config
-            .saver
-            .save("Save image as", &name, exports::extensions(&mime));
-        let tx = self.work_tx.clone();
         self.view.apply(vec![ViewUpdate::Picking(true)]);
-        tokio::spawn(async move {
-            let picked = dialog.await;
-            let _ = tx.send(Work::SaveTo { sha, mime, picked });
-        });
+        self.background.save_dialog(sha, mime, &name);
         Ok(())
     }
 
@@ -420,22 +336,8 @@ impl Controller {
         let (open, i, v) = self.bench.version_of(version)?;
         let label = format!("v{} of {}", i + 1, open.title);
         let sha = v.blob.sha256.clone();
-        let blobs = self.bench.store.blobs();
-        let clipboard = self.config.clipboard.clone();
-        let tx = self.work_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let r = exports::full_pixels(&blobs, &sha)
-                .map_err(|e| e.to_string())
-                .and_then(|px| clipboard.write_image(&px).map(|_| px))
-                .map(|px| {
-                    format!(
-                        "Copied {label} ({}) to the clipboard.",
-                        format::dimensions(px.width, px.height)
-                    )
-                })
-                .map_err(|e| format!("Cannot copy the image: {e}"));
-            let _ = tx.send(Work::Done(r));
-        });
+        self.background
+            .copy_image(self.bench.store.blobs(), sha, label);
         Ok(())
     }
 
@@ -465,17 +367,7 @@ impl Controller {
             }
             return;
         };
-        let total = stale.len();
-        let tx = self.work_tx.clone();
-        let store = self.bench.store.clone();
-        tokio::spawn(async move {
-            let progress_tx = tx.clone();
-            let read = costbook::read(store, stale, move |n| {
-                let _ = progress_tx.send(Work::CostProgress(n, total));
-            })
-            .await;
-            let _ = tx.send(Work::Costs(read));
-        });
+        self.background.read_costs(self.bench.store.clone(), stale);
     }
 
     fn export_csv(&mut self) {
@@ -484,15 +376,8 @@ impl Controller {
             self.show_dashboard(true);
             return;
         }
-        let dialog =
-            self.config
-                .saver
-                .save("Export costs as CSV", &self.costs.export_name(), &["csv"]);
-        let tx = self.work_tx.clone();
         self.view.apply(vec![ViewUpdate::Picking(true)]);
-        tokio::spawn(async move {
-            let _ = tx.send(Work::ExportTo(dialog.await));
-        });
+        self.background.export_dialog(&self.costs.export_name());
     }
 
     // ------------------------------------------------------------ palette
@@ -615,11 +500,8 @@ impl Controller {
     }
 
     fn pump_decodes(&mut self) {
-        let tx = self.work_tx.clone();
-        self.decoder
-            .pump(&self.bench.store.blobs(), move |key, result| {
-                let _ = tx.send(Work::Decoded { key, result });
-            });
+        let done = self.background.decoded();
+        self.decoder.pump(&self.bench.store.blobs(), done);
     }
 
     async fn on_work(&mut self, work: Work) {
@@ -665,20 +547,7 @@ impl Controller {
             }
             Work::Incoming(results, ask) => self.bench.on_incoming(results, ask).await,
             Work::SaveTo { sha, mime, picked } => {
-                let result = match picked {
-                    Picked::File(path) => {
-                        let blobs = self.bench.store.blobs();
-                        tokio::task::spawn_blocking(move || {
-                            exports::save_blob(&blobs, &sha, &mime, &path)
-                        })
-                        .await
-                        .expect("saving does not panic")
-                        .map(|p| format!("Saved the image to {}", p.display()))
-                        .map_err(|e| e.to_string())
-                    }
-                    Picked::Unavailable => Err(NO_DIALOG.into()),
-                    Picked::Canceled => Ok(String::new()),
-                };
+                let result = work::save_to(self.bench.store.blobs(), sha, mime, picked).await;
                 self.done(result);
                 self.view.apply(vec![ViewUpdate::Picking(false)]);
             }
@@ -719,5 +588,3 @@ impl Controller {
         self.view.apply(vec![u]);
     }
 }
-
-const NO_DIALOG: &str = "No file dialog could open: install xdg-desktop-portal (or zenity).";
