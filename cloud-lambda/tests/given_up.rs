@@ -13,7 +13,7 @@
 //! sync push and a REST tool request.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use atelier_fixtures::fakes::{self, FakeConfig};
@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 use tower::ServiceExt;
 
 mod support;
-use support::{issuer, providers, user};
+use support::{issuer, providers, until, user};
 
 /// A launcher that stops every launch until the test opens it.
 #[derive(Default)]
@@ -122,14 +122,12 @@ async fn given_up(route: Route) {
     drop(answer);
 
     gate.open.notify_one();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while gate.launched.lock().unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "{route:?}: the tool request of a given-up write never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(
+        &format!("{route:?}: the tool request of a given-up write to start"),
+        Duration::from_secs(20),
+        || async { !gate.launched.lock().unwrap().is_empty() },
+    )
+    .await;
     let listing = state
         .store
         .projections()

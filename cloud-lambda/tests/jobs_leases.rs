@@ -10,9 +10,8 @@
 
 mod support;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atelier_fixtures::fakes::{self, FakeConfig, RunningFakes};
 use cloud_lambda::app::AppState;
@@ -22,7 +21,7 @@ use core_sync::model::MessageStatus;
 use core_sync::now_millis;
 use serde_json::json;
 use support::stores::{Backend, SharedStore, serve};
-use support::{Device, asset_with_image, device_at, issuer, request, tool, user};
+use support::{Device, asset_with_image, device_at, issuer, request, tool, until, user};
 
 fn job_config(lease: Duration) -> JobConfig {
     JobConfig {
@@ -44,19 +43,6 @@ fn calls(fakes: &RunningFakes, suffix: &str) -> usize {
         .iter()
         .filter(|r| r.method == "POST" && r.path.ends_with(suffix))
         .count()
-}
-
-/// Waits for `what` to hold, failing after `limit`.
-async fn until<F: Future<Output = bool>>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Waits until the operation's own record says succeeded and its lease

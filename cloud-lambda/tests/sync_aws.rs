@@ -23,7 +23,7 @@ use core_sync::model::NewMessage;
 use core_sync::sync::protocol::{DocPush, SYNC_PATH, SyncRequest, SyncResponse};
 use core_sync::{DocId, now_millis};
 use support::aws::{Fault, ThrottlingProxy, deployment};
-use support::{Device, heads, note, texts};
+use support::{Device, heads, note, texts, until};
 use tower::ServiceExt;
 
 /// The Router over a deployment, served on loopback.
@@ -246,11 +246,12 @@ async fn a_long_poll_wakes_when_another_device_pushes() {
     };
     // Push only once the poll is held: its pull found nothing, so only
     // the wake-up can answer it with the push.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cloud.state.limits.long_polls.held(&support::user()) == 0 {
-        assert!(Instant::now() < deadline, "the long poll was never held");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until(
+        "the long poll to be held",
+        Duration::from_secs(20),
+        || async { cloud.state.limits.long_polls.held(&support::user()) > 0 },
+    )
+    .await;
     cloud
         .sync_ok(&push(&id, doc.changes_since(&[]), cursor))
         .await;

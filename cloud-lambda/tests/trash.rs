@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cloud_lambda::purge::{self, PurgeSchedule};
 use cloud_lambda::storage::embedded::EmbeddedStore;
@@ -187,11 +187,10 @@ async fn the_purge_waits_for_the_retention_period_and_keeps_shared_blobs() {
             clock: clock.clone(),
         },
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while docs.head(&user(), &doomed).await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the purge never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("the purge", Duration::from_secs(10), || async {
+        docs.head(&user(), &doomed).await.unwrap().is_none()
+    })
+    .await;
     task.abort();
     let listing = docs
         .projections()
@@ -212,14 +211,12 @@ async fn the_purge_waits_for_the_retention_period_and_keeps_shared_blobs() {
             .is_empty()
     );
     // Blob deletions happen right after the document's purge.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while blobs.exists(&user(), &own_sha).await.unwrap() {
-        assert!(
-            Instant::now() < deadline,
-            "the purged asset's own image stayed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        "the purged asset's own image to go",
+        Duration::from_secs(10),
+        || async { !blobs.exists(&user(), &own_sha).await.unwrap() },
+    )
+    .await;
     assert!(
         blobs.exists(&user(), &shared_sha).await.unwrap(),
         "a blob another asset uses is never deleted"

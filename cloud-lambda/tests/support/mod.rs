@@ -376,10 +376,25 @@ pub async fn wait_running(d: &mut Device, doc: &DocId, id: &str) {
 
 /// Waits until a prediction's cancel reached the fake Replicate.
 pub async fn wait_cancel_reached(fakes: &RunningFakes) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !fakes.requests().iter().any(|r| r.path.ends_with("/cancel")) {
-        assert!(Instant::now() < deadline, "no cancel reached Replicate");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    until(
+        "a cancel reaching Replicate",
+        Duration::from_secs(20),
+        || async { fakes.requests().iter().any(|r| r.path.ends_with("/cancel")) },
+    )
+    .await;
+}
+
+/// Waits for `check` to hold, asking every 10 ms; fails the test with
+/// `what` after `limit`.
+pub async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
