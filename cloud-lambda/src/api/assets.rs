@@ -55,7 +55,7 @@ pub struct FromBlob {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FromPrompt {
-    #[schema(min_length = 1, max_length = 4000, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 4000, pattern = "[^\\s\\u0085]")]
     pub prompt: String,
     /// A model that can generate (the default when absent); the document
     /// lists the active ones.

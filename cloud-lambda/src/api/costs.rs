@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Json, User, cost_csv, query_pairs, single};
+use super::{Json, User, cost_csv, query_pairs, single, validate};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::storage::DocStore;
@@ -56,7 +56,7 @@ struct CostParams {
 
 /// Model ids, comma-separated.
 #[derive(ToSchema)]
-#[schema(pattern = r"^\s*[^,\s][^,]*(,\s*[^,\s][^,]*)*$")]
+#[schema(pattern = r"^[\s\u0085]*[^,\s\u0085][^,]*(,[\s\u0085]*[^,\s\u0085][^,]*)*$")]
 #[allow(dead_code)]
 struct ModelName(String);
 
@@ -161,7 +161,7 @@ pub fn parse_range(query: Option<&str>) -> Result<CostRange, ApiError> {
     }
     let mut models: Vec<String> = Vec::new();
     for (_, v) in pairs.iter().filter(|(n, _)| n == "model") {
-        for m in v.split(',').map(str::trim) {
+        for m in v.split(',').map(|m| m.trim_matches(validate::is_blank)) {
             if m.is_empty() {
                 return Err(ApiError::invalid(
                     "bad_model",

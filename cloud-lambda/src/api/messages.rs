@@ -43,7 +43,7 @@ pub enum PostMessage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteRequest {
-    #[schema(min_length = 1, max_length = 4000, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 4000, pattern = "[^\\s\\u0085]")]
     pub text: String,
 }
 
@@ -51,7 +51,7 @@ pub struct NoteRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EditRequest {
-    #[schema(min_length = 1, max_length = 4000, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 4000, pattern = "[^\\s\\u0085]")]
     pub prompt: String,
     pub model: Option<String>,
     pub aspect_ratio: Option<AspectRatio>,
@@ -64,7 +64,7 @@ pub struct EditRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GenerateRequest {
-    #[schema(min_length = 1, max_length = 4000, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 4000, pattern = "[^\\s\\u0085]")]
     pub prompt: String,
     pub model: Option<String>,
     pub aspect_ratio: Option<AspectRatio>,

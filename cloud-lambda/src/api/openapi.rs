@@ -340,3 +340,110 @@ fn add_models(doc: &mut Value, registry: &Registry) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::ApiConfig;
+    use crate::registry::BUILTIN;
+
+    /// Every `pattern` in `v` with where it is; a parameter is named by its
+    /// `name` (`…/parameters/model/schema/items`), not its index.
+    fn patterns<'a>(v: &'a Value, path: &str, out: &mut Vec<(String, &'a str)>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(p) = o.get("pattern").and_then(Value::as_str) {
+                    out.push((path.to_owned(), p));
+                }
+                for (k, child) in o {
+                    patterns(child, &format!("{path}/{k}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    let key = child["name"].as_str().map_or(i.to_string(), str::to_owned);
+                    patterns(child, &format!("{path}/{key}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn percent_encoded(s: &str) -> String {
+        s.bytes().map(|b| format!("%{b:02X}")).collect()
+    }
+
+    /// The server's verdict on free text, by where the document puts it.
+    fn server_check(path: &str) -> Option<fn(&str) -> bool> {
+        if path.ends_with("/properties/prompt") || path.ends_with("/properties/text") {
+            Some(|s| validate::prompt("text", s, &ApiConfig::default()).is_ok())
+        } else if path.ends_with("/properties/title") {
+            Some(|s| validate::title(s, &ApiConfig::default()).is_ok())
+        } else if path.ends_with("/parameters/model/schema/items") {
+            Some(|s| {
+                let query = format!("model={}", percent_encoded(s));
+                super::super::costs::parse_range(Some(&query)).is_ok()
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The document's patterns are ECMA-262 regexes (JSON Schema's
+    /// dialect), read so by clients and by Schemathesis, and ECMAScript's
+    /// `\s` is not Rust's (it lacks NEL, U+0085, and has the byte-order
+    /// mark). Each free-text pattern must give the server's verdict on
+    /// every character alone; since both judge a text by its characters
+    /// (not blank if any one is not; a clean title if every one is), that
+    /// makes them agree on whole texts too, and a few lists check the
+    /// model filter's commas.
+    #[test]
+    fn free_text_patterns_accept_exactly_what_the_server_accepts() {
+        let registry = Registry::parse(BUILTIN).unwrap();
+        let doc = crate::app::openapi_document(&registry);
+        let mut found = Vec::new();
+        patterns(&doc, "", &mut found);
+        let fields: Vec<_> = found
+            .iter()
+            .filter_map(|(path, p)| server_check(path).map(|check| (path, *p, check)))
+            .collect();
+        for kind in ["prompt", "text", "title", "parameters/model"] {
+            assert!(
+                fields.iter().any(|(path, ..)| path.contains(kind)),
+                "no {kind} pattern in the document: {found:?}"
+            );
+        }
+        let chars = (0..=0xFFFF)
+            .chain([0x1_F600, 0x10_FFFF])
+            .filter_map(char::from_u32);
+        let texts: Vec<String> = chars
+            .map(String::from)
+            .chain(
+                [
+                    "a,b",
+                    " a , b ",
+                    "a,,b",
+                    "a,",
+                    ",a",
+                    "\u{85}a\u{85}",
+                    "a,\u{85}",
+                    "a, \u{3000}b",
+                ]
+                .map(str::to_owned),
+            )
+            .collect();
+        for (path, pattern, check) in fields {
+            let re = regress::Regex::with_flags(pattern, "u").unwrap();
+            let disagree: Vec<String> = texts
+                .iter()
+                .filter(|t| re.find(t).is_some() != check(t))
+                .take(5)
+                .map(|t| format!("{t:?} (document: {})", re.find(t).is_some()))
+                .collect();
+            assert!(
+                disagree.is_empty(),
+                "{path}: {pattern:?} and the server disagree on {disagree:?}"
+            );
+        }
+    }
+}

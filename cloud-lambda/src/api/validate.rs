@@ -32,9 +32,17 @@ pub fn image(bytes: &[u8], limits: &ApiConfig) -> Result<ImageHeader, ApiError> 
     })
 }
 
+/// What the API counts as blank: Unicode's White_Space and the byte-order
+/// mark. That is exactly ECMAScript's `\s` with NEL (U+0085) added, so the
+/// OpenAPI document's patterns say "not blank" as `[^\s\u0085]` (a test
+/// runs them as ECMA-262 regexes against this).
+pub fn is_blank(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
 /// A prompt or note: not blank, at most `max_prompt_chars` characters.
 pub fn prompt(field: &str, text: &str, limits: &ApiConfig) -> Result<(), ApiError> {
-    if text.chars().all(|c| c.is_whitespace() || c == '\u{feff}') {
+    if text.chars().all(is_blank) {
         return Err(ApiError::invalid(
             "empty_text",
             format!("{field} is empty; write what you want"),
