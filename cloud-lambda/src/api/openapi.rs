@@ -382,7 +382,7 @@ mod tests {
         } else if path.ends_with("/parameters/model/schema/items") {
             Some(|s| {
                 let query = format!("model={}", percent_encoded(s));
-                super::super::costs::parse_range(Some(&query)).is_ok()
+                crate::api::costs::parse_range(Some(&query)).is_ok()
             })
         } else {
             None

@@ -328,7 +328,8 @@ impl Controller {
         let name = exports::suggested_name(&open.title, &format!("v{}", i + 1), &v.blob.mime);
         let (sha, mime) = (v.blob.sha256.clone(), v.blob.mime.clone());
         self.view.apply(vec![ViewUpdate::Picking(true)]);
-        self.background.save_dialog(sha, mime, &name);
+        self.background
+            .save_image(self.bench.store.blobs(), sha, mime, &name);
         Ok(())
     }
 
@@ -546,8 +547,7 @@ impl Controller {
                 self.view.apply(vec![ViewUpdate::Picking(false)]);
             }
             Work::Incoming(results, ask) => self.bench.on_incoming(results, ask).await,
-            Work::SaveTo { sha, mime, picked } => {
-                let result = work::save_to(self.bench.store.blobs(), sha, mime, picked).await;
+            Work::Saved(result) => {
                 self.done(result);
                 self.view.apply(vec![ViewUpdate::Picking(false)]);
             }

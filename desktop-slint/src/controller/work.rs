@@ -30,11 +30,9 @@ pub enum Work {
     },
     Picked(Picked),
     Incoming(Vec<Result<IncomingImage>>, bool),
-    SaveTo {
-        sha: String,
-        mime: String,
-        picked: Picked,
-    },
+    /// The save dialog closed and what it chose is written: what to tell
+    /// the user.
+    Saved(std::result::Result<String, String>),
     ExportTo(Picked),
     /// A message for the user: `Ok` informs (empty: nothing to say), `Err`
     /// warns.
@@ -107,15 +105,16 @@ impl Background {
         });
     }
 
-    /// Asks where to save the image `sha`: [`Work::SaveTo`].
-    pub fn save_dialog(&self, sha: String, mime: String, suggested: &str) {
+    /// Asks where to save the image `sha` and writes it there:
+    /// [`Work::Saved`].
+    pub fn save_image(&self, blobs: BlobStore, sha: String, mime: String, suggested: &str) {
         let dialog = self
             .saver
             .save("Save image as", suggested, exports::extensions(&mime));
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let picked = dialog.await;
-            let _ = tx.send(Work::SaveTo { sha, mime, picked });
+            let _ = tx.send(Work::Saved(save_to(blobs, sha, mime, picked).await));
         });
     }
 
@@ -172,7 +171,7 @@ impl Background {
 }
 
 /// Writes image `sha` where the save dialog pointed: what to tell the user.
-pub async fn save_to(
+async fn save_to(
     blobs: BlobStore,
     sha: String,
     mime: String,
